@@ -1,0 +1,151 @@
+"""The ``euccs-gw`` command line.
+
+Subcommands::
+
+    euccs-gw demo [--duration S] [--json]      two gateways, two simulated TETRA networks
+    euccs-gw run -c de.toml [-c fr.toml ...]   run gateways from configuration files
+    euccs-gw config check FILE...              validate configuration files
+    euccs-gw decode pei < capture.txt          decode a PEI byte stream to JSON Lines
+    euccs-gw simulate tetra [--port P] ...     a simulated TETRA network speaking PEI over TCP
+
+Exit codes: 0 success, 1 the work failed (e.g. the demo lost messages),
+2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from gateway.logs import configure_logging
+from protocols.errors import ConfigError
+from protocols.schema import require_fast_backend
+
+__all__ = ["main"]
+
+_CHUNK = 65536
+
+
+def _decode_pei(_args: argparse.Namespace) -> int:
+    from protocols.tetra import PeiJsonDecoder
+
+    decoder = PeiJsonDecoder()
+    stdin = sys.stdin.buffer
+    out = sys.stdout
+    while chunk := stdin.read1(_CHUNK):
+        for event in decoder.feed(chunk):
+            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    for event in decoder.close():
+        out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    out.flush()
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+
+    status = 0
+    for path in args.files:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        print(
+            f"{path}: ok: gateway {config.name} ({config.nation}), "
+            f"{len(config.adapters)} adapter(s), {len(config.units)} unit(s), "
+            f"{len(config.aliases)} alias(es), {len(config.groups)} group(s), "
+            f"partners {', '.join(config.federation.partners) or 'none'}"
+        )
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.runner import run_gateways
+
+    configs = [load_config(path) for path in args.config]
+    configure_logging(args.log_level)
+    asyncio.run(run_gateways(configs))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return asyncio.run(
+        run_demo(duration=args.duration, as_json=args.json, seed=args.seed, log_level=args.log_level)
+    )
+
+
+def _simulate_tetra(args: argparse.Namespace) -> int:
+    from adapters.tetra.simulator import main as simulator_main
+
+    return simulator_main(args.rest)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="euccs-gw",
+        description="Cross-border critical communication gateway (TETRA, MCData, federation).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run two national gateways on simulated TETRA networks")
+    demo.add_argument("--duration", type=float, default=20.0, metavar="S",
+                      help="seconds of traffic (default 20)")
+    demo.add_argument("--json", action="store_true",
+                      help="narrate on stderr; print one JSON summary as the last stdout line")
+    demo.add_argument("--seed", type=int, default=1, help="random seed of the traffic mix")
+    demo.add_argument("--log-level", default="off",
+                      choices=["debug", "info", "warning", "error", "off"],
+                      help="structured gateway logs on stderr (default off)")
+    demo.set_defaults(func=_demo)
+
+    run = sub.add_parser("run", help="run gateways from configuration files (one process)")
+    run.add_argument("-c", "--config", action="append", required=True, metavar="FILE")
+    run.add_argument("--log-level", default="info",
+                     choices=["debug", "info", "warning", "error", "off"])
+    run.set_defaults(func=_run)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate configuration files")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.set_defaults(func=_config_check)
+
+    decode = sub.add_parser("decode", help="decode captured protocol streams")
+    decode_sub = decode.add_subparsers(dest="decode_command", required=True, metavar="PROTOCOL")
+    pei = decode_sub.add_parser("pei", help="TETRA PEI stream on stdin -> JSON Lines on stdout")
+    pei.set_defaults(func=_decode_pei)
+
+    simulate = sub.add_parser("simulate", help="simulated national systems for exercises")
+    simulate_sub = simulate.add_subparsers(dest="simulate_command", required=True, metavar="SYSTEM")
+    tetra = simulate_sub.add_parser(
+        "tetra", help="a TETRA network speaking PEI over TCP", add_help=False
+    )
+    tetra.add_argument("rest", nargs=argparse.REMAINDER)
+    tetra.set_defaults(func=_simulate_tetra)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        require_fast_backend()
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
