@@ -1,0 +1,1 @@
+"""The gateway: configuration, routing, queues, federation, delivery tracking, CLI."""

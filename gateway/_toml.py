@@ -44,14 +44,14 @@ class Table:
         """Return True if ``key`` is present."""
         return key in self._data
 
-    def str(self, key: str, default: Any = _MISSING) -> Any:
+    def string(self, key: str, default: Any = _MISSING) -> Any:
         """Return a string value."""
         value = self._get(key, default, "string")
         if value is not default and not isinstance(value, str):
             raise ConfigError(f"{self._key(key)}: expected a string, got {_kind(value)}.")
         return value
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def boolean(self, key: str, default: Any = _MISSING) -> Any:
         """Return a boolean value."""
         value = self._get(key, default, "boolean")
         if value is not default and not isinstance(value, bool):
@@ -69,7 +69,7 @@ class Table:
             raise ConfigError(f"{self._key(key)}: {value} is below the minimum {minimum}.")
         return float(value)
 
-    def str_list(self, key: str, default: Any = _MISSING) -> Any:
+    def strings(self, key: str, default: Any = _MISSING) -> Any:
         """Return a list of strings."""
         value = self._get(key, default, "list of strings")
         if value is default:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,9 +34,9 @@ def _decode_pei(_args: argparse.Namespace) -> int:
     from protocols.tetra import PeiJsonDecoder
 
     decoder = PeiJsonDecoder()
-    stdin = sys.stdin.buffer
     out = sys.stdout
-    while chunk := stdin.read1(_CHUNK):
+    fd = sys.stdin.fileno()
+    while chunk := os.read(fd, _CHUNK):
         for event in decoder.feed(chunk):
             out.write(json.dumps(event, ensure_ascii=False) + "\n")
     for event in decoder.close():
@@ -78,7 +79,9 @@ def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
     return asyncio.run(
-        run_demo(duration=args.duration, as_json=args.json, seed=args.seed, log_level=args.log_level)
+        run_demo(
+            duration=args.duration, as_json=args.json, seed=args.seed, log_level=args.log_level
+        )
     )
 
 
@@ -96,20 +99,28 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run two national gateways on simulated TETRA networks")
-    demo.add_argument("--duration", type=float, default=20.0, metavar="S",
-                      help="seconds of traffic (default 20)")
-    demo.add_argument("--json", action="store_true",
-                      help="narrate on stderr; print one JSON summary as the last stdout line")
+    demo.add_argument(
+        "--duration", type=float, default=20.0, metavar="S", help="seconds of traffic (default 20)"
+    )
+    demo.add_argument(
+        "--json",
+        action="store_true",
+        help="narrate on stderr; print one JSON summary as the last stdout line",
+    )
     demo.add_argument("--seed", type=int, default=1, help="random seed of the traffic mix")
-    demo.add_argument("--log-level", default="off",
-                      choices=["debug", "info", "warning", "error", "off"],
-                      help="structured gateway logs on stderr (default off)")
+    demo.add_argument(
+        "--log-level",
+        default="off",
+        choices=["debug", "info", "warning", "error", "off"],
+        help="structured gateway logs on stderr (default off)",
+    )
     demo.set_defaults(func=_demo)
 
     run = sub.add_parser("run", help="run gateways from configuration files (one process)")
     run.add_argument("-c", "--config", action="append", required=True, metavar="FILE")
-    run.add_argument("--log-level", default="info",
-                     choices=["debug", "info", "warning", "error", "off"])
+    run.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error", "off"]
+    )
     run.set_defaults(func=_run)
 
     config = sub.add_parser("config", help="configuration tools")

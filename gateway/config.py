@@ -215,17 +215,17 @@ def _parse(root: Table, source: str) -> GatewayConfig:
 
 
 def _match(table: Table, key: str, pattern: re.Pattern[str], what: str, default: Any = None) -> str:
-    value: str = table.str(key) if default is None else table.str(key, default)
+    value: str = table.string(key) if default is None else table.string(key, default)
     if not pattern.match(value):
         raise table.error(key, f"{value!r} is not {what}.")
     return value
 
 
 def _federation(table: Table, nation: str) -> FederationConfig:
-    transport = table.str("transport", "local")
+    transport = table.string("transport", "local")
     if transport not in ("local",):
         raise table.error("transport", f"{transport!r} is not supported; use 'local'.")
-    partners = tuple(table.str_list("partners", []))
+    partners = tuple(table.strings("partners", []))
     for partner in partners:
         if not _NATION.match(partner) or partner == nation:
             raise table.error("partners", f"{partner!r} is not a partner nation code.")
@@ -245,18 +245,20 @@ def _delivery(table: Table) -> DeliveryConfig:
         expiry_seconds=expiry,
         report_timeout=table.number("report_timeout", defaults.report_timeout, minimum=0.1),
         queue_max_messages=int(max_messages),
-        allow_unlisted_units=table.bool("allow_unlisted_units", False),
+        allow_unlisted_units=table.boolean("allow_unlisted_units", False),
     )
     table.finish()
     return result
 
 
 def _adapter(table: Table, codebooks: dict[str, Codebook]) -> AdapterConfig:
-    kind = table.str("type")
+    kind = table.string("type")
     if kind != "tetra":
         raise table.error("type", f"{kind!r} is not a supported adapter type; use 'tetra'.")
-    url = _match(table, "url", _URL, "a PEI address like 'tcp://127.0.0.1:7001' or 'serial:///dev/ttyUSB0'")
-    codebook = table.str("codebook", "de-bos")
+    url = _match(
+        table, "url", _URL, "a PEI address like 'tcp://127.0.0.1:7001' or 'serial:///dev/ttyUSB0'"
+    )
+    codebook = table.string("codebook", "de-bos")
     if codebook not in codebooks:
         known = ", ".join(sorted(codebooks))
         raise table.error("codebook", f"no codebook {codebook!r}; known: {known}.")
@@ -267,7 +269,7 @@ def _adapter(table: Table, codebooks: dict[str, Codebook]) -> AdapterConfig:
         url=url,
         radio_issi=_match(table, "radio_issi", _ISSI, "an ISSI or TSI"),
         codebook=codebook,
-        sender_prefix=table.bool("sender_prefix", True),
+        sender_prefix=table.boolean("sender_prefix", True),
         keepalive_interval=table.number("keepalive_interval", 15.0, minimum=0.1),
         command_timeout=table.number("command_timeout", 5.0, minimum=0.1),
     )
@@ -276,7 +278,7 @@ def _adapter(table: Table, codebooks: dict[str, Codebook]) -> AdapterConfig:
 
 
 def _adapter_ref(table: Table, names: list[str]) -> str:
-    adapter: str = table.str("adapter")
+    adapter: str = table.string("adapter")
     if adapter not in names:
         raise table.error("adapter", f"no adapter called {adapter!r} (known: {', '.join(names)}).")
     return adapter
@@ -287,7 +289,7 @@ def _unit(table: Table, names: list[str]) -> UnitConfig:
         unit=_match(table, "unit", _UNIT, "a federation identity like 'de.bos.rtw-1'"),
         adapter=_adapter_ref(table, names),
         issi=_match(table, "issi", _ISSI, "an ISSI or TSI"),
-        label=table.str("label", ""),
+        label=table.string("label", ""),
     )
     table.finish()
     return result
@@ -305,7 +307,7 @@ def _alias(table: Table, names: list[str], own_nation: str) -> AliasConfig:
         unit=unit,
         nation=nation,
         adapter=_adapter_ref(table, names),
-        label=table.str("label", ""),
+        label=table.string("label", ""),
     )
     table.finish()
     return result
@@ -316,7 +318,7 @@ def _group(table: Table, names: list[str]) -> GroupConfig:
         group=_match(table, "group", _GROUP, "a group name like 'xb.rhine.fire'"),
         adapter=_adapter_ref(table, names),
         gssi=_match(table, "gssi", _ISSI, "a GSSI"),
-        nations=tuple(table.str_list("nations", [])),
+        nations=tuple(table.strings("nations", [])),
     )
     table.finish()
     return result
@@ -328,13 +330,13 @@ def _codebook(table: Table, name: str) -> Codebook:
         try:
             tetra_value = int(key, 0)
         except ValueError:
-            raise table.error(key, "status keys are numbers like \"0x8003\".") from None
+            raise table.error(key, 'status keys are numbers like "0x8003".') from None
         if not 0 < tetra_value <= 0xFFFF or 0x7C00 <= tetra_value <= 0x7FFF:
             raise table.error(key, "not a pre-coded status value (1..0x7BFF or 0x8000..0xFFFF).")
         entry = Table(value, f"codebooks.{name}.{key}")
         meanings.append(
             StatusMeaning(
-                tetra_value=tetra_value, code=entry.str("code"), label=entry.str("label", "")
+                tetra_value=tetra_value, code=entry.string("code"), label=entry.string("label", "")
             )
         )
         entry.finish()

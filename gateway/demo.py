@@ -1,4 +1,4 @@
-"""``euccs-gw demo``: two national gateways, two simulated TETRA networks, live cross-border traffic.
+"""``euccs-gw demo``: two national gateways, two simulated TETRA networks, cross-border traffic.
 
 Everything runs in this process on loopback: each country's simulated TETRA
 network speaks PEI over TCP exactly as a radio behind a serial-to-TCP server
@@ -27,7 +27,6 @@ from gateway.federation import LocalFederationBus
 from gateway.logs import configure_logging
 from gateway.node import Gateway, Observation
 from gateway.runner import build_gateways
-from protocols.schema import v1
 from protocols.tetra import LocationReport, StatusSds, TextSds
 
 __all__ = ["DemoResult", "run_demo"]
@@ -105,12 +104,17 @@ class _Narrator:
 
 
 class _Demo:
-    def __init__(self, gateways: list[Gateway], sims: dict[str, TetraNetworkSimulator],
-                 narrator: _Narrator, seed: int) -> None:
+    def __init__(
+        self,
+        gateways: list[Gateway],
+        sims: dict[str, TetraNetworkSimulator],
+        narrator: _Narrator,
+        seed: int,
+    ) -> None:
         self.gateways = {g.nation: g for g in gateways}
         self.sims = sims
         self.say = narrator.say
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311 - traffic mix, not security
         self.result = DemoResult()
         self.expected: list[_Expected] = []
         self.accepted_at: dict[bytes, float] = {}
@@ -128,17 +132,25 @@ class _Demo:
                 assert obs.message_id is not None
                 self.accepted_at[obs.message_id] = now
                 tag = "  !! EMERGENCY" if obs.fields["priority"] == "PRIORITY_EMERGENCY" else ""
-                self.say(f"{obs.gateway}: accepted {obs.fields['origin']} -> "
-                         f"{obs.fields['destination']}: {obs.fields['summary']}{tag}")
+                self.say(
+                    f"{obs.gateway}: accepted {obs.fields['origin']} -> "
+                    f"{obs.fields['destination']}: {obs.fields['summary']}{tag}"
+                )
             case "delivered" if obs.message_id in self.accepted_at and obs.fields["state"] == (
                 "DELIVERY_STATE_DELIVERED"
             ):
                 assert obs.message_id is not None
                 ms = (now - self.accepted_at[obs.message_id]) * 1000
                 self.result.latencies_ms.append(ms)
-                confirmed = "unit confirmed" if obs.fields["confirmation"] == "CONFIRMATION_UNIT" else (
-                    "network confirmed")
-                self.say(f"{obs.gateway}: delivered to the radio ({confirmed}) {ms:.0f} ms after acceptance")
+                confirmed = (
+                    "unit confirmed"
+                    if obs.fields["confirmation"] == "CONFIRMATION_UNIT"
+                    else ("network confirmed")
+                )
+                self.say(
+                    f"{obs.gateway}: delivered to the radio ({confirmed}), "
+                    f"{ms:.0f} ms after acceptance"
+                )
             case "receipt":
                 assert obs.message_id is not None
                 state = obs.fields["state"]
@@ -146,8 +158,10 @@ class _Demo:
                     self.receipted.add(obs.message_id)
                 else:
                     self.result.errors += 1
-                self.say(f"{obs.gateway}: receipt {state.removeprefix('DELIVERY_STATE_').lower()}"
-                         f"{' - ' + obs.fields['reason'] if obs.fields['reason'] else ''}")
+                self.say(
+                    f"{obs.gateway}: receipt {state.removeprefix('DELIVERY_STATE_').lower()}"
+                    f"{' - ' + obs.fields['reason'] if obs.fields['reason'] else ''}"
+                )
             case "refused" | "rejected" | "delivery_failed":
                 self.result.errors += 1
                 self.say(f"{obs.gateway}: {obs.kind}: {obs.fields.get('reason', '')}")
@@ -168,8 +182,9 @@ class _Demo:
         key: Any
         if kind == "text":
             text = f"{self.rng.choice(_TEXTS)} #{number:04d}"
-            await sim.send_text(origin.issi, target.alias_abroad, text,
-                                report_request=self.rng.choice((1, 1, 3)))
+            await sim.send_text(
+                origin.issi, target.alias_abroad, text, report_request=self.rng.choice((1, 1, 3))
+            )
             key = f"#{number:04d}"
             self.say(f"{origin.label} ({origin.nation}) sends text to {target.label}: {text!r}")
         elif kind == "status":
@@ -177,16 +192,32 @@ class _Demo:
             value = self._status_value(origin.nation, code)
             await sim.send_status(origin.issi, target.alias_abroad, value)
             key = self._status_value(target.nation, code)
-            self.say(f"{origin.label} ({origin.nation}) sends status 0x{value:04X} ({code}) to {target.label}")
+            self.say(
+                f"{origin.label} ({origin.nation}) sends status 0x{value:04X} ({code}) "
+                f"to {target.label}"
+            )
         else:
             lat, lon = 48.57 + self.rng.uniform(-0.05, 0.05), 7.78 + self.rng.uniform(-0.05, 0.05)
             emergency = kind == "emergency"
-            await sim.send_location(origin.issi, target.alias_abroad, lat, lon, reason=2 if emergency else 0)
+            await sim.send_location(
+                origin.issi, target.alias_abroad, lat, lon, reason=2 if emergency else 0
+            )
             key = (lat, lon) if not emergency else 0
             what = "!! EMERGENCY (LIP, reason 2)" if emergency else "location"
-            self.say(f"{origin.label} ({origin.nation}) sends {what} {lat:.4f},{lon:.4f} to {target.label}")
-        self.expected.append(_Expected(number=number, kind=kind, origin=origin, target=target, key=key,
-                                       sent_at=time.monotonic()))
+            self.say(
+                f"{origin.label} ({origin.nation}) sends {what} {lat:.4f},{lon:.4f} "
+                f"to {target.label}"
+            )
+        self.expected.append(
+            _Expected(
+                number=number,
+                kind=kind,
+                origin=origin,
+                target=target,
+                key=key,
+                sent_at=time.monotonic(),
+            )
+        )
         self.result.sent += 1
         self.result.by_kind[kind] += 1
 
@@ -222,20 +253,30 @@ class _Demo:
         deadline = time.monotonic() + _DRAIN_TIMEOUT
         while time.monotonic() < deadline:
             self._match()
-            if self.result.delivered == self.result.sent and self.result.receipts >= self.result.sent:
+            if (
+                self.result.delivered == self.result.sent
+                and self.result.receipts >= self.result.sent
+            ):
                 break
             await asyncio.sleep(0.1)
         self._match()
-        self.result.radio_reports = sum(len(r) for s in self.sims.values() for r in s.reports.values())
+        self.result.radio_reports = sum(
+            len(r) for s in self.sims.values() for r in s.reports.values()
+        )
 
 
 def _matches(exp: _Expected, content: Any) -> bool:
     if exp.kind == "text":
-        return isinstance(content, TextSds) and exp.key in content.text
+        return isinstance(content, TextSds) and str(exp.key) in content.text
     if exp.kind in ("status", "emergency"):
-        return isinstance(content, StatusSds) and content.status == exp.key
-    if isinstance(content, LocationReport) and content.latitude is not None and content.longitude is not None:
-        return abs(content.latitude - exp.key[0]) < 1e-3 and abs(content.longitude - exp.key[1]) < 1e-3
+        return isinstance(content, StatusSds) and content.status == int(exp.key)
+    if (
+        isinstance(content, LocationReport)
+        and content.latitude is not None
+        and content.longitude is not None
+    ):
+        lat, lon = exp.key
+        return bool(abs(content.latitude - lat) < 1e-3 and abs(content.longitude - lon) < 1e-3)
     return False
 
 
@@ -250,8 +291,12 @@ async def run_demo(*, duration: float, as_json: bool, seed: int = 1, log_level: 
         TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["FR"], units=units["FR"]) as sim_fr,
     ):
         configs: list[GatewayConfig] = [
-            parse_config(demo_config_text("DE", partner="FR", pei_port=sim_de.port), source="demo:DE"),
-            parse_config(demo_config_text("FR", partner="DE", pei_port=sim_fr.port), source="demo:FR"),
+            parse_config(
+                demo_config_text("DE", partner="FR", pei_port=sim_de.port), source="demo:DE"
+            ),
+            parse_config(
+                demo_config_text("FR", partner="DE", pei_port=sim_fr.port), source="demo:FR"
+            ),
         ]
         _intro(narrator, configs, {"DE": sim_de.port, "FR": sim_fr.port}, duration)
         gateways = build_gateways(configs, LocalFederationBus())
@@ -267,15 +312,23 @@ async def run_demo(*, duration: float, as_json: bool, seed: int = 1, log_level: 
     _outro(out, summary)
     if as_json:
         print(json.dumps(summary, sort_keys=True))
-    healthy = summary["sent"] > 0 and summary["lost"] == 0 and summary["delivered"] == summary["sent"]
+    healthy = (
+        summary["sent"] > 0 and summary["lost"] == 0 and summary["delivered"] == summary["sent"]
+    )
     return 0 if healthy else 1
 
 
-def _intro(narrator: _Narrator, configs: list[GatewayConfig], ports: dict[str, int], duration: float) -> None:
-    narrator.say(f"euccs-gw demo: {len(configs)} national gateways, {duration:g} s of cross-border traffic")
+def _intro(
+    narrator: _Narrator, configs: list[GatewayConfig], ports: dict[str, int], duration: float
+) -> None:
+    narrator.say(
+        f"euccs-gw demo: {len(configs)} national gateways, {duration:g} s of cross-border traffic"
+    )
     for config in configs:
-        narrator.say(f"  {config.nation}: gateway {config.name}, TETRA network simulated on "
-                     f"127.0.0.1:{ports[config.nation]} (PEI over TCP), {len(config.units)} units")
+        narrator.say(
+            f"  {config.nation}: gateway {config.name}, TETRA network simulated on "
+            f"127.0.0.1:{ports[config.nation]} (PEI over TCP), {len(config.units)} units"
+        )
 
 
 def _outro(out: TextIO, summary: dict[str, Any]) -> None:

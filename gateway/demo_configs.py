@@ -26,19 +26,62 @@ class DemoUnit:
 
 
 DEMO_UNITS: tuple[DemoUnit, ...] = (
-    DemoUnit(nation="DE", unit="de.bos.rtw-kehl-1", issi="2001", label="RTW Kehl 1", alias_abroad="8002001"),
-    DemoUnit(nation="DE", unit="de.bos.hlf-kehl-2", issi="2002", label="HLF Kehl 2", alias_abroad="8002002"),
-    DemoUnit(nation="DE", unit="de.bos.pol-offenburg-3", issi="2003", label="Polizei Offenburg 3",
-             alias_abroad="8002003"),
-    DemoUnit(nation="DE", unit="de.bos.elw-kehl-4", issi="2004", label="ELW Kehl 4", alias_abroad="8002004"),
-    DemoUnit(nation="FR", unit="fr.sdis67.vsav-strasbourg-1", issi="1001", label="VSAV Strasbourg 1",
-             alias_abroad="9001001"),
-    DemoUnit(nation="FR", unit="fr.sdis67.fpt-strasbourg-2", issi="1002", label="FPT Strasbourg 2",
-             alias_abroad="9001002"),
-    DemoUnit(nation="FR", unit="fr.sdis67.pn-strasbourg-3", issi="1003", label="PN Strasbourg 3",
-             alias_abroad="9001003"),
-    DemoUnit(nation="FR", unit="fr.sdis67.vl-strasbourg-4", issi="1004", label="VL Strasbourg 4",
-             alias_abroad="9001004"),
+    DemoUnit(
+        nation="DE",
+        unit="de.bos.rtw-kehl-1",
+        issi="2001",
+        label="RTW Kehl 1",
+        alias_abroad="8002001",
+    ),
+    DemoUnit(
+        nation="DE",
+        unit="de.bos.hlf-kehl-2",
+        issi="2002",
+        label="HLF Kehl 2",
+        alias_abroad="8002002",
+    ),
+    DemoUnit(
+        nation="DE",
+        unit="de.bos.pol-offenburg-3",
+        issi="2003",
+        label="Polizei Offenburg 3",
+        alias_abroad="8002003",
+    ),
+    DemoUnit(
+        nation="DE",
+        unit="de.bos.elw-kehl-4",
+        issi="2004",
+        label="ELW Kehl 4",
+        alias_abroad="8002004",
+    ),
+    DemoUnit(
+        nation="FR",
+        unit="fr.sdis67.vsav-strasbourg-1",
+        issi="1001",
+        label="VSAV Strasbourg 1",
+        alias_abroad="9001001",
+    ),
+    DemoUnit(
+        nation="FR",
+        unit="fr.sdis67.fpt-strasbourg-2",
+        issi="1002",
+        label="FPT Strasbourg 2",
+        alias_abroad="9001002",
+    ),
+    DemoUnit(
+        nation="FR",
+        unit="fr.sdis67.pn-strasbourg-3",
+        issi="1003",
+        label="PN Strasbourg 3",
+        alias_abroad="9001003",
+    ),
+    DemoUnit(
+        nation="FR",
+        unit="fr.sdis67.vl-strasbourg-4",
+        issi="1004",
+        label="VL Strasbourg 4",
+        alias_abroad="9001004",
+    ),
 )
 
 #: The PEI radio of each national gateway.
@@ -87,11 +130,24 @@ def demo_config_text(nation: str, *, partner: str, pei_port: int, keepalive: flo
     adapter = f"tetra-{nation.lower()}"
     for unit in DEMO_UNITS:
         if unit.nation == nation:
-            lines += ["", "[[units]]", f'unit = "{unit.unit}"', f'adapter = "{adapter}"',
-                      f'issi = "{unit.issi}"', f'label = "{unit.label}"']
+            lines += [
+                "",
+                "[[units]]",
+                f'unit = "{unit.unit}"',
+                f'adapter = "{adapter}"',
+                f'issi = "{unit.issi}"',
+                f'label = "{unit.label}"',
+            ]
         else:
-            lines += ["", "[[aliases]]", f'issi = "{unit.alias_abroad}"', f'unit = "{unit.unit}"',
-                      f'nation = "{unit.nation}"', f'adapter = "{adapter}"', f'label = "{unit.label}"']
+            lines += [
+                "",
+                "[[aliases]]",
+                f'issi = "{unit.alias_abroad}"',
+                f'unit = "{unit.unit}"',
+                f'nation = "{unit.nation}"',
+                f'adapter = "{adapter}"',
+                f'label = "{unit.label}"',
+            ]
     text = "\n".join(lines) + "\n"
     if nation == "FR":
         text += _FR_CODEBOOK

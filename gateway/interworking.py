@@ -81,7 +81,9 @@ def _refuse(code: int, why: str) -> DeliveryRefused:
     return DeliveryRefused(why, reason_code=code, reply_hint=why)
 
 
-def _origin(event: SdsReceived, adapter: AdapterConfig, directory: Directory, allow: bool) -> v1.Party:
+def _origin(
+    event: SdsReceived, adapter: AdapterConfig, directory: Directory, allow: bool
+) -> v1.Party:
     unit = directory.local_unit(adapter.name, event.source)
     if unit is not None:
         name = unit.unit
@@ -102,7 +104,9 @@ def _origin(event: SdsReceived, adapter: AdapterConfig, directory: Directory, al
     )
 
 
-def _destination(event: SdsReceived, adapter: AdapterConfig, directory: Directory) -> v1.Destination:
+def _destination(
+    event: SdsReceived, adapter: AdapterConfig, directory: Directory
+) -> v1.Destination:
     alias = directory.alias(adapter.name, event.destination)
     if alias is not None:
         return v1.Destination(unit=v1.Party(nation=alias.nation, unit=alias.unit))
@@ -147,7 +151,7 @@ def _fill_body(envelope: v1.Envelope, event: SdsReceived, codebook: Codebook, no
             if content.message_reference is not None:
                 envelope.origin_reference = content.message_reference
             return v1.PRIORITY_HIGH if content.immediate else v1.PRIORITY_ROUTINE
-        case StatusSds(status=STATUS_EMERGENCY):
+        case StatusSds() if content.status == STATUS_EMERGENCY:
             envelope.emergency.active = True
             return v1.PRIORITY_EMERGENCY
         case StatusSds():
@@ -263,19 +267,27 @@ def _error_code(location: v1.Location) -> int:
 
 
 def plan_tetra_delivery(
-    envelope: v1.Envelope, *, adapters: dict[str, AdapterConfig], directory: Directory,
+    envelope: v1.Envelope,
+    *,
+    adapters: dict[str, AdapterConfig],
+    directory: Directory,
     codebooks: dict[str, Codebook],
 ) -> list[TetraDelivery]:
     """Decide what to send to which local ISSI(s) for an envelope, or refuse it."""
     deliveries = []
     for target in _targets(envelope, directory):
         adapter = adapters[target.adapter]
-        deliveries.append(_plan_one(envelope, target, adapter, directory, codebooks[adapter.codebook]))
+        deliveries.append(
+            _plan_one(envelope, target, adapter, directory, codebooks[adapter.codebook])
+        )
     return deliveries
 
 
 def _plan_one(
-    envelope: v1.Envelope, target: LocalTarget, adapter: AdapterConfig, directory: Directory,
+    envelope: v1.Envelope,
+    target: LocalTarget,
+    adapter: AdapterConfig,
+    directory: Directory,
     codebook: Codebook,
 ) -> TetraDelivery:
     body = envelope.WhichOneof("body")
@@ -304,5 +316,6 @@ def _plan_one(
             target=target, location=_lip(envelope.location.location, envelope.location.lip_reason)
         )
     raise _refuse(
-        DeliveryStatus.PROTOCOL_NOT_SUPPORTED, f"a {body or 'empty'} body cannot go to a TETRA radio"
+        DeliveryStatus.PROTOCOL_NOT_SUPPORTED,
+        f"a {body or 'empty'} body cannot go to a TETRA radio",
     )

@@ -8,26 +8,35 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
 __all__ = ["configure_logging"]
+
+
+def _drop(_logger: Any, _name: str, _event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    raise structlog.DropEvent
+
 
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "warning": logging.WARNING,
     "error": logging.ERROR,
-    "off": logging.CRITICAL + 10,
 }
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    """Send structlog JSON lines at ``level`` and above to ``stream`` (stderr by default)."""
-    numeric = _LEVELS[level]
+    """Send structlog JSON lines at ``level`` and above to ``stream`` (stderr by default).
+
+    ``level="off"`` drops every line.
+    """
+    numeric = _LEVELS.get(level, logging.CRITICAL)
     structlog.configure(
         processors=[
+            *([_drop] if level == "off" else []),
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -53,7 +53,7 @@ from protocols.tetra import (
     ShortReport,
     StatusSds,
     TextSds,
-    best_coding_scheme,
+    choose_coding_scheme,
 )
 
 __all__ = ["Gateway", "Observation"]
@@ -65,7 +65,7 @@ _PID_TEXT = 0x82
 _PID_TEXT_IMMEDIATE = 0x89
 #: +CMGS final status meaning "sent" (EN 300 392-5; svxlink SdsSentState).
 _RETRY_DELAY = 0.5
-_RECEIPT_STATE_NAMES = {
+_RECEIPT_STATE_NAMES: dict[int, str] = {
     v1.DELIVERY_STATE_DELIVERED: "delivered",
     v1.DELIVERY_STATE_READ: "read",
     v1.DELIVERY_STATE_FAILED: "failed",
@@ -131,11 +131,17 @@ class Gateway:
         async with asyncio.TaskGroup() as tasks:
             for name, adapter in self.adapters.items():
                 tasks.create_task(adapter.run(), name=f"gateway[{self.name}].adapter[{name}]")
-                tasks.create_task(self._delivery_loop(name), name=f"gateway[{self.name}].deliver[{name}]")
+                tasks.create_task(
+                    self._delivery_loop(name), name=f"gateway[{self.name}].deliver[{name}]"
+                )
             for nation in self.egress:
-                tasks.create_task(self._egress_loop(nation), name=f"gateway[{self.name}].egress[{nation}]")
+                tasks.create_task(
+                    self._egress_loop(nation), name=f"gateway[{self.name}].egress[{nation}]"
+                )
             if isinstance(self.link, LocalLink):
-                tasks.create_task(self.link.serve(self._on_federation), name=f"gateway[{self.name}].inbox")
+                tasks.create_task(
+                    self.link.serve(self._on_federation), name=f"gateway[{self.name}].inbox"
+                )
             tasks.create_task(self._report_timer_loop(), name=f"gateway[{self.name}].report_timer")
 
     @contextlib.asynccontextmanager
@@ -149,14 +155,15 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def wait_ready(self, timeout: float = 10.0) -> None:
-        """Wait until every adapter's link is connected."""
-        async with asyncio.timeout(timeout):
-            for adapter in self.adapters.values():
-                await adapter.wait_connected(timeout)
+    async def wait_ready(self, seconds: float = 10.0) -> None:
+        """Wait until every adapter's link is connected (TimeoutError after ``seconds``)."""
+        for adapter in self.adapters.values():
+            await adapter.wait_connected(seconds)
 
     def _observe(self, kind: str, message_id: bytes | None = None, **fields: Any) -> None:
-        observation = Observation(kind=kind, gateway=self.name, message_id=message_id, fields=fields)
+        observation = Observation(
+            kind=kind, gateway=self.name, message_id=message_id, fields=fields
+        )
         for observer in self.observers:
             observer(observation)
 
@@ -175,7 +182,9 @@ class Gateway:
         match event:
             case LinkStateChanged():
                 self.counters[f"link_{event.state.name.lower()}"] += 1
-                self.log.info("adapter.link", adapter=adapter, state=event.state.name, reason=event.reason)
+                self.log.info(
+                    "adapter.link", adapter=adapter, state=event.state.name, reason=event.reason
+                )
                 self._observe("link", adapter=adapter, state=event.state.name, reason=event.reason)
             case SdsRejected():
                 self.counters["rejected_input"] += 1
@@ -203,16 +212,15 @@ class Gateway:
         except DeliveryRefused as exc:
             await self._refuse_inbound(adapter_name, event, exc)
             return
-        content = event.content
-        is_text = isinstance(content, TextSds)
+        text = event.content if isinstance(event.content, TextSds) else None
         self.tracker.add_origin(
             OriginRecord(
                 message_id=message_id,
                 adapter=adapter_name,
                 source_issi=event.source,
-                protocol_id=content.protocol_id if is_text else None,
-                message_reference=content.message_reference if is_text else None,
-                report_request=content.delivery_report_request if is_text else 0,
+                protocol_id=text.protocol_id if text else None,
+                message_reference=text.message_reference if text else None,
+                report_request=text.delivery_report_request if text else 0,
                 priority=envelope.priority,
             )
         )
@@ -251,21 +259,35 @@ class Gateway:
         evicted = self.egress[nation].offer(envelope, envelope.priority)
         if evicted is not None:
             self.counters["shed"] += 1
-            self._fail_origin(evicted.item.message_id, DeliveryStatus.DESTINATION_QUEUE_FULL,
-                              "shed: queue full of more urgent traffic")
+            self._fail_origin(
+                evicted.item.message_id,
+                DeliveryStatus.DESTINATION_QUEUE_FULL,
+                "shed: queue full of more urgent traffic",
+            )
 
     async def _refuse_inbound(self, adapter: str, event: SdsReceived, exc: DeliveryRefused) -> None:
-        reason_code = exc.reason_code if exc.reason_code is not None else DeliveryStatus.DELIVERY_FAILED
+        reason_code = (
+            exc.reason_code if exc.reason_code is not None else DeliveryStatus.DELIVERY_FAILED
+        )
         self.counters[f"refused_{reason_code:#04x}"] += 1
-        self.log.warning("sds.refused", adapter=adapter, source=event.source,
-                         destination=event.destination, reason=str(exc), code=reason_code)
+        self.log.warning(
+            "sds.refused",
+            adapter=adapter,
+            source=event.source,
+            destination=event.destination,
+            reason=str(exc),
+            code=reason_code,
+        )
         self._observe("refused", adapter=adapter, source=event.source, reason=str(exc))
         content = event.content
         if isinstance(content, TextSds) and content.message_reference is not None:
-            await self._report_to_radio(adapter, event.source, content.protocol_id,
-                                        content.message_reference, reason_code)
+            await self._report_to_radio(
+                adapter, event.source, content.protocol_id, content.message_reference, reason_code
+            )
 
-    async def _report_to_radio(self, adapter: str, issi: str, pid: int, reference: int, status: int) -> None:
+    async def _report_to_radio(
+        self, adapter: str, issi: str, pid: int, reference: int, status: int
+    ) -> None:
         try:
             await self.adapters[adapter].send_report(
                 issi, protocol_id=pid, message_reference=reference, delivery_status=status
@@ -273,7 +295,9 @@ class Gateway:
             self.counters["reports_sent"] += 1
         except GatewayError as exc:
             self.counters["reports_failed"] += 1
-            self.log.warning("report.failed", adapter=adapter, issi=issi, reference=reference, error=str(exc))
+            self.log.warning(
+                "report.failed", adapter=adapter, issi=issi, reference=reference, error=str(exc)
+            )
 
     # ------------------------------------------------------------------ federation egress
 
@@ -286,8 +310,12 @@ class Gateway:
                 self._expired(envelope)
                 continue
             if envelope.origin.nation == self.nation and not envelope.HasField("receipt"):
-                envelope.trace.add(gateway=self.name, nation=self.nation,
-                                   received_at_us=envelope.created_at_us, forwarded_at_us=self._now_us())
+                envelope.trace.add(
+                    gateway=self.name,
+                    nation=self.nation,
+                    received_at_us=envelope.created_at_us,
+                    forwarded_at_us=self._now_us(),
+                )
             try:
                 await self.link.send(nation, envelope.SerializeToString())
             except GatewayError as exc:
@@ -305,15 +333,25 @@ class Gateway:
             return
         self.log.warning("message.expired", message_id=envelope.message_id.hex())
         if envelope.origin.nation == self.nation:
-            self._fail_origin(envelope.message_id, DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED, "expired")
+            self._fail_origin(
+                envelope.message_id, DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED, "expired"
+            )
         else:
-            self._send_receipt(envelope, v1.DELIVERY_STATE_FAILED,
-                               tetra_status=DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED, reason="expired")
+            self._send_receipt(
+                envelope,
+                v1.DELIVERY_STATE_FAILED,
+                tetra_status=DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED,
+                reason="expired",
+            )
 
     def _fail_origin(self, message_id: bytes, status: int, reason: str) -> None:
         """A message of ours failed before leaving: tell its radio as a receipt would."""
-        receipt = v1.DeliveryReceipt(message_id=message_id, state=v1.DELIVERY_STATE_FAILED,
-                                     tetra_status=status, reason=reason)
+        receipt = v1.DeliveryReceipt(
+            message_id=message_id,
+            state=v1.DELIVERY_STATE_FAILED,
+            tetra_status=status,
+            reason=reason,
+        )
         task = asyncio.get_running_loop().create_task(self._apply_receipt(receipt))
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
@@ -325,11 +363,15 @@ class Gateway:
             envelope.ParseFromString(payload)
         except DecodeError as exc:
             self.counters["federation_malformed"] += 1
-            self.log.warning("federation.malformed", sender=sender, size=len(payload), error=str(exc))
+            self.log.warning(
+                "federation.malformed", sender=sender, size=len(payload), error=str(exc)
+            )
             return
         if envelope.origin.nation != sender:
             self.counters["federation_misattributed"] += 1
-            self.log.warning("federation.misattributed", sender=sender, origin=envelope.origin.nation)
+            self.log.warning(
+                "federation.misattributed", sender=sender, origin=envelope.origin.nation
+            )
             return
         if envelope.HasField("receipt"):
             await self._apply_receipt(envelope.receipt)
@@ -337,26 +379,44 @@ class Gateway:
         envelope.trace.add(gateway=self.name, nation=self.nation, received_at_us=self._now_us())
         try:
             deliveries = plan_tetra_delivery(
-                envelope, adapters=self._adapter_configs, directory=self.directory, codebooks=self._codebooks
+                envelope,
+                adapters=self._adapter_configs,
+                directory=self.directory,
+                codebooks=self._codebooks,
             )
         except DeliveryRefused as exc:
             self.counters["refused_from_partner"] += 1
-            self.log.warning("federation.refused", message_id=envelope.message_id.hex(), reason=str(exc))
-            self._send_receipt(envelope, v1.DELIVERY_STATE_FAILED,
-                               tetra_status=exc.reason_code or DeliveryStatus.DELIVERY_FAILED, reason=str(exc))
+            self.log.warning(
+                "federation.refused", message_id=envelope.message_id.hex(), reason=str(exc)
+            )
+            self._send_receipt(
+                envelope,
+                v1.DELIVERY_STATE_FAILED,
+                tetra_status=exc.reason_code or DeliveryStatus.DELIVERY_FAILED,
+                reason=str(exc),
+            )
             return
         for delivery in deliveries:
             try:
-                evicted = self.local[delivery.target.adapter].offer((envelope, delivery), envelope.priority)
+                evicted = self.local[delivery.target.adapter].offer(
+                    (envelope, delivery), envelope.priority
+                )
             except QueueFull as exc:
-                self._send_receipt(envelope, v1.DELIVERY_STATE_FAILED,
-                                   tetra_status=DeliveryStatus.DESTINATION_QUEUE_FULL, reason=str(exc))
+                self._send_receipt(
+                    envelope,
+                    v1.DELIVERY_STATE_FAILED,
+                    tetra_status=DeliveryStatus.DESTINATION_QUEUE_FULL,
+                    reason=str(exc),
+                )
                 continue
             if evicted is not None:
                 dropped, _ = evicted.item
-                self._send_receipt(dropped, v1.DELIVERY_STATE_FAILED,
-                                   tetra_status=DeliveryStatus.DESTINATION_QUEUE_FULL,
-                                   reason="shed: queue full of more urgent traffic")
+                self._send_receipt(
+                    dropped,
+                    v1.DELIVERY_STATE_FAILED,
+                    tetra_status=DeliveryStatus.DESTINATION_QUEUE_FULL,
+                    reason="shed: queue full of more urgent traffic",
+                )
 
     # ------------------------------------------------------------------ local delivery
 
@@ -376,42 +436,67 @@ class Gateway:
                 continue
             await self._deliver(adapter_name, envelope, delivery)
 
-    async def _deliver(self, adapter_name: str, envelope: v1.Envelope, delivery: TetraDelivery) -> None:
+    async def _deliver(
+        self, adapter_name: str, envelope: v1.Envelope, delivery: TetraDelivery
+    ) -> None:
         adapter = self.adapters[adapter_name]
         issi = delivery.target.issi
         content = self._content_for(adapter, delivery)
         try:
             outcome = await adapter.send(issi, content)
         except GatewayError as exc:
-            outcome = SendOutcome(ok=False, message_references=[], sds_status=None, cme_error=None,
-                                  reason=str(exc))
+            outcome = SendOutcome(
+                ok=False, message_references=[], sds_status=None, cme_error=None, reason=str(exc)
+            )
         if not outcome.ok:
             self.counters["delivery_failed"] += 1
-            self._send_receipt(envelope, v1.DELIVERY_STATE_FAILED,
-                               tetra_status=DeliveryStatus.DELIVERY_FAILED, reason=outcome.reason)
+            self._send_receipt(
+                envelope,
+                v1.DELIVERY_STATE_FAILED,
+                tetra_status=DeliveryStatus.DELIVERY_FAILED,
+                reason=outcome.reason,
+            )
             return
         self.counters["delivered_to_network"] += 1
         if delivery.follow_up is not None:
             await self._best_effort(adapter, issi, delivery.follow_up)
-        if isinstance(content, TextSds) and content.delivery_report_request and not delivery.target.is_group:
-            self.tracker.add_awaiting(AwaitingReport(
-                message_id=envelope.message_id, origin_nation=envelope.origin.nation,
-                origin_unit=envelope.origin.unit, priority=envelope.priority, adapter=adapter_name,
-                issi=issi, references=set(outcome.message_references),
+        if (
+            isinstance(content, TextSds)
+            and content.delivery_report_request
+            and not delivery.target.is_group
+        ):
+            record = AwaitingReport(
+                message_id=envelope.message_id,
+                origin_nation=envelope.origin.nation,
+                origin_unit=envelope.origin.unit,
+                priority=envelope.priority,
+                adapter=adapter_name,
+                issi=issi,
+                references=set(outcome.message_references),
                 want_read=delivery.report_request in (2, 3),
                 deadline=self.clock() + self.config.delivery.report_timeout,
-            ))
+            )
+            self.tracker.add_awaiting(record)
             self._timer_wakeup.set()
+            for reference in outcome.message_references:
+                key = (adapter_name, issi, reference)
+                parked = self.tracker.take_parked(key, self.clock())
+                if parked is not None:
+                    self._settle(record, key, parked)
             return
-        self._send_receipt(envelope, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_END_SYSTEM)
+        self._send_receipt(
+            envelope, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_END_SYSTEM
+        )
 
-    def _content_for(self, adapter: TetraAdapter, delivery: TetraDelivery) -> TextSds | StatusSds | Any:
+    def _content_for(
+        self, adapter: TetraAdapter, delivery: TetraDelivery
+    ) -> TextSds | StatusSds | Any:
         if delivery.text is not None:
             want = 3 if delivery.report_request in (2, 3) else 1
             return TextSds(
                 protocol_id=_PID_TEXT_IMMEDIATE if delivery.immediate else _PID_TEXT,
                 text=delivery.text,
-                coding_scheme=best_coding_scheme(delivery.text),
+                coding_scheme=choose_coding_scheme(delivery.text),
                 immediate=delivery.immediate,
                 message_reference=adapter.allocate_reference(delivery.target.issi),
                 delivery_report_request=0 if delivery.target.is_group else want,
@@ -431,9 +516,11 @@ class Gateway:
 
     async def _on_unit_report(self, adapter: str, event: SdsReceived) -> None:
         content = event.content
+        status: int
         if isinstance(content, ShortReport):
             status = {2: DeliveryStatus.RECEIVED, 3: DeliveryStatus.CONSUMED}.get(
-                content.report_type, DeliveryStatus.DELIVERY_FAILED)
+                content.report_type, DeliveryStatus.DELIVERY_FAILED
+            )
             reference = content.message_reference
         else:
             assert isinstance(content, SdsReport)
@@ -441,23 +528,35 @@ class Gateway:
         key = (adapter, event.source, reference)
         record = self.tracker.match_report(key)
         if record is None:
-            self.counters["reports_unmatched"] += 1
-            self.log.info("report.unmatched", adapter=adapter, source=event.source, reference=reference)
+            self.counters["reports_early_or_unmatched"] += 1
+            self.log.info(
+                "report.unmatched", adapter=adapter, source=event.source, reference=reference
+            )
+            self.tracker.park_report(key, status, self.clock())
             return
         self._settle(record, key, status)
 
     def _settle(self, record: AwaitingReport, key: tuple[str, str, int], status: int) -> None:
         if status >= 0x40:
             self.tracker.forget(record)
-            self._receipt_for(record, v1.DELIVERY_STATE_FAILED, tetra_status=status, reason="unit reported failure")
+            self._receipt_for(
+                record,
+                v1.DELIVERY_STATE_FAILED,
+                tetra_status=status,
+                reason="unit reported failure",
+            )
         elif status == DeliveryStatus.CONSUMED:
             self.tracker.forget(record)
             if not record.delivered:
-                self._receipt_for(record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT)
+                self._receipt_for(
+                    record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT
+                )
             self._receipt_for(record, v1.DELIVERY_STATE_READ, confirmation=v1.CONFIRMATION_UNIT)
         elif status == DeliveryStatus.RECEIVED and self.tracker.settle_part(key):
             record.delivered = True
-            self._receipt_for(record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT)
+            self._receipt_for(
+                record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT
+            )
             if not record.want_read:
                 self.tracker.forget(record)
 
@@ -472,23 +571,42 @@ class Gateway:
             for record in self.tracker.expired(self.clock()):
                 self.counters["report_timeouts"] += 1
                 if not record.delivered:
-                    self._receipt_for(record, v1.DELIVERY_STATE_DELIVERED,
-                                      confirmation=v1.CONFIRMATION_END_SYSTEM)
+                    self._receipt_for(
+                        record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_END_SYSTEM
+                    )
 
     # ------------------------------------------------------------------ receipts
 
-    def _receipt_for(self, record: AwaitingReport, state: int, *, confirmation: int = 0,
-                     tetra_status: int = 0, reason: str = "") -> None:
+    def _receipt_for(
+        self,
+        record: AwaitingReport,
+        state: int,
+        *,
+        confirmation: int = 0,
+        tetra_status: int = 0,
+        reason: str = "",
+    ) -> None:
         shell = v1.Envelope(message_id=record.message_id, priority=record.priority)  # type: ignore[arg-type]
         shell.origin.nation = record.origin_nation
         shell.origin.unit = record.origin_unit
-        self._send_receipt(shell, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason)
+        self._send_receipt(
+            shell, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
+        )
 
-    def _send_receipt(self, about: v1.Envelope, state: int, *, confirmation: int = 0,
-                      tetra_status: int = 0, reason: str = "") -> None:
+    def _send_receipt(
+        self,
+        about: v1.Envelope,
+        state: int,
+        *,
+        confirmation: int = 0,
+        tetra_status: int = 0,
+        reason: str = "",
+    ) -> None:
         """Queue a receipt for ``about`` towards its origin gateway."""
         receipt = v1.Envelope(
-            schema_version=SCHEMA_VERSION, message_id=_new_id(), priority=about.priority,
+            schema_version=SCHEMA_VERSION,
+            message_id=_new_id(),
+            priority=about.priority,
             created_at_us=self._now_us(),
         )
         receipt.origin.nation = self.nation
@@ -501,10 +619,14 @@ class Gateway:
         receipt.receipt.confirmation = confirmation  # type: ignore[assignment]
         receipt.receipt.tetra_status = tetra_status
         receipt.receipt.reason = reason
-        self.counters[f"receipts_sent_{_RECEIPT_STATE_NAMES.get(state, state)}"] += 1
-        self._observe("delivered" if state != v1.DELIVERY_STATE_FAILED else "delivery_failed",
-                      about.message_id, state=v1.DeliveryState.Name(state), reason=reason,  # type: ignore[arg-type]
-                      confirmation=v1.Confirmation.Name(confirmation))  # type: ignore[arg-type]
+        self.counters[f"receipts_sent_{_RECEIPT_STATE_NAMES.get(state, str(state))}"] += 1
+        self._observe(
+            "delivered" if state != v1.DELIVERY_STATE_FAILED else "delivery_failed",
+            about.message_id,
+            state=v1.DeliveryState.Name(v1.DeliveryState.ValueType(state)),
+            reason=reason,
+            confirmation=v1.Confirmation.Name(v1.Confirmation.ValueType(confirmation)),
+        )
         nation = about.origin.nation
         if nation not in self.egress:
             self.log.warning("receipt.no_route", nation=nation)
@@ -521,15 +643,31 @@ class Gateway:
         self.counters[f"receipts_{state_name}"] += 1
         if record is None:
             self.counters["receipts_unmatched"] += 1
-            self.log.info("receipt.unmatched", message_id=receipt.message_id.hex(), state=state_name)
+            self.log.info(
+                "receipt.unmatched", message_id=receipt.message_id.hex(), state=state_name
+            )
             return
         record.states.append(receipt.state)
-        self._observe("receipt", receipt.message_id, state=v1.DeliveryState.Name(receipt.state),
-                      confirmation=v1.Confirmation.Name(receipt.confirmation), reason=receipt.reason)
+        self._observe(
+            "receipt",
+            receipt.message_id,
+            state=v1.DeliveryState.Name(receipt.state),
+            confirmation=v1.Confirmation.Name(receipt.confirmation),
+            reason=receipt.reason,
+        )
         status = _radio_status(receipt, record.report_request)
-        if status is not None and record.message_reference is not None and record.protocol_id is not None:
-            await self._report_to_radio(record.adapter, record.source_issi, record.protocol_id,
-                                        record.message_reference, status)
+        if (
+            status is not None
+            and record.message_reference is not None
+            and record.protocol_id is not None
+        ):
+            await self._report_to_radio(
+                record.adapter,
+                record.source_issi,
+                record.protocol_id,
+                record.message_reference,
+                status,
+            )
         if receipt.state in (v1.DELIVERY_STATE_FAILED, v1.DELIVERY_STATE_READ) or (
             receipt.state == v1.DELIVERY_STATE_DELIVERED and record.report_request not in (2, 3)
         ):
@@ -572,5 +710,5 @@ def _summary(envelope: v1.Envelope) -> str:
         loc = envelope.location.location
         return f"location {loc.latitude:.4f},{loc.longitude:.4f}"
     if body == "emergency":
-        return "EMERGENCY"
+        return "emergency alert"
     return str(body)

@@ -59,6 +59,7 @@ class Tracker:
         self.max_entries = max_entries
         self.origins: dict[bytes, OriginRecord] = {}
         self._awaiting: dict[ReportKey, AwaitingReport] = {}
+        self._parked: dict[ReportKey, tuple[int, float]] = {}
 
     def add_origin(self, record: OriginRecord) -> None:
         """Remember a message sent abroad."""
@@ -96,6 +97,22 @@ class Tracker:
         for record in done.values():
             self.forget(record)
         return list(done.values())
+
+    def park_report(self, key: ReportKey, status: int, now: float) -> None:
+        """Keep a report that arrived before its delivery was registered.
+
+        A radio can answer part 1 of a long text while part 2 is still being sent.
+        """
+        if len(self._parked) >= 1024:
+            self._parked.pop(next(iter(self._parked)))
+        self._parked[key] = (status, now)
+
+    def take_parked(self, key: ReportKey, now: float, *, max_age: float = 60.0) -> int | None:
+        """Return and remove a parked report status for ``key`` if it is recent enough."""
+        parked = self._parked.pop(key, None)
+        if parked is None or now - parked[1] > max_age:
+            return None
+        return parked[0]
 
     def next_deadline(self) -> float | None:
         """Return the earliest report deadline, or None."""

@@ -7,8 +7,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN_IN_PROTOCOLS = {
-    "asyncio", "socket", "ssl", "selectors", "aiomqtt", "aiohttp", "serial", "serial_asyncio",
-    "time", "datetime", "os", "subprocess", "threading", "adapters", "gateway", "structlog",
+    "asyncio",
+    "socket",
+    "ssl",
+    "selectors",
+    "aiomqtt",
+    "aiohttp",
+    "serial",
+    "serial_asyncio",
+    "time",
+    "datetime",
+    "os",
+    "subprocess",
+    "threading",
+    "adapters",
+    "gateway",
+    "structlog",
 }
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "SdsReceived",
     "SdsRejected",
     "SdsReport",
+    "SdsSubmissionFailed",
     "SdsSubmitted",
     "SdsTimestamp",
     "SelectSdsService",
@@ -482,6 +483,20 @@ class SdsSubmitted:
     destination: Identity
     bits: int
     payload: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class SdsSubmissionFailed:
+    """An ``AT+CMGS`` submission the radio side must refuse with ``+CME ERROR: <cme_error>``.
+
+    32 = user data decoding failed (bad hex, length mismatch, too long);
+    35 = syntax error in the ``AT+CMGS=<dest>,<bits>`` line (then there is no data mode).
+    """
+
+    reason: str
+    cme_error: int = 32
+    destination: Identity | None = None
+    bits: int | None = None
 
 
 # --------------------------------------------------------------------------- commands

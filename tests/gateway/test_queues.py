@@ -7,8 +7,12 @@ from hypothesis import strategies as st
 from gateway.queues import AsyncPriorityQueue, PriorityQueue, QueueFull
 from protocols.schema import v1
 
-E, P, H, R = (v1.PRIORITY_EMERGENCY, v1.PRIORITY_IMMINENT_PERIL, v1.PRIORITY_HIGH,
-              v1.PRIORITY_ROUTINE)
+E, P, H, R = (
+    v1.PRIORITY_EMERGENCY,
+    v1.PRIORITY_IMMINENT_PERIL,
+    v1.PRIORITY_HIGH,
+    v1.PRIORITY_ROUTINE,
+)
 
 
 def test_emergency_first_fifo_within_class() -> None:
@@ -62,8 +66,10 @@ def test_unknown_priority_is_routine_and_push_front() -> None:
         PriorityQueue(max_items=0)
 
 
-@given(st.lists(st.tuples(st.integers(0, 1000), st.sampled_from([E, P, H, R])), max_size=60),
-       st.integers(1, 20))
+@given(
+    st.lists(st.tuples(st.integers(0, 1000), st.sampled_from([E, P, H, R])), max_size=60),
+    st.integers(1, 20),
+)
 def test_pop_order_is_priority_then_fifo_and_nothing_is_lost(
     items: list[tuple[int, int]], bound: int
 ) -> None:

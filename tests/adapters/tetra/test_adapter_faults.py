@@ -1,0 +1,136 @@
+"""TetraAdapter under faults: malformed PEI, lost parts, silent radio, unreachable port."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import structlog
+
+from adapters import LinkState
+from adapters.tetra import TetraAdapter, TetraNetworkSimulator
+from protocols.errors import LinkError, LinkTimeoutError
+from protocols.tetra import (
+    DeliveryStatus,
+    RadioPei,
+    SdsReceived,
+    SdsRejected,
+    SdsReport,
+    StatusSds,
+    TextSds,
+    encode_sds,
+    split_text,
+)
+
+from .conftest import RADIO, Recorder, make_config, wait_sim
+
+pytestmark = pytest.mark.interop
+
+
+def reports_to(sim: TetraNetworkSimulator, issi: str) -> list[SdsReport]:
+    return [c for _, c in sim.reports[issi] if isinstance(c, SdsReport)]
+
+
+async def test_malformed_sds_is_rejected_with_negative_report(
+    adapter: TetraAdapter, sim: TetraNetworkSimulator, recorder: Recorder
+) -> None:
+    # SDS-TRANSFER, MR 0x33, text coding scheme 27 (VISCII): readable header, unusable text.
+    with structlog.testing.capture_logs() as logs:
+        await sim.send_raw(b"+CTSDSR: 12,2001,0,1000,0,48\r\n8204331B4142\r\n")
+        await wait_sim(sim, lambda: len(reports_to(sim, "2001")) == 1)
+    rejected = recorder.of_type(SdsRejected)
+    assert len(rejected) == 1
+    assert rejected[0].source == "2001" and rejected[0].message_reference == 0x33
+    report = reports_to(sim, "2001")[0]
+    assert report.message_reference == 0x33
+    assert report.delivery_status == DeliveryStatus.CODING_SCHEME_NOT_SUPPORTED
+    assert report.delivery_status == rejected[0].reason_code
+    assert any(entry["event"] == "sds_rejected" for entry in logs)
+    assert adapter.counters["rejected"] == 1
+    await sim.send_status("2002", RADIO, 0x8001)
+    await recorder.wait_for(lambda: len(recorder.of_type(SdsReceived)) == 1)
+    assert adapter.state is LinkState.CONNECTED
+
+
+async def test_garbage_without_sender_is_forwarded_without_report(
+    adapter: TetraAdapter, sim: TetraNetworkSimulator, recorder: Recorder
+) -> None:
+    await sim.send_raw(b"+CTSDSR: 12,2001,0,1000,0,16\r\nZZZZ\r\n+CTSDSR: 12,x\r\n\r\n")
+    await recorder.wait_for(lambda: len(recorder.of_type(SdsRejected)) == 2)
+    assert all(r.message_reference is None for r in recorder.of_type(SdsRejected))
+    assert (await adapter.send("2001", StatusSds(status=7))).ok
+    assert reports_to(sim, "2001") == []
+
+
+@pytest.mark.parametrize("adapter_options", [{"reassembly_timeout": 0.1}])
+async def test_incomplete_concatenation_gets_negative_report(
+    adapter: TetraAdapter, sim: TetraNetworkSimulator, recorder: Recorder
+) -> None:
+    parts = split_text("x" * 120, destination_max_bits=400, message_reference_start=0x40)
+    assert len(parts) > 1
+    payload, bits = encode_sds(parts[0])
+    await sim.send_raw(RadioPei.deliver("2002", RADIO, 12, payload, bits))
+    await wait_sim(sim, lambda: len(reports_to(sim, "2002")) == 1)
+    report = reports_to(sim, "2002")[0]
+    assert report.delivery_status == DeliveryStatus.CONCATENATION_INCOMPLETE
+    assert report.message_reference == 0x40 and report.protocol_id == 0x8A
+    assert recorder.of_type(SdsReceived) == []
+
+
+@pytest.mark.parametrize("sim_options", [{"delivery_latency": 1.0}])
+@pytest.mark.parametrize("adapter_options", [{"send_timeout": 0.1}])
+async def test_missing_final_status_times_out(adapter: TetraAdapter) -> None:
+    outcome = await adapter.send("2001", StatusSds(status=1))
+    assert not outcome.ok and outcome.sds_status is None
+    assert "no final +CMGS status" in outcome.reason
+    assert adapter.state is LinkState.CONNECTED
+
+
+@pytest.mark.parametrize("adapter_options", [{"command_timeout": 0.2}])
+async def test_silent_radio_during_send_raises_and_reconnects(
+    adapter: TetraAdapter, sim: TetraNetworkSimulator, recorder: Recorder
+) -> None:
+    sim.set_silent(True)
+    with pytest.raises(LinkTimeoutError, match="did not answer AT\\+CMGS"):
+        await adapter.send("2001", StatusSds(status=1))
+    await recorder.wait_for(lambda: LinkState.TRANSIENT_DISCONNECT in recorder.states())
+    sim.set_silent(False)
+    await adapter.wait_connected(5.0)
+    assert (await adapter.send("2001", StatusSds(status=2))).ok
+
+
+async def test_unreachable_port_keeps_retrying(recorder: Recorder) -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    async with TetraAdapter(make_config(port), recorder) as adapter:
+        await recorder.wait_for(lambda: adapter.counters["reconnects"] >= 3)
+        with pytest.raises(LinkError, match="cannot send"):
+            await adapter.send("2001", StatusSds(status=1))
+    states = recorder.states()
+    assert states[:2] == [LinkState.CONNECTING, LinkState.TRANSIENT_DISCONNECT]
+    assert LinkState.CONNECTED not in states and states[-1] is LinkState.STOPPED
+
+
+async def test_failing_sink_is_logged_and_does_not_stop_the_adapter(
+    sim: TetraNetworkSimulator,
+) -> None:
+    seen: list[Any] = []
+
+    async def sink(event: Any) -> None:
+        seen.append(event)
+        raise RuntimeError("sink broke")
+
+    with structlog.testing.capture_logs() as logs:
+        async with TetraAdapter(make_config(sim.port), sink) as adapter:
+            await adapter.wait_connected(5.0)
+            await sim.send_text("2001", RADIO, "trotzdem", report_request=0)
+            await wait_sim(sim, lambda: len(sim.commands) > 0)
+            async with asyncio.timeout(5.0):
+                while not any(isinstance(e, SdsReceived) for e in seen):
+                    await asyncio.sleep(0.01)
+    assert any(entry["event"] == "sink_failed" for entry in logs)
+    texts = [e.content for e in seen if isinstance(e, SdsReceived)]
+    assert isinstance(texts[0], TextSds) and texts[0].text == "trotzdem"

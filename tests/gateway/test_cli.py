@@ -1,0 +1,91 @@
+"""The command line as a user runs it: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFORMANCE = Path(os.environ.get("EUCCS_CONFORMANCE_DIR", ROOT.parent / "shared" / "conformance"))
+
+
+def cli(*args: str, stdin: bytes = b"", timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _vectors() -> list[dict[str, Any]]:
+    files = sorted(CONFORMANCE.glob("*.jsonl"))
+    assert files, f"no conformance vectors in {CONFORMANCE}"
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+
+
+def _subset(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _subset(v, actual[k]) for k, v in expected.items()
+        )
+    if isinstance(expected, float) and not isinstance(expected, bool):
+        return isinstance(actual, int | float) and abs(actual - expected) <= 1e-4
+    if isinstance(expected, int) and not isinstance(expected, bool):
+        return type(actual) is int and actual == expected
+    return bool(expected == actual)
+
+
+def test_decode_pei_runs_every_conformance_vector_through_the_command() -> None:
+    failures = []
+    for vector in _vectors():
+        proc = cli("decode", "pei", stdin=vector["input"].encode("latin-1"))
+        lines = proc.stdout.decode().splitlines()
+        events = [json.loads(line) for line in lines]
+        ok = (
+            proc.returncode == 0
+            and len(events) == len(vector["expect"])
+            and all(_subset(e, a) for e, a in zip(vector["expect"], events, strict=True))
+        )
+        if not ok:
+            failures.append((vector["id"], proc.returncode, events, proc.stderr.decode()[-300:]))
+    assert not failures, failures
+
+
+def test_decode_pei_survives_garbage() -> None:
+    garbage = bytes(range(256)) * 4 + b"+CTSDSR: 12,1,0,2,0,99999\r\nZZ\r\n+CMGS: x\r\n"
+    proc = cli("decode", "pei", stdin=garbage)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert events
+    assert all(e["event"] == "decode_error" and e["reason"] for e in events)
+
+
+def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
+    bad = tmp_path / "de.toml"
+    bad.write_text('[gateway]\nname = "gw"\nnation = "DE"\nnaton = "x"\n', encoding="utf-8")
+    proc = cli("config", "check", str(bad))
+    assert proc.returncode == 2
+    assert "gateway.naton: unknown key. Did you mean 'nation'?" in proc.stderr.decode()
+
+
+@pytest.mark.slow
+def test_demo_json_summary_is_healthy() -> None:
+    proc = cli("demo", "--duration", "4", "--json", timeout=90)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    summary = json.loads(proc.stdout.decode().splitlines()[-1])
+    assert summary["sent"] > 0
+    assert summary["delivered"] == summary["sent"]
+    assert summary["receipts"] == summary["sent"]
+    assert summary["lost"] == 0
+    assert summary["errors"] == 0
+    assert summary["by_kind"]["emergency"] == 1
+    assert "accepted" in proc.stderr.decode()

@@ -1,0 +1,187 @@
+"""Two national gateways end to end: real PEI over TCP to simulated TETRA networks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import pytest
+
+from adapters.tetra import TetraNetworkSimulator
+from gateway.config import parse_config
+from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
+from gateway.federation import LocalFederationBus
+from gateway.node import Gateway, Observation
+from gateway.runner import build_gateways
+from protocols.schema import v1
+from protocols.tetra import LocationReport, SdsReport, StatusSds, TextSds
+
+DE_RTW, DE_HLF = "2001", "2002"
+FR_VSAV, FR_FPT = "1001", "1002"
+ALIAS_OF_FR_VSAV = "9001001"  # in the German plan
+ALIAS_OF_DE_RTW = "8002001"  # in the French plan
+
+
+@dataclass
+class Federation:
+    bus: LocalFederationBus
+    de: Gateway
+    fr: Gateway
+    sim_de: TetraNetworkSimulator
+    sim_fr: TetraNetworkSimulator
+    observed: list[Observation]
+
+
+async def eventually(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll ``predicate`` (gateway counters have no change notification)."""
+    async with asyncio.timeout(seconds):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def fed() -> AsyncIterator[Federation]:
+    units = {"DE": ["2001", "2002", "2003", "2004", "2999"], "FR": ["1001", "1002", "1003", "1004"]}
+    async with (
+        TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["DE"], units=units["DE"]) as sim_de,
+        TetraNetworkSimulator(
+            radio_issi=GATEWAY_RADIO["FR"], units=units["FR"], max_pdu_bits=1184
+        ) as sim_fr,
+    ):
+        configs = [
+            parse_config(demo_config_text("DE", partner="FR", pei_port=sim_de.port)),
+            parse_config(demo_config_text("FR", partner="DE", pei_port=sim_fr.port)),
+        ]
+        bus = LocalFederationBus()
+        de, fr = build_gateways(configs, bus)
+        observed: list[Observation] = []
+        de.observers.append(observed.append)
+        fr.observers.append(observed.append)
+        async with de.running(), fr.running():
+            await de.wait_ready(5)
+            await fr.wait_ready(5)
+            yield Federation(bus, de, fr, sim_de, sim_fr, observed)
+
+
+def texts(sim: TetraNetworkSimulator, issi: str) -> list[TextSds]:
+    return [c for _s, c in sim.received.get(issi, []) if isinstance(c, TextSds)]
+
+
+def reports(sim: TetraNetworkSimulator, issi: str) -> list[SdsReport]:
+    return [c for _s, c in sim.reports.get(issi, []) if isinstance(c, SdsReport)]
+
+
+async def test_text_crosses_the_border_and_the_sender_gets_its_report(fed: Federation) -> None:
+    mr = await fed.sim_de.send_text(
+        DE_RTW, ALIAS_OF_FR_VSAV, "Zweiter RTW benötigt", report_request=1
+    )
+    await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)))
+    [delivered] = texts(fed.sim_fr, FR_VSAV)
+    assert delivered.text == f"[{ALIAS_OF_DE_RTW} de.bos.rtw-kehl-1] Zweiter RTW benötigt"
+    [report] = reports(fed.sim_de, DE_RTW)
+    assert (report.delivery_status, report.message_reference) == (0x00, mr)
+    assert fed.de.counters["receipts_delivered"] == 1
+    kinds = [o.kind for o in fed.observed]
+    assert kinds.index("accepted") < kinds.index("forwarded") < kinds.index("receipt")
+    receipt = next(o for o in fed.observed if o.kind == "receipt")
+    assert receipt.fields["confirmation"] == "CONFIRMATION_UNIT"
+
+
+async def test_read_receipt_gives_received_then_consumed(fed: Federation) -> None:
+    mr = await fed.sim_fr.send_text(FR_FPT, "8002002", "Bien reçu", report_request=3)
+    await eventually(lambda: len(reports(fed.sim_fr, FR_FPT)) == 2)
+    statuses = [(r.delivery_status, r.message_reference) for r in reports(fed.sim_fr, FR_FPT)]
+    assert statuses == [(0x00, mr), (0x02, mr)]
+    assert texts(fed.sim_de, DE_HLF)[0].text.endswith("Bien reçu")
+
+
+async def test_status_is_translated_between_codebooks(fed: Federation) -> None:
+    await fed.sim_de.send_status(DE_RTW, ALIAS_OF_FR_VSAV, 0x8006)  # de-bos: on scene
+    await eventually(lambda: bool(fed.sim_fr.received.get(FR_VSAV)))
+    [(_source, content)] = fed.sim_fr.received[FR_VSAV]
+    assert content == StatusSds(status=0x8104)  # fr-sdis67: sur les lieux
+    await eventually(lambda: fed.de.counters["receipts_delivered"] == 1)
+
+
+async def test_status_missing_from_far_codebook_is_refused_with_a_reason(fed: Federation) -> None:
+    await fed.sim_de.send_status(DE_RTW, ALIAS_OF_FR_VSAV, 0x8002)  # not in fr-sdis67
+    await eventually(lambda: fed.de.counters["receipts_failed"] == 1)
+    failed = next(o for o in fed.observed if o.kind == "receipt")
+    assert "no value in codebook 'fr-sdis67'" in failed.fields["reason"]
+    assert fed.sim_fr.received.get(FR_VSAV, []) == []
+
+
+async def test_unknown_destination_gets_negative_report(fed: Federation) -> None:
+    mr = await fed.sim_de.send_text(DE_RTW, "9009999", "hallo?", report_request=1)
+    await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)))
+    [report] = reports(fed.sim_de, DE_RTW)
+    assert (report.delivery_status, report.message_reference) == (0x45, mr)
+    assert fed.de.counters["refused_0x45"] == 1
+
+
+async def test_unlisted_radio_may_not_send_across(fed: Federation) -> None:
+    mr = await fed.sim_de.send_text("2999", ALIAS_OF_FR_VSAV, "wer bin ich", report_request=1)
+    await eventually(lambda: bool(reports(fed.sim_de, "2999")))
+    assert (reports(fed.sim_de, "2999")[0].delivery_status, mr) == (0x43, mr)
+    assert texts(fed.sim_fr, FR_VSAV) == []
+
+
+async def test_unreachable_far_radio_fails_back_to_the_sender(fed: Federation) -> None:
+    fed.sim_fr.set_reachable(FR_VSAV, False)
+    mr = await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "bist du da", report_request=1)
+    await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)))
+    [report] = reports(fed.sim_de, DE_RTW)
+    assert report.message_reference == mr
+    assert report.delivery_status >= 0x40
+    assert fed.de.counters["receipts_failed"] == 1
+
+
+async def test_emergency_location_becomes_status_zero_and_lip(fed: Federation) -> None:
+    await fed.sim_de.send_location(DE_RTW, ALIAS_OF_FR_VSAV, 48.5734, 7.7521, reason=2)
+    await eventually(lambda: len(fed.sim_fr.received.get(FR_VSAV, [])) == 2)
+    first, second = (c for _s, c in fed.sim_fr.received[FR_VSAV])
+    assert first == StatusSds(status=0)
+    assert isinstance(second, LocationReport)
+    assert second.reason == 2
+    assert second.latitude == pytest.approx(48.5734, abs=1e-4)
+    accepted = next(o for o in fed.observed if o.kind == "accepted")
+    assert accepted.fields["priority"] == "PRIORITY_EMERGENCY"
+
+
+async def test_outage_backlog_drains_emergency_first(fed: Federation) -> None:
+    fed.bus.cut("FR")
+    for n in range(5):
+        await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"routine {n}", report_request=0)
+    await fed.sim_de.send_status(DE_HLF, ALIAS_OF_FR_VSAV, 0)
+    await eventually(lambda: fed.de.counters["accepted"] == 6)
+    await asyncio.sleep(0.2)
+    assert fed.sim_fr.received.get(FR_VSAV, []) == []
+    fed.bus.cut("FR", down=False)
+    await eventually(lambda: len(fed.sim_fr.received.get(FR_VSAV, [])) == 6, seconds=10)
+    contents = [c for _s, c in fed.sim_fr.received[FR_VSAV]]
+    assert contents[0] == StatusSds(status=0)
+    assert [c.text[-9:] for c in contents[1:] if isinstance(c, TextSds)] == [
+        f"routine {n}" for n in range(5)
+    ]
+    await eventually(lambda: fed.de.counters["receipts_delivered"] == 6)
+
+
+async def test_malformed_and_misattributed_partner_envelopes_are_refused(fed: Federation) -> None:
+    link = fed.bus.attach("BE")
+    await link.send("DE", b"\xff\xff\xff")
+    fake = v1.Envelope(message_id=b"\x01" * 16)
+    fake.origin.nation = "FR"  # but sent by BE
+    fake.text.text = "spoofed"
+    await link.send("DE", fake.SerializeToString())
+    await eventually(lambda: fed.de.counters["federation_misattributed"] == 1)
+    assert fed.de.counters["federation_malformed"] == 1
+    assert texts(fed.sim_de, DE_RTW) == []
+
+
+async def test_long_text_is_split_for_the_far_radio(fed: Federation) -> None:
+    long_text = "Lagemeldung: " + "Hochwasser am Rheinufer, Evakuierung läuft. " * 8
+    await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, long_text[:200], report_request=1)
+    await eventually(lambda: bool(texts(fed.sim_fr, FR_VSAV)))
+    assert texts(fed.sim_fr, FR_VSAV)[0].text.endswith(long_text[:200])
+    await eventually(lambda: fed.de.counters["receipts_delivered"] == 1)
