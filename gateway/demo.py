@@ -88,7 +88,11 @@ class DemoResult:
             "errors": self.errors,
             "radio_reports": self.radio_reports,
             "by_kind": dict(self.by_kind),
-            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "max": lat[-1] if lat else None},
+            "latency_ms": {
+                "p50": pct(0.5),
+                "p95": pct(0.95),
+                "max": round(lat[-1], 1) if lat else None,
+            },
             "duration_s": duration,
         }
 

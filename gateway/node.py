@@ -689,6 +689,7 @@ def _adapter_settings(adapter: AdapterConfig) -> TetraAdapterConfig:
     return TetraAdapterConfig(
         name=adapter.name,
         url=adapter.url,
+        radio_issi=adapter.radio_issi,
         keepalive_interval=adapter.keepalive_interval,
         command_timeout=adapter.command_timeout,
     )

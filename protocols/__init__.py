@@ -1,0 +1,1 @@
+"""Sans-IO protocol codecs and the common schema: no I/O, no clock."""

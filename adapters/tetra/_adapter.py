@@ -20,13 +20,14 @@ import dataclasses
 import random as _random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self
 
 import structlog
 
 from adapters._link import Backoff, LinkState, LinkStateChanged
+from adapters.tetra._channel import PeiChannel
 from adapters.tetra._config import AdapterEvent, AdapterSink, SendOutcome, TetraAdapterConfig
 from adapters.tetra._transport import open_pei_stream, parse_pei_url
 from protocols.errors import LinkError, LinkTimeoutError, LocalProtocolError, RemoteProtocolError
@@ -38,7 +39,6 @@ from protocols.tetra import (
     DeliveryStatus,
     Identity,
     IncompleteMessage,
-    PeiCommand,
     PeiConnection,
     QuerySendCapability,
     RawCommand,
@@ -48,7 +48,6 @@ from protocols.tetra import (
     SdsReceived,
     SdsRejected,
     SdsReport,
-    SelectSdsService,
     SendCapability,
     SendResult,
     SendSds,
@@ -62,42 +61,7 @@ from protocols.tetra import (
 
 __all__ = ["TetraAdapter"]
 
-#: ``+CMGS`` SDS status meaning "sent OK" / "send failed" (svxlink ``SdsSentState``).
-SDS_STATUS_SENT = 4
-SDS_STATUS_FAILED = 5
-
-#: Short texts for the PEI error codes seen most often (EN 300 392-5, svxlink ``getPeiError``).
-_CME_TEXT = {
-    3: "not allowed in current state",
-    4: "operation not supported",
-    30: "out of service",
-    31: "no layer 2 acknowledgement from SwMI",
-    32: "user data decoding failed",
-    35: "syntax error",
-    36: "user data without AT+CMGS",
-    37: "AT+CMGS timed out waiting for user data",
-    41: "transmit inhibit",
-    42: "MT busy with signalling",
-}
-
 _READ_SIZE = 4096
-_T = TypeVar("_T")
-
-
-def _cme_reason(command: str, completed: CommandCompleted) -> str:
-    if completed.cme_error is None:
-        return f"radio answered ERROR to {command}"
-    text = _CME_TEXT.get(completed.cme_error, "unknown PEI error")
-    return f"radio answered +CME ERROR: {completed.cme_error} ({text}) to {command}"
-
-
-def _describe(command: PeiCommand) -> str:
-    """Name a command for logs without its user data."""
-    if isinstance(command, SendSds):
-        return f"AT+CMGS={command.destination},{command.bits}"
-    if isinstance(command, RawCommand):
-        return command.line
-    return type(command).__name__
 
 
 def _ack_status(report_status: int) -> int:
@@ -109,31 +73,12 @@ def _ack_status(report_status: int) -> int:
     return DeliveryStatus.RECEIPT_REPORT_ACK
 
 
-def _mark_failed(future: asyncio.Future[_T], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
-        future.exception()  # the awaiting side still sees it; no "never retrieved" noise
-
-
-@dataclass
-class _Exchange:
-    """The one outstanding AT command and what the radio said before its final result."""
-
-    done: asyncio.Future[CommandCompleted]
-    send_results: list[SendResult] = field(default_factory=list)
-    capability: SendCapability | None = None
-
-
 @dataclass
 class _Session:
-    """One connected PEI stream; replaced on every reconnect."""
+    """One connected PEI stream and the task group of its tasks; replaced on reconnect."""
 
-    conn: PeiConnection
-    writer: asyncio.StreamWriter
+    channel: PeiChannel
     tg: asyncio.TaskGroup
-    failed: asyncio.Future[None]
-    ai_service: int = AiService.SDS_TYPE_4
-    exchange: _Exchange | None = None
 
 
 class TetraAdapter:
@@ -162,9 +107,7 @@ class TetraAdapter:
         self._connected = asyncio.Event()
         self._session: _Session | None = None
         self._max_pdu_bits = config.max_pdu_bits
-        self._command_lock = asyncio.Lock()
         self._send_lock = asyncio.Lock()
-        self._pending_status: dict[int, asyncio.Future[SendResult]] = {}
         self._references: dict[str, int] = {}
         self._reassembler = Reassembler(config.reassembly_timeout)
         self._timer_changed = asyncio.Event()
@@ -271,12 +214,12 @@ class TetraAdapter:
             LinkError: If the link is not connected or fails during the send.
             LocalProtocolError: If the content cannot be encoded.
         """
-        self._require_connected()
+        session = self._require_connected()
         service = ai_service if ai_service is not None else self._service_for(content)
         pdus = self._encode_pdus(destination, content)
         async with self._send_lock:
-            await self._select_service(service)
-            outcome = await self._send_pdus(destination, pdus)
+            await session.channel.select_service(service)
+            outcome = await self._send_pdus(session.channel, destination, pdus)
         if outcome.ok:
             self.counters["sds_out"] += 1
         else:
@@ -297,7 +240,11 @@ class TetraAdapter:
         try:
             while True:
                 await self._set_state(LinkState.CONNECTING, "")
-                state, reason = await self._connect_once()
+                session = asyncio.create_task(
+                    self._connect_once(), name=f"adapter[{self.config.name}].session"
+                )
+                state, reason = await session
+                _raise_if_cancelling()
                 if self._was_connected:
                     backoff.reset()
                 self.counters["reconnects"] += 1
@@ -353,41 +300,31 @@ class TetraAdapter:
         return outcome
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
         name = self.config.name
         self._max_pdu_bits = self.config.max_pdu_bits
+        channel = PeiChannel(
+            PeiConnection(own_identity=self.config.radio_issi),
+            writer,
+            name=name,
+            command_timeout=self.config.command_timeout,
+            send_timeout=self.config.send_timeout,
+            log=self._log,
+        )
         tg = asyncio.TaskGroup()
-        session = _Session(PeiConnection(), writer, tg, loop.create_future())
-        self._session = session
+        session = self._session = _Session(channel, tg)
         try:
             async with tg:
                 tg.create_task(self._read_loop(session, reader), name=f"adapter[{name}].read_loop")
-                tg.create_task(self._watch(session), name=f"adapter[{name}].watchdog")
-                await self._initialise(session)
-                tg.create_task(self._keepalive_loop(), name=f"adapter[{name}].keepalive")
+                tg.create_task(channel.watch(), name=f"adapter[{name}].watchdog")
+                await self._initialise(channel)
+                tg.create_task(self._keepalive_loop(channel), name=f"adapter[{name}].keepalive")
                 tg.create_task(self._timer_loop(session), name=f"adapter[{name}].reassembly_timer")
                 self._was_connected = True
                 await self._set_state(LinkState.CONNECTED, "")
         finally:
             self._session = None
-            self._fail_pending(session, LinkError(f"PEI link of adapter {name} went down."))
+            channel.close(LinkError(f"PEI link of adapter {name} went down."))
             await self._close(writer)
-
-    async def _watch(self, session: _Session) -> None:
-        """Turn an abort requested from outside the task group into a session failure."""
-        await session.failed
-
-    def _abort(self, session: _Session, exc: LinkError) -> None:
-        if not session.failed.done():
-            session.failed.set_exception(exc)
-
-    def _fail_pending(self, session: _Session, exc: LinkError) -> None:
-        if session.exchange is not None:
-            _mark_failed(session.exchange.done, exc)
-        for future in self._pending_status.values():
-            _mark_failed(future, exc)
-        if not session.failed.done():
-            session.failed.cancel()
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
         writer.close()
@@ -396,78 +333,29 @@ class TetraAdapter:
         except OSError as exc:
             self._log.debug("pei_close_error", error=repr(exc))
 
-    async def _initialise(self, session: _Session) -> None:
+    async def _initialise(self, channel: PeiChannel) -> None:
         """Run the PEI initialisation sequence (EN 300 392-5 6.14)."""
-        await self._expect_ok(RawCommand(line="AT"), fatal=True)
+        await channel.expect_ok(RawCommand(line="AT"), fatal=True)
         for profile in self.config.service_profiles:
-            await self._expect_ok(profile, fatal=False)
-        await self._expect_ok(SelectSdsService(ai_service=AiService.SDS_TYPE_4), fatal=True)
-        session.ai_service = AiService.SDS_TYPE_4
-        exchange = await self._command(QuerySendCapability())
+            await channel.expect_ok(profile, fatal=False)
+        await channel.select_service(AiService.SDS_TYPE_4)
+        exchange = await channel.command(QuerySendCapability())
         if exchange.capability is not None:
-            self._max_pdu_bits = max(16, min(exchange.capability.max_pdu_bits, 2047))
+            self._max_pdu_bits = max(16, min(exchange.capability.max_pdu_bits, MAX_TYPE4_BITS))
         self._log.info("pei_initialised", max_pdu_bits=self._max_pdu_bits)
 
-    async def _expect_ok(self, command: PeiCommand, *, fatal: bool) -> None:
-        exchange = await self._command(command)
-        completed = exchange.done.result()
-        if completed.ok:
-            return
-        reason = _cme_reason(_describe(command), completed)
-        if fatal:
-            raise LinkError(f"Initialisation failed: {reason}.", reason_code=completed.cme_error)
-        self._log.warning("pei_init_command_refused", reason=reason)
-
-    async def _keepalive_loop(self) -> None:
+    async def _keepalive_loop(self, channel: PeiChannel) -> None:
         while True:
             await asyncio.sleep(self.config.keepalive_interval)
-            exchange = await self._command(RawCommand(line="AT"))
-            if not exchange.done.result().ok:
-                self._log.warning("pei_keepalive_refused")
+            await channel.expect_ok(RawCommand(line="AT"), fatal=False)
 
     # ------------------------------------------------------------------ commands
 
-    def _require_connected(self) -> None:
-        if self._session is None or self._state is not LinkState.CONNECTED:
-            raise LinkError(f"Adapter {self.config.name} cannot send in state {self._state.name}.")
-
-    def _current_session(self) -> _Session:
+    def _require_connected(self) -> _Session:
         session = self._session
-        if session is None:
-            raise LinkError(f"Adapter {self.config.name} has no PEI session ({self._state.name}).")
+        if session is None or self._state is not LinkState.CONNECTED:
+            raise LinkError(f"Adapter {self.config.name} cannot send in state {self._state.name}.")
         return session
-
-    async def _command(self, command: PeiCommand) -> _Exchange:
-        """Send one command and wait for its final result (one outstanding at a time)."""
-        async with self._command_lock:
-            session = self._current_session()
-            exchange = _Exchange(asyncio.get_running_loop().create_future())
-            session.exchange = exchange
-            try:
-                session.writer.write(session.conn.send(command))
-                async with asyncio.timeout(self.config.command_timeout):
-                    await session.writer.drain()
-                    await exchange.done
-            except TimeoutError as exc:
-                error = LinkTimeoutError(
-                    f"Radio did not answer {_describe(command)} within "
-                    f"{self.config.command_timeout}s; declaring the PEI link dead."
-                )
-                self._abort(session, error)
-                raise error from exc
-            finally:
-                session.exchange = None
-        return exchange
-
-    async def _select_service(self, service: int) -> None:
-        session = self._current_session()
-        if session.ai_service == service:
-            return
-        command = SelectSdsService(ai_service=service)
-        if service == AiService.STATUS:
-            command = SelectSdsService(ai_service=service, identity_type=0)
-        await self._expect_ok(command, fatal=True)
-        session.ai_service = service
 
     @staticmethod
     def _service_for(content: SdsContent) -> int:
@@ -509,8 +397,9 @@ class TetraAdapter:
         self._references[destination] = (start + len(parts)) % 256
         return [(part, *encode_sds(part)) for part in parts]
 
+    @staticmethod
     async def _send_pdus(
-        self, destination: str, pdus: list[tuple[SdsContent, bytes, int]]
+        channel: PeiChannel, destination: str, pdus: list[tuple[SdsContent, bytes, int]]
     ) -> SendOutcome:
         references: list[int] = []
         outcome = SendOutcome(ok=False, reason="nothing to send")
@@ -519,58 +408,17 @@ class TetraAdapter:
             if isinstance(reference, int):
                 references.append(reference)
             command = SendSds(destination=Identity(destination), payload=payload, bits=bits)
-            outcome = await self._send_pdu(command, references)
+            outcome = await channel.send_pdu(command, references)
             if not outcome.ok:
                 break
         return outcome
-
-    async def _send_pdu(self, command: SendSds, references: list[int]) -> SendOutcome:
-        exchange = await self._command(command)
-        instances = [result.sds_instance for result in exchange.send_results]
-        try:
-            return await self._await_final_status(command, exchange, list(references))
-        finally:
-            for instance in instances:
-                self._pending_status.pop(instance, None)
-
-    async def _await_final_status(
-        self, command: SendSds, exchange: _Exchange, refs: list[int]
-    ) -> SendOutcome:
-        completed = exchange.done.result()
-        if not completed.ok:
-            return SendOutcome(
-                ok=False,
-                message_references=refs,
-                cme_error=completed.cme_error,
-                reason=_cme_reason(_describe(command), completed),
-            )
-        if not exchange.send_results:
-            return SendOutcome(ok=False, message_references=refs, reason="no +CMGS set result")
-        future = self._pending_status[exchange.send_results[-1].sds_instance]
-        try:
-            async with asyncio.timeout(self.config.send_timeout):
-                final = await future
-        except TimeoutError:
-            return SendOutcome(
-                ok=False,
-                message_references=refs,
-                reason=f"no final +CMGS status within {self.config.send_timeout}s",
-            )
-        if final.sds_status != SDS_STATUS_SENT:
-            return SendOutcome(
-                ok=False,
-                message_references=refs,
-                sds_status=final.sds_status,
-                reason=f"radio reported SDS status {final.sds_status} (send failed)",
-            )
-        return SendOutcome(ok=True, message_references=refs, sds_status=final.sds_status)
 
     # ------------------------------------------------------------------ inbound
 
     async def _read_loop(self, session: _Session, reader: asyncio.StreamReader) -> None:
         while True:
             data = await reader.read(_READ_SIZE)
-            session.conn.receive_data(data)
+            session.channel.conn.receive_data(data)
             await self._drain_events(session)
             if not data:
                 raise LinkError("Radio closed the PEI connection (EOF).")
@@ -578,7 +426,7 @@ class TetraAdapter:
     async def _drain_events(self, session: _Session) -> None:
         while True:
             try:
-                event = session.conn.next_event()
+                event = session.channel.conn.next_event()
             except RemoteProtocolError as exc:
                 raise LinkError(f"PEI stream from the radio is unreadable: {exc}") from exc
             if event is NEED_DATA:
@@ -592,43 +440,16 @@ class TetraAdapter:
             case SdsRejected():
                 await self._on_rejected(session, event)
             case SendResult():
-                self._on_send_result(session, event)
+                session.channel.on_send_result(event)
             case CommandCompleted():
-                self._on_completed(session, event)
+                session.channel.on_completed(event)
             case SendCapability():
-                if session.exchange is not None:
-                    session.exchange.capability = event
+                session.channel.on_capability(event)
             case UnsolicitedResult():
                 self._log.debug("pei_unsolicited", name=event.name)
             case _:
                 self._log.error("pei_unexpected_event", event_type=type(event).__name__)
                 raise RemoteProtocolError(f"Unexpected PEI event {type(event).__name__}.")
-
-    def _on_completed(self, session: _Session, event: CommandCompleted) -> None:
-        exchange = session.exchange
-        if exchange is None or exchange.done.done():
-            self._log.warning("pei_unexpected_final_result", command=event.command, ok=event.ok)
-            return
-        exchange.done.set_result(event)
-
-    def _on_send_result(self, session: _Session, event: SendResult) -> None:
-        if event.sds_status is None:
-            if session.exchange is None:
-                self._log.warning("pei_unexpected_set_result", instance=event.sds_instance)
-                return
-            session.exchange.send_results.append(event)
-            loop = asyncio.get_running_loop()
-            self._pending_status[event.sds_instance] = loop.create_future()
-            return
-        future = self._pending_status.get(event.sds_instance)
-        if future is None or future.done():
-            self._log.warning(
-                "pei_unmatched_send_status",
-                instance=event.sds_instance,
-                sds_status=event.sds_status,
-            )
-            return
-        future.set_result(event)
 
     async def _on_sds(self, session: _Session, event: SdsReceived) -> None:
         self.counters["sds_in"] += 1
@@ -755,6 +576,18 @@ class TetraAdapter:
             await self._sink(event)
         except Exception:
             self._log.exception("sink_failed", event_type=type(event).__name__)
+
+
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation of this task that its session task swallowed.
+
+    Each session runs in its own task because a Python 3.11 TaskGroup whose child
+    fails while the group is exiting leaves the parent's cancel count raised, so
+    ``cancelling()`` of the session task is not trustworthy; that of ``run`` is.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _first_reason(group: BaseExceptionGroup[BaseException]) -> str:

@@ -58,6 +58,8 @@ class TetraAdapterConfig:
         reassembly_timeout: Seconds to wait for the missing parts of a concatenated
             text before answering with a negative report (0x5D).
         max_pdu_bits: Largest SDS type-4 PDU assumed until ``AT+CMGS=?`` answers.
+        radio_issi: The driven radio's own ISSI: the called party of a ``+CTSDSR``
+            header that leaves it out.
     """
 
     name: str
@@ -70,6 +72,7 @@ class TetraAdapterConfig:
     reconnect_max: float = 60.0
     reassembly_timeout: float = 60.0
     max_pdu_bits: int = MAX_TYPE4_BITS
+    radio_issi: str = "0"
 
     def __post_init__(self) -> None:
         if not self.name:

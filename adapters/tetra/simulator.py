@@ -386,9 +386,18 @@ class TetraNetworkSimulator:
         instance = self._instance
         if self._tg is not None:
             name = f"tetra_sim.delivery[{instance}]"
-            delivery = self._complete_delivery(pei, instance, sds, self._ai_service)
+            delivery = self._guarded_delivery(pei, instance, sds, self._ai_service)
             self._tg.create_task(delivery, name=name)
         return pei.send_result(instance) + pei.ok()
+
+    async def _guarded_delivery(
+        self, pei: RadioPei, instance: int, sds: SdsSubmitted, ai_service: int
+    ) -> None:
+        """Run :meth:`_complete_delivery`; a gateway that went away only ends this delivery."""
+        try:
+            await self._complete_delivery(pei, instance, sds, ai_service)
+        except OSError as exc:  # includes LinkError: no gateway connected any more
+            _log.warning("tetra_sim_delivery_aborted", instance=instance, error=str(exc))
 
     async def _complete_delivery(
         self, pei: RadioPei, instance: int, sds: SdsSubmitted, ai_service: int

@@ -59,6 +59,22 @@ def _chunks(text: str, coding: int, budget: int) -> Iterator[str]:
     yield "".join(part)
 
 
+def _check_split_arguments(message_reference_start: int, destination_max_bits: int) -> None:
+    if not 0 <= message_reference_start <= 0xFF:
+        raise LocalProtocolError(f"message_reference_start={message_reference_start} not 0..255.")
+    if destination_max_bits < 1:
+        raise LocalProtocolError(f"destination_max_bits={destination_max_bits} is not positive.")
+
+
+def _fits(text: TextSds, max_bits: int) -> bool:
+    try:
+        return encode_sds(text)[1] <= max_bits
+    except LocalProtocolError as exc:
+        if exc.reason_code != DeliveryStatus.MESSAGE_TOO_LONG:
+            raise
+        return False
+
+
 def split_text(
     text: str,
     *,
@@ -81,10 +97,7 @@ def split_text(
         LocalProtocolError: Bad arguments, a character that does not fit a part,
             or more than 255 parts.
     """
-    if not 0 <= message_reference_start <= 0xFF:
-        raise LocalProtocolError(f"message_reference_start={message_reference_start} not 0..255.")
-    if not destination_max_bits >= 1:
-        raise LocalProtocolError(f"destination_max_bits={destination_max_bits} is not positive.")
+    _check_split_arguments(message_reference_start, destination_max_bits)
     max_bits = min(destination_max_bits, MAX_TYPE4_BITS)
     coding = choose_coding_scheme(text) if coding_scheme is None else coding_scheme
     fields: dict[str, object] = {
@@ -92,12 +105,8 @@ def split_text(
         "timestamp": timestamp,
     }
     single = _single(text, message_reference_start, coding, immediate=immediate, **fields)
-    try:
-        if encode_sds(single)[1] <= max_bits:
-            return [single]
-    except LocalProtocolError as exc:
-        if exc.reason_code != DeliveryStatus.MESSAGE_TOO_LONG:
-            raise
+    if _fits(single, max_bits):
+        return [single]
     # Overhead of a part: PID 8, SDS-TRANSFER header 16, text header 8, timestamp 24,
     # user data header 48 (length, IEI 0x00, IEL, reference, total, sequence).
     overhead = 8 + 16 + 8 + (24 if timestamp is not None else 0) + 48

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import LinkState
+from adapters import LinkState, LinkStateChanged
 from adapters.tetra import TetraAdapter, TetraAdapterConfig, TetraNetworkSimulator
 from protocols.errors import ConfigError, LinkError
 from protocols.tetra import (
@@ -220,7 +220,7 @@ async def test_keepalive_detects_silent_radio(
     await wait_sim(sim, lambda: sum(1 for c in sim.commands if c.name == "") >= 2)
     sim.set_silent(True)
     await recorder.wait_for(lambda: LinkState.TRANSIENT_DISCONNECT in recorder.states())
-    reasons = [e.reason for e in recorder.events if getattr(e, "state", None) is not None]
+    reasons = [e.reason for e in recorder.of_type(LinkStateChanged)]
     assert any("did not answer AT" in reason for reason in reasons)
     sim.set_silent(False)
     await recorder.wait_for(lambda: recorder.states().count(LinkState.CONNECTED) == 2)

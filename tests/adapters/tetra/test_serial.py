@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapters import LinkState
+from adapters import LinkState, LinkStateChanged
 from adapters.tetra import TetraAdapter, TetraNetworkSimulator
-from protocols.tetra import StatusSds, TextSds
+from protocols.tetra import SdsReceived, StatusSds, TextSds
 
 from .conftest import RADIO, Recorder, make_config, wait_sim
 
@@ -68,11 +68,18 @@ async def test_adapter_over_serial_pty(sim: TetraNetworkSimulator, recorder: Rec
             assert (await adapter.send("2001", StatusSds(status=0x8002))).ok
             await wait_sim(sim, lambda: len(sim.received["2001"]) == 1)
             await sim.send_text("2002", RADIO, "per Seriell", report_request=0)
-            await recorder.wait_for(lambda: len(recorder.events) >= 3)
-            texts = [
-                e.content
-                for e in recorder.events
-                if isinstance(getattr(e, "content", None), TextSds)
-            ]
-            assert [t.text for t in texts] == ["per Seriell"]
+            await recorder.wait_for(lambda: len(recorder.of_type(SdsReceived)) == 1)
+            content = recorder.of_type(SdsReceived)[0].content
+            assert isinstance(content, TextSds) and content.text == "per Seriell"
         assert LinkState.CONNECTED in recorder.states()
+
+
+async def test_missing_serial_device_is_a_transient_disconnect(recorder: Recorder) -> None:
+    config = make_config(1, url="serial:///dev/euccs-no-such-tty?baudrate=9600")
+    async with TetraAdapter(config, recorder) as adapter:
+        await recorder.wait_for(lambda: adapter.counters["reconnects"] >= 2)
+        assert adapter.state is not LinkState.CONNECTED
+    disconnects = [
+        e for e in recorder.of_type(LinkStateChanged) if e.state is LinkState.TRANSIENT_DISCONNECT
+    ]
+    assert disconnects and "euccs-no-such-tty" in disconnects[0].reason

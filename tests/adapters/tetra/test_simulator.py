@@ -88,3 +88,23 @@ async def test_main_runs_standalone() -> None:
         process.terminate()
         await process.wait()
     assert process.returncode is not None
+
+
+async def test_delivery_after_gateway_left_does_not_stop_simulator(
+    sim: TetraNetworkSimulator,
+) -> None:
+    sim.delivery_latency = 0.05
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    # SDS-TRANSFER to 2001 asking for a report, then the gateway disappears.
+    writer.write(b"AT+CMGS=2001,40\r\n8204070141\x1a")
+    await writer.drain()
+    async with asyncio.timeout(5.0):
+        assert b"OK" in await reader.readuntil(b"OK\r\n")
+    writer.close()
+    await writer.wait_closed()
+    await wait_sim(sim, lambda: len(sim.received["2001"]) == 1)
+    await wait_sim(sim, lambda: sim.connection_count == 1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    assert b"OK" in await exchange(reader, writer, b"AT\r\n", b"OK\r\n")
+    writer.close()
+    await writer.wait_closed()

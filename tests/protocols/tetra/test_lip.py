@@ -131,7 +131,7 @@ def test_short_round_trip(
     out = decode_sds(data, bits)
     assert isinstance(out, LocationReport)
     assert out.latitude is not None and out.longitude is not None
-    assert abs(out.latitude - la) <= 180 / 2**24 + 1e-9
+    assert abs(out.latitude - la) <= 2 * 180 / 2**24  # 0/0 keeps 1 LSB off the no-fix sentinel
     assert _close_angle(out.longitude, lo, 360 / 2**25 + 1e-9)
     assert (out.position_error, out.time_elapsed, out.reason) == (err, te, reason)
     assert out.direction_deg is not None and _close_angle(out.direction_deg, d, 11.25 + 1e-9)
@@ -176,7 +176,9 @@ def test_long_round_trip(
     out = decode_sds(*encode_sds(report))
     assert isinstance(out, LocationReport)
     assert out.long_report and out.acknowledgement_request == ack and out.time_elapsed == te
-    assert out.latitude is not None and abs(out.latitude - la) <= 180 / 2**24 + 1e-9
+    assert (
+        out.latitude is not None and abs(out.latitude - la) <= 2 * 180 / 2**24
+    )  # 0/0 keeps 1 LSB off the no-fix sentinel
     if alt is None:
         assert out.position_error == err and out.altitude_m is None
     else:

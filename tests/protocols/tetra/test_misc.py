@@ -4,6 +4,7 @@ import pytest
 
 from protocols.errors import LocalProtocolError, RemoteProtocolError
 from protocols.tetra import (
+    Identity,
     LocationReport,
     OtherSds,
     PeiJsonDecoder,
@@ -26,11 +27,11 @@ from protocols.tetra._lip import _altitude_code
         lambda: LocationReport(latitude=1.0, longitude=None),
         lambda: LocationReport(latitude=91.0, longitude=0.0),
         lambda: LocationReport(latitude=0.0, longitude=181.0),
-        lambda: SendSds(destination="1", payload=b"\x01\x02", bits=8),
+        lambda: SendSds(destination=Identity("1"), payload=b"\x01\x02", bits=8),
         lambda: RawCommand(line="ATZ\r\nATD"),
         lambda: SdsReceived(
-            source="x",
-            destination="1",
+            source=Identity("x"),
+            destination=Identity("1"),
             ai_service=13,
             content=OtherSds(protocol_id=None, payload=b"", bits=0),
         ),

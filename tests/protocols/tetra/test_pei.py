@@ -10,6 +10,7 @@ from protocols.tetra import (
     NEED_DATA,
     CommandCompleted,
     CommandReceived,
+    Identity,
     PeiConnection,
     QuerySendCapability,
     RadioPei,
@@ -110,7 +111,7 @@ def test_results_and_outstanding_commands() -> None:
     assert conn.send(SetServiceProfile(profile=2, layer1=0)) == b"AT+CTSP=2,0\r\n"
     assert conn.send(SelectSdsService()) == b"AT+CTSDS=12,0,0,0,0\r\n"
     assert conn.send(QuerySendCapability()) == b"AT+CMGS=?\r\n"
-    sent = conn.send(SendSds(destination="1234567", payload=bytes.fromhex("821000C9")))
+    sent = conn.send(SendSds(destination=Identity("1234567"), payload=bytes.fromhex("821000C9")))
     assert sent == b"AT+CMGS=1234567,32\r\n821000C9\x1a"
     assert conn.send(RawCommand(line="AT+CNUMF?")) == b"AT+CNUMF?\r\n"
     assert len(conn.outstanding_commands) == 6
@@ -181,7 +182,9 @@ def test_radio_submissions() -> None:
     radio = RadioPei()
     out = events(radio, data)
     assert events(RadioPei(), data, bytewise=True) == out
-    assert out[0] == SdsSubmitted(destination="1234567", bits=32, payload=bytes.fromhex("821000C9"))
+    assert out[0] == SdsSubmitted(
+        destination=Identity("1234567"), bits=32, payload=bytes.fromhex("821000C9")
+    )
     assert isinstance(out[1], SdsSubmitted) and len(out[1].payload) == 11
     assert [type(e) for e in out[2:]] == [SdsSubmissionFailed] * 5
     assert [e.cme_error for e in out[2:]] == [32, 32, 35, 35, 35]  # type: ignore[attr-defined]
@@ -226,9 +229,11 @@ def test_pair_radio_against_terminal() -> None:
         protocol_id=0x82, text="Grüße aus Aachen", message_reference=5, delivery_report_request=1
     )
     payload, bits = encode_sds(text)
-    radio.receive_data(terminal.send(SendSds(destination="2002", payload=payload, bits=bits)))
+    radio.receive_data(
+        terminal.send(SendSds(destination=Identity("2002"), payload=payload, bits=bits))
+    )
     submitted = radio.next_event()
-    assert submitted == SdsSubmitted(destination="2002", bits=bits, payload=payload)
+    assert submitted == SdsSubmitted(destination=Identity("2002"), bits=bits, payload=payload)
     gsm = TextSds(protocol_id=0x82, text="abcd", coding_scheme=0, message_reference=6)
     gsm_payload, gsm_bits = encode_sds(gsm)
     assert gsm_bits % 8 == 4  # odd nibble count: the last octet still travels whole

@@ -106,7 +106,7 @@ def test_report_ack_other() -> None:
     )
     assert hexdecode("830055") == OtherSds(protocol_id=0x83, payload=b"\x83\x00\x55", bits=24)
     assert hexdecode("82F0") == OtherSds(protocol_id=0x82, payload=b"\x82\xf0", bits=16)
-    assert hexdecode("0C1234").protocol_id == 0x0C  # type: ignore[union-attr]
+    assert hexdecode("0C1234").protocol_id == 0x0C
     assert hexdecode("0A8F") == OtherSds(protocol_id=0x0A, payload=b"\x0a\x8f", bits=16)
 
 
@@ -136,7 +136,15 @@ def test_concatenated_sds_0x8c() -> None:
 
 
 def test_validity_periods() -> None:
-    expected = {0: 0.0, 1: 10.0, 6: 60.0, 10: 300.0, 16: 3600.0, 22: 43200.0, 24: 86400.0}
+    expected: dict[int, float | None] = {
+        0: 0.0,
+        1: 10.0,
+        6: 60.0,
+        10: 300.0,
+        16: 3600.0,
+        22: 43200.0,
+        24: 86400.0,
+    }
     expected |= {30: 12 * 86400.0, 31: None, 17: 7200.0, 25: 48 * 3600.0}
     for code, seconds in expected.items():
         assert validity_period_seconds(code) == seconds
@@ -375,3 +383,15 @@ def test_decode_fuzz_only_remote_errors(data: bytes, bits: int, ai: int) -> None
     except RemoteProtocolError:
         return
     assert content is not None
+
+
+def test_report_with_storage_forward_without_address() -> None:
+    report = SdsReport(
+        protocol_id=0x82,
+        delivery_status=0x21,
+        message_reference=4,
+        storage_forward=StorageForward(validity_period=31),
+    )
+    data, bits = encode_sds(report)
+    assert data.hex().upper() == "82112104FF" and bits == 40
+    assert decode_sds(data, bits) == report

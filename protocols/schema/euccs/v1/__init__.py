@@ -1,0 +1,1 @@
+"""Generated code of ``euccs.v1``."""
