@@ -437,7 +437,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit status.
     """
-    parser = argparse.ArgumentParser(description="Simulated TETRA radio network (PEI over TCP).")
+    parser = argparse.ArgumentParser(
+        prog="euccs-gw simulate tetra",
+        description="Simulated TETRA radio network (PEI over TCP).",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--radio-issi", default="1000")

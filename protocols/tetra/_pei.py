@@ -106,6 +106,19 @@ class LineBuffer:
         """True while dropping the rest of an over-long line or block."""
         return self._discarding
 
+    def receive(self, data: bytes) -> None:
+        """Feed ``data``; ``b""`` marks the end of the stream.
+
+        Raises:
+            LocalProtocolError: Data fed after the end of the stream.
+        """
+        if self.eof:
+            raise LocalProtocolError("receive_data() called after end of stream.")
+        if data:
+            self.feed(data)
+        else:
+            self.eof = True
+
     def feed(self, data: bytes) -> None:
         self._buf += data
 
@@ -262,12 +275,7 @@ class PeiConnection:
         Raises:
             LocalProtocolError: Data fed after the end of the stream.
         """
-        if self._lines.eof:
-            raise LocalProtocolError("receive_data() called after end of stream.")
-        if data:
-            self._lines.feed(data)
-        else:
-            self._lines.eof = True
+        self._lines.receive(data)
 
     def next_event(self) -> PeiEvent | NeedData:
         """Return the next event, or :data:`NEED_DATA` when more input is needed."""

@@ -82,12 +82,7 @@ class RadioPei:
         Raises:
             LocalProtocolError: Data fed after the end of the stream.
         """
-        if self._lines.eof:
-            raise LocalProtocolError("receive_data() called after end of stream.")
-        if data:
-            self._lines.feed(data)
-        else:
-            self._lines.eof = True
+        self._lines.receive(data)
 
     def next_event(self) -> RadioEvent | NeedData:
         """Return the next event, or :data:`NEED_DATA` when more input is needed.
