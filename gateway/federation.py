@@ -105,9 +105,8 @@ class LocalLink:
             sender, payload = await self._bus._next(self.nation)
             try:
                 await inbox(sender, payload)
-            except Exception:
+            except Exception:  # one bad envelope must not stop the inbox
                 log.exception("federation.inbox_failed", sender=sender, size=len(payload))
-                raise
 
     def close(self) -> None:
         """Detach from the bus."""

@@ -27,7 +27,7 @@ import contextlib
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +122,7 @@ class Gateway:
             name: AsyncPriorityQueue(max_items=limit) for name in self.adapters
         }
         self._timer_wakeup = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
         self.log = log.bind(gateway=self.name, nation=self.nation)
 
     # ------------------------------------------------------------------ lifecycle
@@ -151,9 +152,11 @@ class Gateway:
         try:
             yield self
         finally:
-            task.cancel()
+            for pending in (task, *self._background):
+                pending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     async def wait_ready(self, seconds: float = 10.0) -> None:
         """Wait until every adapter's link is connected (TimeoutError after ``seconds``)."""
@@ -255,9 +258,28 @@ class Gateway:
             )
         return nation
 
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run radio I/O outside the caller (never inside an adapter's read loop), tracked."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"gateway[{self.name}].{what}")
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.counters["background_failed"] += 1
+            self.log.error("background.failed", task=task.get_name(), error=repr(task.exception()))
+
     def _enqueue_egress(self, nation: str, envelope: v1.Envelope) -> None:
-        evicted = self.egress[nation].offer(envelope, envelope.priority)
-        if evicted is not None:
+        queue = self.egress[nation]
+        if envelope.HasField("receipt"):
+            # Receipts are small and owed to a radio: never refused, never shed.
+            queue.force(envelope, envelope.priority)
+            return
+        evicted = queue.offer(envelope, envelope.priority)
+        if evicted is not None and evicted.item.HasField("receipt"):
+            queue.force(evicted.item, evicted.priority)
+        elif evicted is not None:
             self.counters["shed"] += 1
             self._fail_origin(
                 evicted.item.message_id,
@@ -281,9 +303,10 @@ class Gateway:
         self._observe("refused", adapter=adapter, source=event.source, reason=str(exc))
         content = event.content
         if isinstance(content, TextSds) and content.message_reference is not None:
-            await self._report_to_radio(
+            report = self._report_to_radio(
                 adapter, event.source, content.protocol_id, content.message_reference, reason_code
             )
+            self._spawn(report, "negative_report")
 
     async def _report_to_radio(
         self, adapter: str, issi: str, pid: int, reference: int, status: int
@@ -352,8 +375,7 @@ class Gateway:
             tetra_status=status,
             reason=reason,
         )
-        task = asyncio.get_running_loop().create_task(self._apply_receipt(receipt))
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self._spawn(self._apply_receipt(receipt), "fail_origin")
 
     # ------------------------------------------------------------------ federation inbound
 
@@ -384,7 +406,7 @@ class Gateway:
                 directory=self.directory,
                 codebooks=self._codebooks,
             )
-        except DeliveryRefused as exc:
+        except GatewayError as exc:  # refused, or a partner value our radios cannot carry
             self.counters["refused_from_partner"] += 1
             self.log.warning(
                 "federation.refused", message_id=envelope.message_id.hex(), reason=str(exc)
@@ -444,7 +466,9 @@ class Gateway:
         content = self._content_for(adapter, delivery)
         try:
             outcome = await adapter.send(issi, content)
-        except GatewayError as exc:
+        except Exception as exc:  # a failed send must become a FAILED receipt, never a dead loop
+            if not isinstance(exc, GatewayError):
+                self.log.exception("delivery.send_crashed", adapter=adapter_name, issi=issi)
             outcome = SendOutcome(
                 ok=False, message_references=[], sds_status=None, cme_error=None, reason=str(exc)
             )
@@ -631,11 +655,7 @@ class Gateway:
         if nation not in self.egress:
             self.log.warning("receipt.no_route", nation=nation)
             return
-        try:
-            self._enqueue_egress(nation, receipt)
-        except QueueFull:
-            self.counters["receipts_dropped_queue_full"] += 1
-            self.log.error("receipt.queue_full", nation=nation, about=about.message_id.hex())
+        self._enqueue_egress(nation, receipt)
 
     async def _apply_receipt(self, receipt: v1.DeliveryReceipt) -> None:
         record = self.tracker.origins.get(receipt.message_id)
@@ -651,8 +671,8 @@ class Gateway:
         self._observe(
             "receipt",
             receipt.message_id,
-            state=v1.DeliveryState.Name(receipt.state),
-            confirmation=v1.Confirmation.Name(receipt.confirmation),
+            state=_enum_name(v1.DeliveryState, receipt.state),
+            confirmation=_enum_name(v1.Confirmation, receipt.confirmation),
             reason=receipt.reason,
         )
         status = _radio_status(receipt, record.report_request)
@@ -661,13 +681,14 @@ class Gateway:
             and record.message_reference is not None
             and record.protocol_id is not None
         ):
-            await self._report_to_radio(
+            report = self._report_to_radio(
                 record.adapter,
                 record.source_issi,
                 record.protocol_id,
                 record.message_reference,
                 status,
             )
+            self._spawn(report, "report")
         if receipt.state in (v1.DELIVERY_STATE_FAILED, v1.DELIVERY_STATE_READ) or (
             receipt.state == v1.DELIVERY_STATE_DELIVERED and record.report_request not in (2, 3)
         ):
@@ -679,10 +700,21 @@ def _radio_status(receipt: v1.DeliveryReceipt, report_request: int) -> int | Non
     if receipt.state == v1.DELIVERY_STATE_FAILED:
         return receipt.tetra_status or DeliveryStatus.DELIVERY_FAILED
     if receipt.state == v1.DELIVERY_STATE_DELIVERED and report_request in (1, 3):
-        return DeliveryStatus.RECEIVED
+        if receipt.confirmation == v1.CONFIRMATION_UNIT:
+            return DeliveryStatus.RECEIVED
+        # Only the far network accepted it: say so, do not claim the unit received it.
+        return DeliveryStatus.FORWARDED_EXTERNAL
     if receipt.state == v1.DELIVERY_STATE_READ and report_request in (2, 3):
         return DeliveryStatus.CONSUMED
     return None
+
+
+def _enum_name(enum: Any, value: int) -> str:
+    """Name of a protobuf enum value; a value from a newer schema stays a number."""
+    try:
+        return str(enum.Name(value))
+    except ValueError:
+        return str(value)
 
 
 def _adapter_settings(adapter: AdapterConfig) -> TetraAdapterConfig:

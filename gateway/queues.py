@@ -106,6 +106,10 @@ class PriorityQueue(Generic[T]):
                 return Queued(priority=priority, item=fifo.popleft())
         return None
 
+    def force(self, item: T, priority: int) -> None:
+        """Append ``item`` to its class ignoring the bound (receipts: small, always owed)."""
+        self._fifos[priority if priority in self._fifos else v1.PRIORITY_ROUTINE].append(item)
+
     def push_front(self, item: T, priority: int) -> None:
         """Put an item back at the head of its class (a delivery to retry), ignoring the bound."""
         self._fifos[priority if priority in self._fifos else v1.PRIORITY_ROUTINE].appendleft(item)
@@ -127,6 +131,11 @@ class AsyncPriorityQueue(PriorityQueue[T]):
     def push_front(self, item: T, priority: int) -> None:
         """See :meth:`PriorityQueue.push_front`."""
         super().push_front(item, priority)
+        self._ready.set()
+
+    def force(self, item: T, priority: int) -> None:
+        """See :meth:`PriorityQueue.force`; wakes a waiting :meth:`get`."""
+        super().force(item, priority)
         self._ready.set()
 
     async def get(self) -> Queued[T]:

@@ -81,8 +81,8 @@ class Tracker:
     def settle_part(self, key: ReportKey) -> bool:
         """Mark one part's "received" report; return True once every part has reported."""
         record = self._awaiting.get(key)
-        if record is None:
-            return False
+        if record is None or key[2] not in record.references:
+            return False  # unknown, or a repeated report for a part already settled
         record.references.discard(key[2])
         return not record.references
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -118,6 +120,57 @@ async def test_unknown_destination_gets_negative_report(fed: Federation) -> None
     [report] = reports(fed.sim_de, DE_RTW)
     assert (report.delivery_status, report.message_reference) == (0x45, mr)
     assert fed.de.counters["refused_0x45"] == 1
+    assert fed.de.counters["link_transient_disconnect"] == 0  # the refusal did not stall the PEI
+
+
+async def test_refusals_do_not_stall_the_radio_link(fed: Federation) -> None:
+    start = time.monotonic()
+    for _ in range(3):
+        await fed.sim_de.send_text(DE_RTW, "9009999", "wrong number", report_request=1)
+    await fed.sim_de.send_text(DE_HLF, ALIAS_OF_FR_VSAV, "still flowing", report_request=1)
+    await eventually(
+        lambda: len(reports(fed.sim_de, DE_RTW)) == 3 and bool(reports(fed.sim_de, DE_HLF))
+    )
+    assert time.monotonic() - start < 3.0
+    assert fed.de.counters["link_transient_disconnect"] == 0
+    assert texts(fed.sim_fr, FR_VSAV)[0].text.endswith("still flowing")
+
+
+async def _still_alive(fed: Federation) -> bool:
+    await fed.sim_fr.send_text(FR_FPT, "8002002", "ping", report_request=0)
+    await eventually(lambda: any(t.text.endswith("ping") for t in texts(fed.sim_de, DE_HLF)))
+    return True
+
+
+async def test_partner_location_out_of_range_is_refused_not_fatal(fed: Federation) -> None:
+    env = v1.Envelope(message_id=b"\x02" * 16, priority=v1.PRIORITY_ROUTINE)
+    env.origin.nation = "FR"
+    env.origin.unit = "fr.sdis67.vsav-strasbourg-1"
+    env.destination.unit.nation = "DE"
+    env.destination.unit.unit = "de.bos.rtw-kehl-1"
+    env.location.location.latitude = math.nan
+    env.location.location.longitude = 7.0
+    await fed.fr.link.send("DE", env.SerializeToString())
+    await eventually(lambda: fed.de.counters["refused_from_partner"] == 1)
+    assert await _still_alive(fed)
+
+
+async def test_receipt_with_unknown_enum_values_is_not_fatal(fed: Federation) -> None:
+    fed.bus.cut("FR")
+    await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "x", report_request=1)
+    await eventually(lambda: bool(fed.de.tracker.origins))
+    receipt = v1.Envelope(message_id=b"\x03" * 16)
+    receipt.origin.nation = "FR"
+    receipt.receipt.message_id = next(iter(fed.de.tracker.origins))
+    receipt.receipt.state = v1.DELIVERY_STATE_DELIVERED
+    receipt.receipt.confirmation = 7  # type: ignore[assignment]  # from a newer schema
+    fed.bus.cut("FR", down=False)
+    await fed.fr.link.send("DE", receipt.SerializeToString())
+    await eventually(lambda: fed.de.counters["receipts_delivered"] >= 1)
+    assert await _still_alive(fed)
+    # not confirmed by the unit: the radio is told "forwarded", not "received"
+    await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)))
+    assert reports(fed.sim_de, DE_RTW)[0].delivery_status == 0x04
 
 
 async def test_unlisted_radio_may_not_send_across(fed: Federation) -> None:

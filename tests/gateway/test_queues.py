@@ -108,3 +108,11 @@ async def test_async_get_waits_for_an_item() -> None:
     got = await asyncio.wait_for(getter, 1)
     assert got.item == "e"
     assert (await q.get()).item == "r"
+
+
+def test_force_ignores_the_bound_and_keeps_order() -> None:
+    q: PriorityQueue[str] = PriorityQueue(max_items=1)
+    q.offer("r1", R)
+    q.force("receipt", R)
+    q.force("odd", 77)
+    assert [x.item for x in q] == ["r1", "receipt", "odd"]
