@@ -7,6 +7,7 @@ COPY pyproject.toml uv.lock README.md ./
 COPY protocols protocols
 COPY adapters adapters
 COPY gateway gateway
+COPY certs certs
 RUN uv sync --frozen --no-dev --no-editable --extra fast
 
 FROM python:3.11-slim
@@ -17,4 +18,5 @@ USER euccs
 WORKDIR /var/lib/euccs
 HEALTHCHECK --interval=30s --timeout=5s CMD ["euccs-gw", "config", "check", "/etc/euccs/gateway.toml"]
 ENTRYPOINT ["euccs-gw"]
-CMD ["run", "-c", "/etc/euccs/gateway.toml"]
+VOLUME ["/var/lib/euccs"]
+CMD ["run", "-c", "/etc/euccs/gateway.toml", "--state-dir", "/var/lib/euccs/state"]

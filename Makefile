@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - creates .venv from uv.lock and runs `euccs-gw demo`
-#   make test   - creates .venv from uv.lock and runs lint, type checks and the test suite
+#   make test   - creates .venv from uv.lock, installs the real peers the tests talk to
+#                 (Mosquitto, Chromium, sipp; Debian packages, root or sudo) and runs lint,
+#                 type checks and the test suite
 PYTHON ?= python3
 VENV   := .venv
 TOOLS  := .tools
@@ -11,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test check lint typecheck fmt proto clean
+.PHONY: setup peers demo test check lint typecheck fmt proto clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -23,10 +25,16 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 setup: $(VENV)/.synced
 
+# Real peers of the interop tests: an MQTT broker, a browser, an independent SIP stack.
+peers:
+	scripts/ensure-mosquitto
+	scripts/ensure-chromium
+	scripts/ensure-sipp
+
 demo: setup
 	$(VENV)/bin/euccs-gw demo $(ARGS)
 
-test: setup
+test: setup peers
 	scripts/test
 
 check: setup

@@ -9,6 +9,7 @@ default.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,6 +66,8 @@ class Table:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{self._key(key)}: expected a number, got {_kind(value)}.")
+        if not math.isfinite(value):
+            raise ConfigError(f"{self._key(key)}: expected a finite number, got {value}.")
         if value < minimum:
             raise ConfigError(f"{self._key(key)}: {value} is below the minimum {minimum}.")
         return float(value)

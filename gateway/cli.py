@@ -2,11 +2,13 @@
 
 Subcommands::
 
-    euccs-gw demo [--duration S] [--json]      two gateways, two simulated TETRA networks
+    euccs-gw demo [--duration S] [--json] [--federation local|mqtt]
+                                               two gateways, two simulated TETRA networks
     euccs-gw run -c de.toml [-c fr.toml ...]   run gateways from configuration files
     euccs-gw config check FILE...              validate configuration files
     euccs-gw decode pei < capture.txt          decode a PEI byte stream to JSON Lines
     euccs-gw simulate tetra [--port P] ...     a simulated TETRA network speaking PEI over TCP
+    euccs-gw certs ...                         PKI: national CAs, certificates, CRLs, bundle
 
 Exit codes: 0 success, 1 the work failed (e.g. the demo lost messages),
 2 bad usage or configuration.
@@ -21,6 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from certs import cli as certs_cli
 from gateway.logs import configure_logging
 from protocols.errors import ConfigError
 from protocols.schema import require_fast_backend
@@ -71,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
 
     configs = [load_config(path) for path in args.config]
     configure_logging(args.log_level)
-    asyncio.run(run_gateways(configs))
+    asyncio.run(run_gateways(configs, state_dir=args.state_dir))
     return 0
 
 
@@ -80,9 +83,21 @@ def _demo(args: argparse.Namespace) -> int:
 
     return asyncio.run(
         run_demo(
-            duration=args.duration, as_json=args.json, seed=args.seed, log_level=args.log_level
+            duration=args.duration,
+            as_json=args.json,
+            seed=args.seed,
+            log_level=args.log_level,
+            outage=not args.no_outage,
+            federation=args.federation,
+            console=not args.no_console,
         )
     )
+
+
+def _simulate_mcdata(argv: Sequence[str]) -> int:
+    from adapters.mcdata.simulator import main as simulator_main
+
+    return simulator_main(argv)
 
 
 def _simulate_tetra(argv: Sequence[str]) -> int:
@@ -109,6 +124,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=1, help="random seed of the traffic mix")
     demo.add_argument(
+        "--no-console",
+        action="store_true",
+        help="do not serve the control-room APIs and consoles (served by default, mutual TLS)",
+    )
+    demo.add_argument(
+        "--no-outage",
+        action="store_true",
+        help="keep both countries connected (by default France is cut off mid-run)",
+    )
+    demo.add_argument(
+        "--federation",
+        default="local",
+        choices=["local", "mqtt"],
+        help="embedded bus (default) or a local Mosquitto broker with mutual TLS",
+    )
+    demo.add_argument(
         "--log-level",
         default="off",
         choices=["debug", "info", "warning", "error", "off"],
@@ -121,7 +152,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error", "off"]
     )
+    run.add_argument(
+        "--state-dir",
+        default="state",
+        metavar="DIR",
+        help="where journals live unless a configuration names its own (default ./state)",
+    )
     run.set_defaults(func=_run)
+
+    certs_cli.register(sub)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -139,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     # Its options belong to the simulator (see `euccs-gw simulate tetra --help`); main()
     # hands them over before this parser runs.
     simulate_sub.add_parser("tetra", help="a TETRA network speaking PEI over TCP")
+    simulate_sub.add_parser("mcdata", help="an MCX system: MCData SDS over SIP/TCP")
     return parser
 
 
@@ -149,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         require_fast_backend()
         if arguments[:2] == ["simulate", "tetra"]:
             return _simulate_tetra(arguments[2:])
+        if arguments[:2] == ["simulate", "mcdata"]:
+            return _simulate_mcdata(arguments[2:])
         args = _parser().parse_args(arguments)
         code: int = args.func(args)
     except ConfigError as exc:

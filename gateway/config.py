@@ -41,7 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway._toml import Table
+from gateway.api.settings import ApiSettings, parse_api
 from gateway.codebooks import BUILTIN_CODEBOOKS, Codebook, StatusMeaning
+from gateway.mqtt_link import MqttSettings, parse_mqtt_settings
+from gateway.policy import Policy, RateLimitSettings, parse_policy, parse_rate_limits
+from gateway.presence import PresenceSettings, parse_presence
 from protocols.errors import ConfigError
 
 __all__ = [
@@ -51,6 +55,7 @@ __all__ = [
     "FederationConfig",
     "GatewayConfig",
     "GroupConfig",
+    "LivenessConfig",
     "UnitConfig",
     "load_config",
     "parse_config",
@@ -61,19 +66,45 @@ _UNIT = re.compile(r"^[a-z]{2}\.[a-z0-9_-]+\.[a-z0-9_.-]+$")
 _ISSI = re.compile(r"^[0-9]{1,8}$|^[0-9]{15,17}$")
 _GROUP = re.compile(r"^[a-z0-9_.-]+$")
 _URL = re.compile(r"^(tcp://[^:/]+:[0-9]{1,5}|serial:///.+)$")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}$")
+#: An MCData user or group ID: a SIP URI (TS 23.280 MCData ID format).
+_MCDATA_ID = re.compile(r"^sips?:[^@\s]+@[^@\s]+$")
+_DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")
+#: What names a unit or group on each adapter type, and how it is checked.
+_NATIVE = {
+    "tetra": ("issi", "gssi", _ISSI, "an ISSI or TSI", "a GSSI"),
+    "mcdata": (
+        "mcdata_id",
+        "mcdata_group",
+        _MCDATA_ID,
+        "an MCData ID like 'sip:x@mcx.be'",
+        "an MCData group ID like 'sip:group@mcx.be'",
+    ),
+}
 _PRIORITIES = ("emergency", "imminent_peril", "high", "routine")
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdapterConfig:
-    """One national system attached to this gateway (for now: one TETRA radio's PEI)."""
+    """One national system attached to this gateway: a TETRA radio's PEI or an MCX system.
+
+    TETRA uses ``url`` and ``radio_issi``; MCData uses ``listen``, ``peer``,
+    ``transport`` and ``iwf_domain``.
+    """
 
     name: str
     type: str
     organisation: str
-    url: str
-    radio_issi: str
     codebook: str
+    url: str = ""
+    radio_issi: str = ""
+    listen: str = ""
+    peer: str = ""
+    transport: str = "tcp"
+    #: Domain of the MCData IDs under which partner units appear in the MCX system:
+    #: ``sip:<federation id>@<iwf_domain>`` (3GPP TS 23.283: users homed in the IWF).
+    iwf_domain: str = ""
+    request_timeout: float = 5.0
     sender_prefix: bool = True
     keepalive_interval: float = 15.0
     command_timeout: float = 5.0
@@ -87,6 +118,8 @@ class UnitConfig:
     adapter: str
     issi: str
     label: str = ""
+    #: Cross-border groups the unit is affiliated to (TETRA does not tell the gateway).
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +149,8 @@ class FederationConfig:
 
     transport: str = "local"
     partners: tuple[str, ...] = ()
+    #: ``[federation.mqtt]``: broker, certificates, batching (transport "mqtt" only).
+    mqtt: MqttSettings | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,7 +167,26 @@ class DeliveryConfig:
     )
     report_timeout: float = 30.0
     queue_max_messages: int = 10_000
+    queue_max_bytes: int = 16 * 1024 * 1024
     allow_unlisted_units: bool = False
+    #: Seconds a partner has to acknowledge custody before we send again.
+    ack_timeout: float = 5.0
+    #: Messages per partner sent and not yet acknowledged (emergency traffic ignores it).
+    window: int = 256
+    #: Partner message ids remembered for duplicate suppression, in seconds.
+    dedup_window: float = 7200.0
+    #: Send SDS-TL 0x21 "message stored" once a radio's message is in custody.
+    stored_report: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class LivenessConfig:
+    """End-to-end canaries: a link that is up but does not deliver is reported degraded."""
+
+    #: Seconds between canaries per federation link and per adapter; 0 disables them.
+    canary_interval: float = 10.0
+    #: Seconds without a canary coming back after which the path is degraded.
+    canary_timeout: float = 20.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +203,14 @@ class GatewayConfig:
     groups: tuple[GroupConfig, ...]
     codebooks: dict[str, Codebook]
     source: str = "<string>"
+    #: Store-and-forward journal file; None: ``<state dir>/<name>.journal.sqlite3``.
+    journal_path: str | None = None
+    presence: PresenceSettings = field(default_factory=PresenceSettings)
+    policy: Policy = field(default_factory=Policy.allow_all)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    #: The control-room API (``[api]``); None: not served.
+    api: ApiSettings | None = None
 
     def adapter(self, name: str) -> AdapterConfig:
         """Return the adapter called ``name`` (KeyError if there is none)."""
@@ -195,9 +257,20 @@ def _parse(root: Table, source: str) -> GatewayConfig:
     names = [a.name for a in adapters]
     if len(set(names)) != len(names):
         raise root.error("adapters", "adapter names must be unique.")
-    units = tuple(_unit(t, names) for t in root.tables("units"))
-    aliases = tuple(_alias(t, names, nation) for t in root.tables("aliases"))
-    groups = tuple(_group(t, names) for t in root.tables("groups"))
+    kinds = {a.name: a.type for a in adapters}
+    units = tuple(_unit(t, kinds) for t in root.tables("units"))
+    aliases = tuple(_alias(t, kinds, nation) for t in root.tables("aliases"))
+    groups = tuple(_group(t, kinds) for t in root.tables("groups"))
+    journal_table = root.table("journal")
+    journal_path = journal_table.string("path", None)
+    if journal_path is not None and not journal_path.strip():
+        raise journal_table.error("path", "must name a file (or leave the key out).")
+    journal_table.finish()
+    presence = parse_presence(root.table("presence"))
+    policy = parse_policy(root.table("policy")) if root.has("policy") else Policy.allow_all()
+    rate_limits = parse_rate_limits(root.table("rate_limits"))
+    liveness = _liveness(root.table("liveness"))
+    api = parse_api(root.table("api"))
     root.finish()
     _check_unique_identities(units, aliases, groups)
     return GatewayConfig(
@@ -211,6 +284,12 @@ def _parse(root: Table, source: str) -> GatewayConfig:
         groups=groups,
         codebooks=codebooks,
         source=source,
+        journal_path=journal_path,
+        presence=presence,
+        policy=policy,
+        rate_limits=rate_limits,
+        liveness=liveness,
+        api=api,
     )
 
 
@@ -223,14 +302,19 @@ def _match(table: Table, key: str, pattern: re.Pattern[str], what: str, default:
 
 def _federation(table: Table, nation: str) -> FederationConfig:
     transport = table.string("transport", "local")
-    if transport not in ("local",):
-        raise table.error("transport", f"{transport!r} is not supported; use 'local'.")
+    if transport not in ("local", "mqtt"):
+        raise table.error("transport", f"{transport!r} is not supported; use 'local' or 'mqtt'.")
     partners = tuple(table.strings("partners", []))
     for partner in partners:
         if not _NATION.match(partner) or partner == nation:
             raise table.error("partners", f"{partner!r} is not a partner nation code.")
+    mqtt = None
+    if transport == "mqtt":
+        mqtt = parse_mqtt_settings(table.table("mqtt", required=True))
+    elif table.has("mqtt"):
+        raise table.error("mqtt", "is only read with transport = 'mqtt'.")
     table.finish()
-    return FederationConfig(transport=transport, partners=partners)
+    return FederationConfig(transport=transport, partners=partners, mqtt=mqtt)
 
 
 def _delivery(table: Table) -> DeliveryConfig:
@@ -241,83 +325,147 @@ def _delivery(table: Table) -> DeliveryConfig:
         expiry[key] = exp_table.number(key, expiry[key], minimum=1.0)
     exp_table.finish()
     max_messages = table.number("queue_max_messages", float(defaults.queue_max_messages), minimum=1)
+    max_bytes = table.number("queue_max_bytes", float(defaults.queue_max_bytes), minimum=1024)
+    dedup_window = table.number("dedup_window", 2 * max(expiry.values()), minimum=1.0)
+    if dedup_window < max(expiry.values()):
+        raise table.error(
+            "dedup_window",
+            f"{dedup_window:g} s is shorter than the longest expiry ({max(expiry.values()):g} s):"
+            " a partner's retransmission could be delivered twice.",
+        )
     result = DeliveryConfig(
         expiry_seconds=expiry,
         report_timeout=table.number("report_timeout", defaults.report_timeout, minimum=0.1),
         queue_max_messages=int(max_messages),
+        queue_max_bytes=int(max_bytes),
         allow_unlisted_units=table.boolean("allow_unlisted_units", False),
+        ack_timeout=table.number("ack_timeout", defaults.ack_timeout, minimum=0.05),
+        window=int(table.number("window", float(defaults.window), minimum=1)),
+        dedup_window=dedup_window,
+        stored_report=table.boolean("stored_report", defaults.stored_report),
     )
     table.finish()
     return result
+
+
+def _liveness(table: Table) -> LivenessConfig:
+    defaults = LivenessConfig()
+    interval = table.number("canary_interval", defaults.canary_interval)
+    timeout = table.number("canary_timeout", max(defaults.canary_timeout, 2 * interval))
+    if interval and timeout <= interval:
+        raise table.error(
+            "canary_timeout",
+            f"{timeout:g} s must be longer than canary_interval ({interval:g} s).",
+        )
+    table.finish()
+    return LivenessConfig(canary_interval=interval, canary_timeout=timeout)
 
 
 def _adapter(table: Table, codebooks: dict[str, Codebook]) -> AdapterConfig:
     kind = table.string("type")
-    if kind != "tetra":
-        raise table.error("type", f"{kind!r} is not a supported adapter type; use 'tetra'.")
-    url = _match(
-        table, "url", _URL, "a PEI address like 'tcp://127.0.0.1:7001' or 'serial:///dev/ttyUSB0'"
-    )
+    if kind not in _NATIVE:
+        raise table.error(
+            "type", f"{kind!r} is not a supported adapter type; use 'tetra' or 'mcdata'."
+        )
     codebook = table.string("codebook", "de-bos")
     if codebook not in codebooks:
         known = ", ".join(sorted(codebooks))
         raise table.error("codebook", f"no codebook {codebook!r}; known: {known}.")
-    result = AdapterConfig(
-        name=_match(table, "name", re.compile(r"^[A-Za-z0-9_.-]{1,64}$"), "an adapter name"),
-        type=kind,
-        organisation=_match(table, "organisation", re.compile(r"^[a-z0-9_-]+$"), "an organisation"),
-        url=url,
-        radio_issi=_match(table, "radio_issi", _ISSI, "an ISSI or TSI"),
-        codebook=codebook,
-        sender_prefix=table.boolean("sender_prefix", True),
-        keepalive_interval=table.number("keepalive_interval", 15.0, minimum=0.1),
-        command_timeout=table.number("command_timeout", 5.0, minimum=0.1),
-    )
+    name = _match(table, "name", re.compile(r"^[A-Za-z0-9_.-]{1,64}$"), "an adapter name")
+    organisation = _match(table, "organisation", re.compile(r"^[a-z0-9_-]+$"), "an organisation")
+    if kind == "tetra":
+        result = AdapterConfig(
+            name=name,
+            type=kind,
+            organisation=organisation,
+            codebook=codebook,
+            url=_match(
+                table,
+                "url",
+                _URL,
+                "a PEI address like 'tcp://127.0.0.1:7001' or 'serial:///dev/ttyUSB0'",
+            ),
+            radio_issi=_match(table, "radio_issi", _ISSI, "an ISSI or TSI"),
+            sender_prefix=table.boolean("sender_prefix", True),
+            keepalive_interval=table.number("keepalive_interval", 15.0, minimum=0.1),
+            command_timeout=table.number("command_timeout", 5.0, minimum=0.1),
+        )
+    else:
+        transport = table.string("transport", "tcp")
+        if transport not in ("tcp", "tls"):
+            raise table.error("transport", f"{transport!r}: use 'tcp' or 'tls'.")
+        result = AdapterConfig(
+            name=name,
+            type=kind,
+            organisation=organisation,
+            codebook=codebook,
+            listen=_match(table, "listen", _HOST_PORT, "'host:port' to accept SIP on"),
+            peer=_match(table, "peer", _HOST_PORT, "'host:port' of the MCX system's SIP server"),
+            transport=transport,
+            iwf_domain=_match(table, "iwf_domain", _DOMAIN, "a domain like 'iwf.mcx.example'"),
+            request_timeout=table.number("request_timeout", 5.0, minimum=0.1),
+            sender_prefix=table.boolean("sender_prefix", False),
+        )
     table.finish()
     return result
 
 
-def _adapter_ref(table: Table, names: list[str]) -> str:
+def _adapter_ref(table: Table, kinds: dict[str, str]) -> str:
     adapter: str = table.string("adapter")
-    if adapter not in names:
-        raise table.error("adapter", f"no adapter called {adapter!r} (known: {', '.join(names)}).")
+    if adapter not in kinds:
+        known = ", ".join(kinds)
+        raise table.error("adapter", f"no adapter called {adapter!r} (known: {known}).")
     return adapter
 
 
-def _unit(table: Table, names: list[str]) -> UnitConfig:
+def _native(table: Table, kinds: dict[str, str], adapter: str, *, group: bool = False) -> str:
+    """The unit's or group's identity in its national system (ISSI/GSSI, MCData ID)."""
+    unit_key, group_key, pattern, unit_what, group_what = _NATIVE[kinds[adapter]]
+    key, what = (group_key, group_what) if group else (unit_key, unit_what)
+    return _match(table, key, pattern, what)
+
+
+def _unit(table: Table, kinds: dict[str, str]) -> UnitConfig:
+    adapter = _adapter_ref(table, kinds)
     result = UnitConfig(
         unit=_match(table, "unit", _UNIT, "a federation identity like 'de.bos.rtw-1'"),
-        adapter=_adapter_ref(table, names),
-        issi=_match(table, "issi", _ISSI, "an ISSI or TSI"),
+        adapter=adapter,
+        issi=_native(table, kinds, adapter),
         label=table.string("label", ""),
+        groups=tuple(table.strings("groups", [])),
     )
+    for group in result.groups:
+        if not _GROUP.match(group):
+            raise table.error("groups", f"{group!r} is not a group name like 'xb.rhine.fire'.")
     table.finish()
     return result
 
 
-def _alias(table: Table, names: list[str], own_nation: str) -> AliasConfig:
+def _alias(table: Table, kinds: dict[str, str], own_nation: str) -> AliasConfig:
     nation = _match(table, "nation", _NATION, "an ISO 3166-1 alpha-2 code in upper case")
     if nation == own_nation:
         raise table.error("nation", f"an alias stands for a partner's unit, not one of {nation}.")
     unit = _match(table, "unit", _UNIT, "a federation identity like 'fr.sdis67.vsav-1'")
     if unit[:2].upper() != nation:
         raise table.error("unit", f"{unit!r} does not start with the nation {nation.lower()!r}.")
+    adapter = _adapter_ref(table, kinds)
     result = AliasConfig(
-        issi=_match(table, "issi", _ISSI, "an ISSI or TSI"),
+        issi=_native(table, kinds, adapter),
         unit=unit,
         nation=nation,
-        adapter=_adapter_ref(table, names),
+        adapter=adapter,
         label=table.string("label", ""),
     )
     table.finish()
     return result
 
 
-def _group(table: Table, names: list[str]) -> GroupConfig:
+def _group(table: Table, kinds: dict[str, str]) -> GroupConfig:
+    adapter = _adapter_ref(table, kinds)
     result = GroupConfig(
         group=_match(table, "group", _GROUP, "a group name like 'xb.rhine.fire'"),
-        adapter=_adapter_ref(table, names),
-        gssi=_match(table, "gssi", _ISSI, "a GSSI"),
+        adapter=adapter,
+        gssi=_native(table, kinds, adapter, group=True),
         nations=tuple(table.strings("nations", [])),
     )
     table.finish()
@@ -353,7 +501,8 @@ def _check_unique_identities(
     for adapter, issi, where in entries:
         if (adapter, issi) in seen:
             raise ConfigError(
-                f"{where}: ISSI {issi} on adapter {adapter!r} is already used by "
+                f"{where}: {'ISSI' if issi.isdigit() else 'MCData ID'} {issi} on adapter"
+                f" {adapter!r} is already used by "
                 f"{seen[(adapter, issi)]}."
             )
         seen[(adapter, issi)] = where

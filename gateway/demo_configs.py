@@ -5,13 +5,20 @@ aliases mirror each other: a German RTW reaches a French VSAV by sending to the
 French unit's alias ISSI in the German numbering plan, and vice versa. The
 French status codebook below is an example written for the demo (the German
 one is the built-in BOS codebook).
+
+A third country can join on LTE: Belgium's gateway sits in front of a simulated
+MCX system and speaks MCData SDS over SIP to it. Belgian units have alias ISSIs
+in the German and French plans; German and French units appear to Belgian MCData
+users as users homed in the gateway (``sip:<federation id>@iwf.mcx.be``).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["DEMO_UNITS", "DemoUnit", "demo_config_text"]
+__all__ = ["DEMO_UNITS", "IWF_DOMAIN", "MCDATA_UNITS", "DemoUnit", "demo_config_text"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +31,24 @@ class DemoUnit:
     label: str
     alias_abroad: str  # its alias ISSI in the partner's numbering plan
 
+
+#: Units of the MCData country (Belgium): ``issi`` holds the MCData ID.
+MCDATA_UNITS: tuple[DemoUnit, ...] = (
+    DemoUnit(
+        nation="BE",
+        unit="be.astrid.amb-bfast-1",
+        issi="sip:amb-1@mcx.be",
+        label="B-FAST Ambulance 1",
+        alias_abroad="7001001",
+    ),
+    DemoUnit(
+        nation="BE",
+        unit="be.astrid.usar-bfast-2",
+        issi="sip:usar-2@mcx.be",
+        label="B-FAST USAR 2",
+        alias_abroad="7001002",
+    ),
+)
 
 DEMO_UNITS: tuple[DemoUnit, ...] = (
     DemoUnit(
@@ -86,6 +111,11 @@ DEMO_UNITS: tuple[DemoUnit, ...] = (
 
 #: The PEI radio of each national gateway.
 GATEWAY_RADIO = {"DE": "9000000", "FR": "8000000"}
+#: The cross-border group of the demo and its GSSI (MCData group ID) in each national plan.
+CROSS_BORDER_GROUP = "xb.kehl-strasbourg"
+GROUP_GSSI = {"DE": "3001", "FR": "4001", "BE": "sip:xb-rhine@mcx.be"}
+#: Domain of the MCData IDs under which partner units appear in the Belgian MCX system.
+IWF_DOMAIN = "iwf.mcx.be"
 
 _FR_CODEBOOK = """
 [codebooks.fr-sdis67]
@@ -99,13 +129,46 @@ _FR_CODEBOOK = """
 "0x8108" = { code = "request-to-talk", label = "Demande de parole" }
 """
 
-_ORG = {"DE": ("bos", "de-bos"), "FR": ("sdis67", "fr-sdis67")}
-_NAME = {"DE": "gw-de-kehl", "FR": "gw-fr-strasbourg"}
+_ORG = {"DE": ("bos", "de-bos"), "FR": ("sdis67", "fr-sdis67"), "BE": ("astrid", "be-astrid")}
+
+#: Enhanced status values of the Belgian MCX system (an example written for the demo).
+_BE_CODEBOOK = """
+[codebooks.be-astrid]
+"0x0001" = { code = "available-radio", label = "Beschikbaar / Disponible" }
+"0x0002" = { code = "en-route", label = "Onderweg / En route" }
+"0x0003" = { code = "on-scene", label = "Ter plaatse / Sur place" }
+"0x0004" = { code = "patient-on-board", label = "Patient aan boord / Patient a bord" }
+"0x0005" = { code = "at-destination", label = "Aangekomen / Arrive" }
+"""
+_NAME = {"DE": "gw-de-kehl", "FR": "gw-fr-strasbourg", "BE": "gw-be-bfast"}
 
 
-def demo_config_text(nation: str, *, partner: str, pei_port: int, keepalive: float = 5.0) -> str:
-    """Return the TOML configuration of one demo gateway."""
+def demo_config_text(
+    nation: str,
+    *,
+    partner: str | None = None,
+    partners: Sequence[str] = (),
+    pei_port: int = 0,
+    sip_peer_port: int = 0,
+    keepalive: float = 5.0,
+    delivery: str = "",
+) -> str:
+    """Return the TOML configuration of one demo gateway.
+
+    Args:
+        nation: DE or FR (TETRA) or BE (MCData).
+        partner: The one partner country (two-country demo).
+        partners: Partner countries (three-country demo); used when ``partner`` is None.
+        pei_port: TCP port of the simulated TETRA radio's PEI (DE, FR).
+        sip_peer_port: SIP port of the simulated MCX system (BE); the gateway listens
+            for it on a free port (``Gateway.mcdata["mcx-be"].listen_port``).
+        keepalive: PEI keepalive interval.
+        delivery: Extra lines for the ``[delivery]`` table.
+    """
+    allies = [partner] if partner is not None else list(partners)
     organisation, codebook = _ORG[nation]
+    mcdata = nation == "BE"
+    adapter = "mcx-be" if mcdata else f"tetra-{nation.lower()}"
     lines = [
         "[gateway]",
         f'name = "{_NAME[nation]}"',
@@ -113,32 +176,43 @@ def demo_config_text(nation: str, *, partner: str, pei_port: int, keepalive: flo
         "",
         "[federation]",
         'transport = "local"',
-        f'partners = ["{partner}"]',
+        f"partners = {json.dumps(allies)}",
         "",
         "[delivery]",
         "report_timeout = 10.0",
+        delivery,
         "",
         "[[adapters]]",
-        f'name = "tetra-{nation.lower()}"',
-        'type = "tetra"',
+        f'name = "{adapter}"',
+        f'type = "{"mcdata" if mcdata else "tetra"}"',
         f'organisation = "{organisation}"',
-        f'url = "tcp://127.0.0.1:{pei_port}"',
-        f'radio_issi = "{GATEWAY_RADIO[nation]}"',
         f'codebook = "{codebook}"',
-        f"keepalive_interval = {keepalive}",
     ]
-    adapter = f"tetra-{nation.lower()}"
-    for unit in DEMO_UNITS:
+    if mcdata:
+        lines += [
+            'listen = "127.0.0.1:0"',
+            f'peer = "127.0.0.1:{sip_peer_port}"',
+            f'iwf_domain = "{IWF_DOMAIN}"',
+        ]
+    else:
+        lines += [
+            f'url = "tcp://127.0.0.1:{pei_port}"',
+            f'radio_issi = "{GATEWAY_RADIO[nation]}"',
+            f"keepalive_interval = {keepalive}",
+        ]
+    native = "mcdata_id" if mcdata else "issi"
+    for unit in (*DEMO_UNITS, *MCDATA_UNITS):
         if unit.nation == nation:
             lines += [
                 "",
                 "[[units]]",
                 f'unit = "{unit.unit}"',
                 f'adapter = "{adapter}"',
-                f'issi = "{unit.issi}"',
+                f'{native} = "{unit.issi}"',
                 f'label = "{unit.label}"',
             ]
-        else:
+        elif unit.nation in allies and not mcdata:
+            # TETRA radios reach partner units by alias ISSIs; MCData users by IWF IDs.
             lines += [
                 "",
                 "[[aliases]]",
@@ -148,7 +222,17 @@ def demo_config_text(nation: str, *, partner: str, pei_port: int, keepalive: flo
                 f'adapter = "{adapter}"',
                 f'label = "{unit.label}"',
             ]
+    lines += [
+        "",
+        "[[groups]]",
+        f'group = "{CROSS_BORDER_GROUP}"',
+        f'adapter = "{adapter}"',
+        f'{"mcdata_group" if mcdata else "gssi"} = "{GROUP_GSSI[nation]}"',
+        f"nations = {json.dumps(sorted([nation, *allies]))}",
+    ]
     text = "\n".join(lines) + "\n"
     if nation == "FR":
         text += _FR_CODEBOOK
+    if nation == "BE":
+        text += _BE_CODEBOOK
     return text

@@ -44,6 +44,9 @@ class FederationLink(Protocol):
     def reachable(self, nation: str) -> bool:
         """Return True if ``nation``'s gateway is attached and its link is up."""
 
+    async def serve(self, inbox: Inbox) -> None:
+        """Feed every envelope addressed to this gateway to ``inbox`` until cancelled."""
+
 
 class LocalFederationBus:
     """In-process federation: one inbox queue per attached nation."""

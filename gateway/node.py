@@ -24,29 +24,62 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
 from google.protobuf.message import DecodeError
 
 from adapters import LinkState, LinkStateChanged
+from adapters.mcdata import (
+    McdataAdapter,
+    McdataAdapterConfig,
+    McdataEvent,
+    McdataGroup,
+    McdataNotificationReceived,
+    McdataRejected,
+    McdataSdsReceived,
+    McdataUser,
+)
 from adapters.tetra import AdapterEvent, SendOutcome, TetraAdapter, TetraAdapterConfig
 from gateway.codebooks import Codebook
 from gateway.config import AdapterConfig, GatewayConfig
-from gateway.federation import FederationLink, LocalLink
-from gateway.identity import Directory
+from gateway.federation import FederationLink
+from gateway.identity import Directory, LocalTarget
 from gateway.interworking import TetraDelivery, envelope_from_tetra, plan_tetra_delivery
-from gateway.queues import AsyncPriorityQueue, QueueFull
-from gateway.tracking import AwaitingReport, OriginRecord, Tracker
-from protocols.errors import DeliveryRefused, GatewayError
+from gateway.interworking_mcdata import (
+    McdataSds,
+    envelope_from_mcdata,
+    notification_for,
+    plan_mcdata_delivery,
+)
+from gateway.journal import AsyncJournal, Journal, JournalEntry, JournalError, NewEntry
+from gateway.liveness import CanaryTracker, PathState, StateChange
+from gateway.policy import RateLimiter
+from gateway.presence import (
+    Availability,
+    EmergencyLedger,
+    PresenceEvent,
+    PresenceRegistry,
+    PresenceUpdate,
+)
+from gateway.presence import (
+    Location as PresenceLocation,
+)
+from gateway.scheduler import AsyncScheduler, Entry, QueueFull
+from gateway.tracking import AwaitingReport, OriginRecord, ReportKey, Tracker
+from protocols.errors import DeliveryRefused, GatewayError, LinkError
+from protocols.mcdata import DispositionRequest, McdataId, NotificationType
 from protocols.schema import SCHEMA_VERSION, v1
 from protocols.tetra import (
     DeliveryStatus,
+    LocationReport,
     SdsReceived,
     SdsRejected,
     SdsReport,
@@ -56,7 +89,7 @@ from protocols.tetra import (
     choose_coding_scheme,
 )
 
-__all__ = ["Gateway", "Observation"]
+__all__ = ["Gateway", "Held", "Observation"]
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +98,12 @@ _PID_TEXT = 0x82
 _PID_TEXT_IMMEDIATE = 0x89
 #: +CMGS final status meaning "sent" (EN 300 392-5; svxlink SdsSentState).
 _RETRY_DELAY = 0.5
+#: Text of the loopback canary sent through a national system to our own radio.
+_CANARY_TEXT = "euccs-canary"
+#: Seconds before a failed journal write is tried again.
+_JOURNAL_RETRY = 1.0
+#: Seconds between expiry, retransmission and pruning passes.
+_HOUSEKEEPING_INTERVAL = 0.25
 _RECEIPT_STATE_NAMES: dict[int, str] = {
     v1.DELIVERY_STATE_DELIVERED: "delivered",
     v1.DELIVERY_STATE_READ: "read",
@@ -89,61 +128,240 @@ def _new_id() -> bytes:
     return uuid.uuid4().bytes
 
 
+@dataclass(kw_only=True)
+class Held:
+    """A message copy in the gateway's custody, waiting in one of its queues.
+
+    ``entry_id`` is its journal row; None for hop acknowledgements, which are
+    never journaled (a lost one makes the partner send again, and the copy is
+    then recognised as a duplicate and acknowledged once more).
+    """
+
+    envelope: v1.Envelope
+    entry_id: int | None
+    queue: str
+    delivery: TetraDelivery | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Bytes on the wire, for the queue's byte bound."""
+        return self.envelope.ByteSize()
+
+
+@dataclass(kw_only=True)
+class _InFlight:
+    entry: Entry[Held]
+    nation: str
+    deadline: float
+
+
 class Gateway:
-    """A national gateway. Use ``async with gateway.running():`` or ``await gateway.run()``."""
+    """A national gateway. Use ``async with gateway.running():`` or ``await gateway.run()``.
+
+    Args:
+        config: The validated configuration.
+        link: The federation transport.
+        journal: Path of the store-and-forward journal (created if missing).
+        clock: Wall clock in seconds (injectable for tests).
+        monotonic: Monotonic clock in seconds for local timers (injectable for tests).
+    """
 
     def __init__(
         self,
         config: GatewayConfig,
         link: FederationLink,
         *,
+        journal: str | Path,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.name = config.name
         self.nation = config.nation
         self.directory = Directory(config)
         self.link = link
+        #: Wall clock: timestamps that leave this process (envelopes, journal, MCData).
         self.clock = clock
+        #: Monotonic clock: every local timer (queues, expiry, retransmission, leases,
+        #: canaries, rate limits), so a wall-clock step never stalls or rushes them.
+        self.monotonic = monotonic
+        self.journal_path = Path(journal)
+        self.journal: AsyncJournal | None = None
+        self.epoch = 0
         self.counters: Counter[str] = Counter()
         self.tracker = Tracker()
         self.observers: list[Observer] = []
         self._adapter_configs = {a.name: a for a in config.adapters}
         self._codebooks: dict[str, Codebook] = config.codebooks
         self.adapters: dict[str, TetraAdapter] = {
-            a.name: TetraAdapter(_adapter_settings(a), sink=self._sink_for(a.name))
+            a.name: TetraAdapter(
+                _adapter_settings(a), sink=self._sink(a.name, self._on_adapter_event)
+            )
             for a in config.adapters
+            if a.type == "tetra"
         }
-        limit = config.delivery.queue_max_messages
-        self.egress: dict[str, AsyncPriorityQueue[v1.Envelope]] = {
-            nation: AsyncPriorityQueue(max_items=limit) for nation in config.federation.partners
+        #: MCX systems, reached as a peer MCData server (3GPP TS 23.283 interworking function).
+        self.mcdata: dict[str, McdataAdapter] = {
+            a.name: McdataAdapter(
+                _mcdata_settings(a), sink=self._sink(a.name, self._on_mcdata_event)
+            )
+            for a in config.adapters
+            if a.type == "mcdata"
         }
-        self.local: dict[str, AsyncPriorityQueue[tuple[v1.Envelope, TetraDelivery]]] = {
-            name: AsyncPriorityQueue(max_items=limit) for name in self.adapters
+        delivery = config.delivery
+        self.queues: dict[str, AsyncScheduler[Held]] = {}
+        for nation in config.federation.partners:
+            self.queues[_egress(nation)] = self._new_queue()
+        for name in (*self.adapters, *self.mcdata):
+            self.queues[_local(name)] = self._new_queue()
+        self._inflight: dict[str, dict[bytes, _InFlight]] = {
+            nation: {} for nation in config.federation.partners
         }
+        self._window_free: dict[str, asyncio.Event] = {
+            nation: asyncio.Event() for nation in config.federation.partners
+        }
+        self._ack_timeout = delivery.ack_timeout
+        self.rate_limiter = RateLimiter(config.rate_limits)
+        #: Created with the epoch when the journal opens: after a restart every unit is UNKNOWN.
+        self.presence = PresenceRegistry(
+            gateway=self.name, nation=self.nation, epoch=1, settings=config.presence
+        )
+        self.alerts = EmergencyLedger(max_alerts=config.presence.max_alerts)
+        #: (alert, unit) -> when it was delivered live, so a first sign of life is no "return".
+        self._alert_deliveries: dict[tuple[bytes, str], float] = {}
+        liveness = config.liveness
+        self.liveness: dict[str, CanaryTracker] = {}
+        if liveness.canary_interval > 0:
+            paths = [f"federation:{n}" for n in config.federation.partners]
+            paths += [f"adapter:{a}" for a in self.adapters]
+            self.liveness = {
+                path: CanaryTracker(
+                    path=path,
+                    interval=liveness.canary_interval,
+                    timeout=liveness.canary_timeout,
+                )
+                for path in paths
+            }
         self._timer_wakeup = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self.log = log.bind(gateway=self.name, nation=self.nation)
 
+    def _new_queue(self) -> AsyncScheduler[Held]:
+        delivery = self.config.delivery
+        return AsyncScheduler(
+            max_items=delivery.queue_max_messages, max_bytes=delivery.queue_max_bytes
+        )
+
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
-        """Run every task of this gateway until cancelled."""
-        async with asyncio.TaskGroup() as tasks:
-            for name, adapter in self.adapters.items():
-                tasks.create_task(adapter.run(), name=f"gateway[{self.name}].adapter[{name}]")
-                tasks.create_task(
-                    self._delivery_loop(name), name=f"gateway[{self.name}].deliver[{name}]"
-                )
-            for nation in self.egress:
-                tasks.create_task(
-                    self._egress_loop(nation), name=f"gateway[{self.name}].egress[{nation}]"
-                )
-            if isinstance(self.link, LocalLink):
+        """Recover the journal, then run every task of this gateway until cancelled."""
+        journal = self._open_journal()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for name, adapter in self.adapters.items():
+                    tasks.create_task(adapter.run(), name=f"gateway[{self.name}].adapter[{name}]")
+                    tasks.create_task(
+                        self._delivery_loop(name), name=f"gateway[{self.name}].deliver[{name}]"
+                    )
+                for name, mcdata in self.mcdata.items():
+                    tasks.create_task(mcdata.run(), name=f"gateway[{self.name}].adapter[{name}]")
+                    tasks.create_task(
+                        self._delivery_loop(name), name=f"gateway[{self.name}].deliver[{name}]"
+                    )
+                for nation in self.config.federation.partners:
+                    tasks.create_task(
+                        self._egress_loop(nation), name=f"gateway[{self.name}].egress[{nation}]"
+                    )
                 tasks.create_task(
                     self.link.serve(self._on_federation), name=f"gateway[{self.name}].inbox"
                 )
-            tasks.create_task(self._report_timer_loop(), name=f"gateway[{self.name}].report_timer")
+                tasks.create_task(
+                    self._report_timer_loop(), name=f"gateway[{self.name}].report_timer"
+                )
+                tasks.create_task(self._housekeeping_loop(), name=f"gateway[{self.name}].house")
+        finally:
+            self.journal = None
+            await asyncio.to_thread(journal.close)
+
+    def _open_journal(self) -> AsyncJournal:
+        journal = AsyncJournal(self.journal_path)
+        recovered = journal.recover()
+        self.epoch = recovered.epoch
+        now = self.monotonic()
+        resumed = Counter[str]()
+        for row in recovered.entries:
+            held = self._resume(row)
+            if held is None:
+                continue
+            queue = self.queues[row.queue]
+            queue.force(
+                held, row.priority, size=held.size, now=now, expires_at=self._local(row.expires_at)
+            )
+            resumed[row.queue] += 1
+        for message_id, record in recovered.origins.items():
+            self.tracker.add_origin(_origin_from_row(message_id, record))
+        for (adapter, unit), next_reference in recovered.refs.items():
+            if adapter in self.adapters:
+                self.adapters[adapter].seed_references({unit: next_reference})
+        self.presence = PresenceRegistry(
+            gateway=self.name,
+            nation=self.nation,
+            epoch=self.epoch,
+            settings=self.config.presence,
+        )
+        self.presence.seed([u.unit for u in self.config.units], now)
+        for configured in self.config.units:
+            for group in configured.groups:
+                self.presence.affiliate(configured.unit, group, now)
+        journal.start()
+        self.journal = journal
+        self.log.info(
+            "journal.recovered",
+            path=str(self.journal_path),
+            epoch=self.epoch,
+            resumed=dict(resumed),
+            origins=len(recovered.origins),
+        )
+        if resumed:
+            self._observe("resumed", queues=dict(resumed), epoch=self.epoch)
+        return journal
+
+    def _resume(self, row: JournalEntry) -> Held | None:
+        """Rebuild a queued message from its journal row (None if it can no longer go)."""
+        envelope = v1.Envelope()
+        envelope.ParseFromString(row.envelope)
+        if row.queue not in self.queues:
+            self.counters["resume_orphaned"] += 1
+            self.log.warning("journal.orphaned", queue=row.queue, entry=row.entry_id)
+            return None
+        held = Held(envelope=envelope, entry_id=row.entry_id, queue=row.queue, meta=row.meta)
+        if row.queue.startswith("local:"):
+            adapter = row.queue.removeprefix("local:")
+            try:
+                deliveries = self._plan(envelope)
+            except GatewayError as exc:
+                self.counters["resume_unplannable"] += 1
+                self.log.warning("journal.unplannable", entry=row.entry_id, error=str(exc))
+                return None
+            target = row.meta.get("issi")
+            held.delivery = next(
+                (d for d in deliveries if d.target.adapter == adapter and d.target.issi == target),
+                None,
+            )
+            if held.delivery is None:
+                return None
+        return held
+
+    def _plan(self, envelope: v1.Envelope) -> list[TetraDelivery]:
+        """What our radios must send for ``envelope`` (raises GatewayError if impossible)."""
+        return plan_tetra_delivery(
+            envelope,
+            adapters=self._adapter_configs,
+            directory=self.directory,
+            codebooks=self._codebooks,
+        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:
@@ -159,9 +377,14 @@ class Gateway:
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def wait_ready(self, seconds: float = 10.0) -> None:
-        """Wait until every adapter's link is connected (TimeoutError after ``seconds``)."""
+        """Wait until the journal is open and every adapter is connected."""
+        async with asyncio.timeout(seconds):
+            while self.journal is None:  # noqa: ASYNC110 - opening is synchronous and short
+                await asyncio.sleep(0.01)
         for adapter in self.adapters.values():
             await adapter.wait_connected(seconds)
+        for mcdata in self.mcdata.values():
+            await mcdata.wait_connected(seconds)
 
     def _observe(self, kind: str, message_id: bytes | None = None, **fields: Any) -> None:
         observation = Observation(
@@ -173,29 +396,306 @@ class Gateway:
     def _now_us(self) -> int:
         return int(self.clock() * 1_000_000)
 
+    def wall_time(self, monotonic: float) -> float:
+        """The wall-clock time of a local (monotonic) timestamp, e.g. a unit's last-heard."""
+        return monotonic - self.monotonic() + self.clock()
+
+    def _local(self, wall: float | None) -> float | None:
+        """A wall-clock deadline (from an envelope or the journal) on the monotonic clock."""
+        return None if wall is None else wall - self.clock() + self.monotonic()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run radio I/O outside the caller (never inside an adapter's read loop), tracked."""
+        task = asyncio.get_running_loop().create_task(coro, name=f"gateway[{self.name}].{what}")
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.counters["background_failed"] += 1
+            self.log.error("background.failed", task=task.get_name(), error=repr(task.exception()))
+
+    # ------------------------------------------------------------------ custody
+
+    async def _commit(
+        self,
+        *,
+        add: Sequence[Held] = (),
+        remove: Sequence[int] = (),
+        seen: bytes | None = None,
+        origin: OriginRecord | None = None,
+        drop_origin: bytes | None = None,
+    ) -> bool:
+        """Make one change of custody durable, then queue what it added.
+
+        Returns:
+            False (and changes nothing) if ``seen`` was already recorded: a duplicate.
+
+        Raises:
+            JournalError: the journal cannot be written; nothing was taken into custody.
+        """
+        journal = self.journal
+        if journal is None:
+            raise JournalError("the journal is not open")
+        now = self.clock()
+        rows = [
+            NewEntry(
+                message_id=held.envelope.message_id,
+                queue=held.queue,
+                priority=held.envelope.priority,
+                envelope=held.envelope.SerializeToString(),
+                expires_at=_expires_at(held.envelope),
+                meta=held.meta,
+            )
+            for held in add
+        ]
+        origin_row = _origin_row(origin) if origin is not None else None
+
+        def op(j: Journal) -> list[int] | None:
+            if seen is not None and not j.mark_seen(seen, now):
+                return None
+            if remove:
+                j.remove(remove)
+            if origin is not None and origin_row is not None:
+                j.put_origin(origin.message_id, origin_row, now)
+            if drop_origin is not None:
+                j.drop_origin(drop_origin)
+            return j.add(rows)
+
+        ids = await journal.submit(op)
+        if ids is None:
+            return False
+        for held, entry_id in zip(add, ids, strict=True):
+            held.entry_id = entry_id
+            self._enqueue(held)
+        return True
+
+    async def _take_custody(
+        self, envelope: v1.Envelope, nations: Sequence[str], origin: OriginRecord
+    ) -> None:
+        """Journal a message from one of our systems for each partner it goes to.
+
+        Raises:
+            DeliveryRefused: the journal cannot take it (0x40): nothing was accepted.
+        """
+        copies = [Held(envelope=envelope, entry_id=None, queue=_egress(nations[0]))]
+        for nation in nations[1:]:  # a group carried by several partners: one copy each
+            copy = v1.Envelope()
+            copy.CopyFrom(envelope)
+            copies.append(Held(envelope=copy, entry_id=None, queue=_egress(nation)))
+        try:
+            await self._commit(add=copies, origin=origin)
+        except JournalError as exc:
+            raise DeliveryRefused(
+                f"cannot take custody: {exc}", reason_code=DeliveryStatus.NETWORK_OVERLOAD
+            ) from exc
+        self.tracker.add_origin(origin)
+        self.counters["accepted"] += 1
+        self._observe(
+            "accepted",
+            envelope.message_id,
+            origin=envelope.origin.unit,
+            destination=_describe_destination(envelope),
+            body=envelope.WhichOneof("body"),
+            priority=v1.Priority.Name(envelope.priority),
+            summary=_summary(envelope),
+            adapter=origin.adapter,  # control-room API: metrics per adapter
+            envelope=envelope,  # control-room API: audit with payload (only when enabled)
+        )
+
+    async def _commit_surely(
+        self,
+        *,
+        add: Sequence[Held] = (),
+        remove: Sequence[int] = (),
+        seen: bytes | None = None,
+        drop_origin: bytes | None = None,
+    ) -> bool:
+        """Record something that already happened: retried until the journal takes it.
+
+        Used after a radio send, a receipt or an acknowledgement: giving up would
+        make the journal disagree with the world. While the journal cannot be
+        written (disk full, I/O error), the caller waits here: that is the
+        backpressure, and new custody is refused meanwhile.
+        """
+        while True:
+            try:
+                return await self._commit(
+                    add=add, remove=remove, seen=seen, drop_origin=drop_origin
+                )
+            except JournalError as exc:
+                await self._journal_trouble(exc)
+
+    async def _journal_trouble(self, exc: JournalError) -> None:
+        self.counters["journal_errors"] += 1
+        self.log.error("journal.write_failed", error=str(exc))
+        self._observe("journal_error", reason=str(exc))
+        await asyncio.sleep(_JOURNAL_RETRY)
+
+    def _enqueue(self, held: Held) -> None:
+        """Put a journaled copy (or an ack) in its queue; shed what it displaces."""
+        queue = self.queues[held.queue]
+        envelope = held.envelope
+        now = self.monotonic()
+        expires_at = self._local(_expires_at(envelope))
+        if envelope.HasField("receipt"):
+            # Receipts and acks are small and owed: never refused, never shed.
+            queue.force(held, envelope.priority, size=held.size, now=now, expires_at=expires_at)
+        elif held.entry_id is None and held.delivery is None:
+            # Presence and canaries: soft state, sent again anyway. They never displace a
+            # message; a full queue drops them (and a canary that is dropped says so).
+            if len(queue) >= queue.max_items or queue.bytes + held.size > queue.max_bytes:
+                self.counters["shed_control"] += 1
+                return
+            queue.offer(held, envelope.priority, size=held.size, now=now, expires_at=expires_at)
+        else:
+            try:
+                evicted = queue.offer(
+                    held, envelope.priority, size=held.size, now=now, expires_at=expires_at
+                )
+            except QueueFull as exc:
+                evicted = []
+                self._spawn(self._shed(held, str(exc)), "shed")
+            for victim in evicted:
+                self._spawn(
+                    self._shed(victim.item, "shed: queue full of more urgent traffic"), "shed"
+                )
+        if envelope.priority >= v1.PRIORITY_IMMINENT_PERIL and held.queue.startswith("egress:"):
+            self._window_free[held.queue.removeprefix("egress:")].set()
+
+    async def _shed(self, held: Held, reason: str) -> None:
+        """A queue had no room: fail the message back to its sender and release it."""
+        if held.entry_id is None and not held.envelope.HasField("receipt"):
+            self.counters["shed_control"] += 1  # presence or canary: soft state, resent anyway
+            return
+        self.counters["shed"] += 1
+        self.log.warning(
+            "message.shed", message_id=held.envelope.message_id.hex(), queue=held.queue
+        )
+        await self._fail(held, DeliveryStatus.DESTINATION_QUEUE_FULL, reason)
+
+    async def _fail(self, held: Held, status: int, reason: str) -> None:
+        """Give up on a copy in custody: tell its sender, then release it."""
+        envelope = held.envelope
+        removed = [held.entry_id] if held.entry_id is not None else []
+        if envelope.origin.nation == self.nation and held.queue.startswith("egress:"):
+            receipt = v1.DeliveryReceipt(
+                message_id=envelope.message_id,
+                state=v1.DELIVERY_STATE_FAILED,
+                tetra_status=status,
+                reason=reason,
+            )
+            await self._commit_surely(remove=removed)
+            await self._apply_receipt(receipt)
+            return
+        receipt_held = self._receipt(
+            envelope, v1.DELIVERY_STATE_FAILED, tetra_status=status, reason=reason
+        )
+        await self._commit_surely(add=[receipt_held] if receipt_held else [], remove=removed)
+
     # ------------------------------------------------------------------ inbound from radios
 
-    def _sink_for(self, adapter: str) -> Callable[[AdapterEvent], Any]:
-        async def sink(event: AdapterEvent) -> None:
-            await self._on_adapter_event(adapter, event)
+    def _on_link_state(self, adapter: str, event: LinkStateChanged) -> None:
+        self.counters[f"link_{event.state.name.lower()}"] += 1
+        self.log.info("adapter.link", adapter=adapter, state=event.state.name, reason=event.reason)
+        self._observe("link", adapter=adapter, state=event.state.name, reason=event.reason)
+
+    @staticmethod
+    def _sink(
+        adapter: str, handler: Callable[[str, Any], Coroutine[Any, Any, None]]
+    ) -> Callable[[Any], Coroutine[Any, Any, None]]:
+        """The coroutine an adapter hands its events to: ``handler(adapter, event)``."""
+
+        async def sink(event: Any) -> None:
+            await handler(adapter, event)
 
         return sink
+
+    def _on_rejected(self, adapter: str, reason: str, source: str | None) -> None:
+        self.counters["rejected_input"] += 1
+        self._observe("rejected", adapter=adapter, reason=reason, source=source)
 
     async def _on_adapter_event(self, adapter: str, event: AdapterEvent) -> None:
         match event:
             case LinkStateChanged():
-                self.counters[f"link_{event.state.name.lower()}"] += 1
-                self.log.info(
-                    "adapter.link", adapter=adapter, state=event.state.name, reason=event.reason
-                )
-                self._observe("link", adapter=adapter, state=event.state.name, reason=event.reason)
+                self._on_link_state(adapter, event)
             case SdsRejected():
-                self.counters["rejected_input"] += 1
-                self._observe("rejected", adapter=adapter, reason=event.reason, source=event.source)
+                self._on_rejected(adapter, event.reason, event.source)
+            case SdsReceived() if event.source == self._adapter_configs[adapter].radio_issi:
+                self._on_adapter_canary(adapter, event)
             case SdsReceived(content=SdsReport() | ShortReport()):
+                self._heard(adapter, event)
                 await self._on_unit_report(adapter, event)
             case SdsReceived():
-                await self._on_sds(adapter, event)
+                self._heard(adapter, event)
+                # Custody needs an fsync: never make the radio's read loop wait for it.
+                self._spawn(self._on_sds(adapter, event), "accept")
+
+    def _heard(self, adapter: str, event: SdsReceived) -> None:
+        """Presence: any SDS from one of our units renews its lease (and may affiliate it)."""
+        unit = self.directory.local_unit(adapter, event.source)
+        if unit is None:
+            return
+        now = self.monotonic()
+        events = [self.presence.heard(unit.unit, now)]
+        group = self.directory.group_by_gssi(adapter, event.destination)
+        if group is not None:
+            events.append(self.presence.affiliate(unit.unit, group.group, now))
+        content = event.content
+        if (
+            isinstance(content, LocationReport)
+            and content.latitude is not None
+            and content.longitude is not None
+        ):
+            events.append(
+                self.presence.location(unit.unit, content.latitude, content.longitude, now, now)
+            )
+        for presence_event in events:
+            self._replay_alerts(presence_event)
+
+    def _replay_alerts(self, event: PresenceEvent) -> None:
+        """TS 24.379 §12.1.3.4: outstanding emergencies go again to a unit back in reach."""
+        now = self.monotonic()
+        for alert in self.alerts.replays(event, now):
+            delivered_at = self._alert_deliveries.get((alert.alert_id, event.unit))
+            if delivered_at is not None and now - delivered_at < self.config.presence.lease:
+                # Delivered live within one lease: the unit cannot have been out of reach since.
+                self.alerts.mark_delivered(alert.alert_id, event.unit)
+                continue
+            if not isinstance(alert.payload_ref, bytes):
+                continue
+            envelope = v1.Envelope()
+            envelope.ParseFromString(alert.payload_ref)
+            envelope.destination.unit.nation = self.nation
+            envelope.destination.unit.unit = event.unit
+            try:
+                deliveries = self._plan(envelope)
+            except GatewayError as exc:
+                self.log.warning("alert.replay_impossible", unit=event.unit, error=str(exc))
+                continue
+            self.counters["alerts_replayed"] += 1
+            self.log.warning(
+                "alert.replay",
+                unit=event.unit,
+                alert=alert.alert_id.hex(),
+                came_back=event.came_back,
+            )
+            self._observe("alert_replay", alert.alert_id, unit=event.unit)
+            copies = [
+                Held(
+                    envelope=envelope,
+                    entry_id=None,
+                    queue=_local(d.target.adapter),
+                    delivery=d,
+                    meta={"issi": d.target.issi, "replay": True, "unit": event.unit},
+                )
+                for d in deliveries
+            ]
+            self._spawn(self._commit_quietly(copies), "replay")
+
+    async def _commit_quietly(self, copies: list[Held]) -> None:
+        await self._commit(add=copies)
 
     async def _on_sds(self, adapter_name: str, event: SdsReceived) -> None:
         adapter = self._adapter_configs[adapter_name]
@@ -210,82 +710,60 @@ class Gateway:
                 message_id=message_id,
                 now_us=self._now_us(),
             )
-            nation = self._destination_nation(envelope)
-            self._enqueue_egress(nation, envelope)
+            nations = self._destination_nations(envelope)
         except DeliveryRefused as exc:
             await self._refuse_inbound(adapter_name, event, exc)
             return
         text = event.content if isinstance(event.content, TextSds) else None
-        self.tracker.add_origin(
-            OriginRecord(
-                message_id=message_id,
-                adapter=adapter_name,
-                source_issi=event.source,
-                protocol_id=text.protocol_id if text else None,
-                message_reference=text.message_reference if text else None,
-                report_request=text.delivery_report_request if text else 0,
-                priority=envelope.priority,
+        origin = OriginRecord(
+            message_id=message_id,
+            adapter=adapter_name,
+            source_issi=event.source,
+            protocol_id=text.protocol_id if text else None,
+            message_reference=text.message_reference if text else None,
+            report_request=text.delivery_report_request if text else 0,
+            priority=envelope.priority,
+        )
+        try:
+            await self._take_custody(envelope, nations, origin)
+        except DeliveryRefused as exc:
+            await self._refuse_inbound(adapter_name, event, exc)
+            return
+        if (
+            self.config.delivery.stored_report
+            and text is not None
+            and text.message_reference is not None
+            and text.delivery_report_request
+        ):
+            # Custody is durable: tell the radio its message is stored (SDS-TL 0x21).
+            await self._report_to_radio(
+                adapter_name,
+                event.source,
+                text.protocol_id,
+                text.message_reference,
+                DeliveryStatus.STORED,
             )
-        )
-        self.counters["accepted"] += 1
-        self._observe(
-            "accepted",
-            message_id,
-            origin=envelope.origin.unit,
-            destination=_describe_destination(envelope),
-            body=envelope.WhichOneof("body"),
-            priority=v1.Priority.Name(envelope.priority),
-            summary=_summary(envelope),
-        )
 
-    def _destination_nation(self, envelope: v1.Envelope) -> str:
+    def _destination_nations(self, envelope: v1.Envelope) -> list[str]:
+        """Partner countries an envelope goes to: the unit's, or every one carrying the group."""
         which = envelope.destination.WhichOneof("target")
         if which == "unit":
-            nation = envelope.destination.unit.nation
+            nations = [envelope.destination.unit.nation]
         else:
             group = self.directory.group_by_name(envelope.destination.group.group)
             nations = [n for n in group.nations if n != self.nation] if group else []
-            if len(nations) != 1:
+            if not nations:
                 raise DeliveryRefused(
-                    "group destinations need exactly one partner nation in this release",
+                    "the group is not carried by any partner country",
                     reason_code=DeliveryStatus.UNKNOWN_DESTINATION,
                 )
-            nation = nations[0]
-        if nation not in self.egress:
-            raise DeliveryRefused(
-                f"{nation} is not a partner of this gateway",
-                reason_code=DeliveryStatus.DESTINATION_PROHIBITED,
-            )
-        return nation
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
-        """Run radio I/O outside the caller (never inside an adapter's read loop), tracked."""
-        task = asyncio.get_running_loop().create_task(coro, name=f"gateway[{self.name}].{what}")
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.counters["background_failed"] += 1
-            self.log.error("background.failed", task=task.get_name(), error=repr(task.exception()))
-
-    def _enqueue_egress(self, nation: str, envelope: v1.Envelope) -> None:
-        queue = self.egress[nation]
-        if envelope.HasField("receipt"):
-            # Receipts are small and owed to a radio: never refused, never shed.
-            queue.force(envelope, envelope.priority)
-            return
-        evicted = queue.offer(envelope, envelope.priority)
-        if evicted is not None and evicted.item.HasField("receipt"):
-            queue.force(evicted.item, evicted.priority)
-        elif evicted is not None:
-            self.counters["shed"] += 1
-            self._fail_origin(
-                evicted.item.message_id,
-                DeliveryStatus.DESTINATION_QUEUE_FULL,
-                "shed: queue full of more urgent traffic",
-            )
+        for nation in nations:
+            if _egress(nation) not in self.queues:
+                raise DeliveryRefused(
+                    f"{nation} is not a partner of this gateway",
+                    reason_code=DeliveryStatus.DESTINATION_PROHIBITED,
+                )
+        return nations
 
     async def _refuse_inbound(self, adapter: str, event: SdsReceived, exc: DeliveryRefused) -> None:
         reason_code = (
@@ -303,10 +781,9 @@ class Gateway:
         self._observe("refused", adapter=adapter, source=event.source, reason=str(exc))
         content = event.content
         if isinstance(content, TextSds) and content.message_reference is not None:
-            report = self._report_to_radio(
+            await self._report_to_radio(
                 adapter, event.source, content.protocol_id, content.message_reference, reason_code
             )
-            self._spawn(report, "negative_report")
 
     async def _report_to_radio(
         self, adapter: str, issi: str, pid: int, reference: int, status: int
@@ -325,14 +802,19 @@ class Gateway:
     # ------------------------------------------------------------------ federation egress
 
     async def _egress_loop(self, nation: str) -> None:
-        queue = self.egress[nation]
+        queue = self.queues[_egress(nation)]
+        window_free = self._window_free[nation]
+        window = self.config.delivery.window
         while True:
-            queued = await queue.get()
-            envelope = queued.item
-            if 0 < envelope.expires_at_us < self._now_us():
-                self._expired(envelope)
-                continue
+            inflight = self._inflight[nation]
+            while len(inflight) >= window and not _urgent_waiting(queue):
+                window_free.clear()
+                await window_free.wait()
+            entry = await queue.get(self.monotonic)
+            held = entry.item
+            envelope = held.envelope
             if envelope.origin.nation == self.nation and not envelope.HasField("receipt"):
+                del envelope.trace[:]
                 envelope.trace.add(
                     gateway=self.name,
                     nation=self.nation,
@@ -342,40 +824,45 @@ class Gateway:
             try:
                 await self.link.send(nation, envelope.SerializeToString())
             except GatewayError as exc:
-                queue.push_front(envelope, queued.priority)
+                queue.push_front(entry)
                 self.counters[f"federation_retry_{nation}"] += 1
                 self.log.warning("federation.send_failed", partner=nation, error=str(exc))
                 await asyncio.sleep(_RETRY_DELAY)
                 continue
-            self.counters["forwarded"] += 1
-            self._observe("forwarded", envelope.message_id, partner=nation)
+            if held.entry_id is None:
+                continue  # an ack: nothing to wait for
+            inflight[envelope.message_id] = _InFlight(
+                entry=entry, nation=nation, deadline=self.monotonic() + self._ack_timeout
+            )
+            if not envelope.HasField("receipt"):
+                self.counters["forwarded"] += 1
+                self._observe(
+                    "forwarded",
+                    envelope.message_id,
+                    partner=nation,
+                    priority=_enum_name(v1.Priority, envelope.priority),
+                    backlog=len(self.queues[_egress(nation)]),
+                )
 
-    def _expired(self, envelope: v1.Envelope) -> None:
-        self.counters["expired"] += 1
-        if envelope.HasField("receipt"):
+    async def _on_ack(self, sender: str, message_id: bytes) -> None:
+        """The partner has our message in its custody: release our copy."""
+        inflight = self._inflight[sender].pop(message_id, None)
+        if inflight is None:
+            self.counters["acks_unmatched"] += 1
             return
-        self.log.warning("message.expired", message_id=envelope.message_id.hex())
-        if envelope.origin.nation == self.nation:
-            self._fail_origin(
-                envelope.message_id, DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED, "expired"
-            )
-        else:
-            self._send_receipt(
-                envelope,
-                v1.DELIVERY_STATE_FAILED,
-                tetra_status=DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED,
-                reason="expired",
-            )
+        self._window_free[sender].set()
+        held = inflight.entry.item
+        if held.entry_id is not None:
+            await self._commit_surely(remove=[held.entry_id])
+        self.counters["acked"] += 1
+        if not held.envelope.HasField("receipt"):
+            # The partner gateway has it in custody: the message is FORWARDED.
+            self._observe("custody", message_id, partner=sender)
 
-    def _fail_origin(self, message_id: bytes, status: int, reason: str) -> None:
-        """A message of ours failed before leaving: tell its radio as a receipt would."""
-        receipt = v1.DeliveryReceipt(
-            message_id=message_id,
-            state=v1.DELIVERY_STATE_FAILED,
-            tetra_status=status,
-            reason=reason,
-        )
-        self._spawn(self._apply_receipt(receipt), "fail_origin")
+    def _ack(self, sender: str, envelope: v1.Envelope) -> None:
+        """Tell the partner its message is in our custody (or was already)."""
+        ack = self._receipt_envelope(envelope, v1.DELIVERY_STATE_ACCEPTED)
+        self._enqueue(Held(envelope=ack, entry_id=None, queue=_egress(sender)))
 
     # ------------------------------------------------------------------ federation inbound
 
@@ -389,97 +876,285 @@ class Gateway:
                 "federation.malformed", sender=sender, size=len(payload), error=str(exc)
             )
             return
-        if envelope.origin.nation != sender:
+        if envelope.origin.nation != sender or _egress(sender) not in self.queues:
             self.counters["federation_misattributed"] += 1
             self.log.warning(
                 "federation.misattributed", sender=sender, origin=envelope.origin.nation
             )
             return
-        if envelope.HasField("receipt"):
-            await self._apply_receipt(envelope.receipt)
+        body = envelope.WhichOneof("body")
+        if body == "receipt":
+            await self._on_partner_receipt(sender, envelope)
             return
+        if body == "presence":
+            self._on_partner_presence(sender, envelope)
+            return
+        if body == "canary":
+            self._on_partner_canary(sender, envelope)
+            return
+        self._rebase_expiry(envelope)
         envelope.trace.add(gateway=self.name, nation=self.nation, received_at_us=self._now_us())
-        try:
-            deliveries = plan_tetra_delivery(
-                envelope,
-                adapters=self._adapter_configs,
-                directory=self.directory,
-                codebooks=self._codebooks,
-            )
-        except GatewayError as exc:  # refused, or a partner value our radios cannot carry
-            self.counters["refused_from_partner"] += 1
-            self.log.warning(
-                "federation.refused", message_id=envelope.message_id.hex(), reason=str(exc)
-            )
-            self._send_receipt(
-                envelope,
-                v1.DELIVERY_STATE_FAILED,
-                tetra_status=exc.reason_code or DeliveryStatus.DELIVERY_FAILED,
-                reason=str(exc),
-            )
+        refusal = self._admission(sender, envelope, len(payload))
+        if refusal is not None:
+            await self._refuse_from_partner(sender, envelope, refusal)
             return
-        for delivery in deliveries:
-            try:
-                evicted = self.local[delivery.target.adapter].offer(
-                    (envelope, delivery), envelope.priority
-                )
-            except QueueFull as exc:
-                self._send_receipt(
-                    envelope,
-                    v1.DELIVERY_STATE_FAILED,
-                    tetra_status=DeliveryStatus.DESTINATION_QUEUE_FULL,
-                    reason=str(exc),
-                )
-                continue
-            if evicted is not None:
-                dropped, _ = evicted.item
-                self._send_receipt(
-                    dropped,
-                    v1.DELIVERY_STATE_FAILED,
-                    tetra_status=DeliveryStatus.DESTINATION_QUEUE_FULL,
-                    reason="shed: queue full of more urgent traffic",
-                )
+        try:
+            deliveries = self._plan(envelope)
+        except GatewayError as exc:  # refused, or a partner value our radios cannot carry
+            await self._refuse_from_partner(sender, envelope, exc)
+            return
+        copies = [
+            Held(
+                envelope=envelope,
+                entry_id=None,
+                queue=_local(d.target.adapter),
+                delivery=d,
+                meta={"issi": d.target.issi},
+            )
+            for d in deliveries
+        ]
+        if await self._commit(add=copies, seen=envelope.message_id):
+            self.counters["accepted_from_partner"] += 1
+            self._observe_received(sender, envelope)  # control-room API support
+            if body == "emergency":
+                self._remember_alert(envelope)
+        else:
+            self.counters["duplicates"] += 1
+            self.log.info("federation.duplicate", message_id=envelope.message_id.hex())
+        self._ack(sender, envelope)
+
+    def _rebase_expiry(self, envelope: v1.Envelope) -> None:
+        """Carry the remaining validity over to our clock, whatever the partner's clock says.
+
+        The sender stamped its last hop with the time it forwarded the message; the
+        validity left then (by the sender's own clock) is what the message has left
+        here. Clocks of two countries may disagree (a stepped clock, a dead NTP server):
+        comparing one country's absolute expiry with another's clock would expire
+        messages early or keep them too long.
+        """
+        if not envelope.expires_at_us or not envelope.trace:
+            return
+        forwarded = envelope.trace[-1].forwarded_at_us
+        if forwarded:
+            remaining = envelope.expires_at_us - forwarded
+            envelope.expires_at_us = self._now_us() + max(0, remaining)
+
+    def _admission(self, sender: str, envelope: v1.Envelope, size: int) -> DeliveryRefused | None:
+        """Policy and rate limits for a partner's message; the refusal, if any."""
+        which = envelope.destination.WhichOneof("target")
+        kind: Any = which if which in ("unit", "group", "broadcast") else "unit"
+        target = (
+            envelope.destination.unit.unit
+            if which == "unit"
+            else envelope.destination.group.group
+            if which == "group"
+            else ""
+        )
+        urgent = envelope.priority >= v1.PRIORITY_IMMINENT_PERIL
+        decision = self.config.policy.check(
+            envelope.origin.nation, envelope.origin.organisation, kind, target, urgent
+        )
+        if not decision.allowed:
+            self.counters["refused_by_policy"] += 1
+            return DeliveryRefused(decision.reason, reason_code=decision.reason_code)
+        rate = self.rate_limiter.admit(sender, envelope.priority, size, self.monotonic())
+        if not rate.allowed:
+            self.counters[f"rate_limited_{sender}"] += 1
+            return DeliveryRefused(rate.reason, reason_code=rate.reason_code)
+        return None
+
+    async def _refuse_from_partner(
+        self, sender: str, envelope: v1.Envelope, exc: GatewayError
+    ) -> None:
+        self.counters["refused_from_partner"] += 1
+        self.log.warning(
+            "federation.refused",
+            partner=sender,
+            message_id=envelope.message_id.hex(),
+            reason=str(exc),
+        )
+        self._observe("refused_from_partner", envelope.message_id, partner=sender, reason=str(exc))
+        failed = self._receipt(
+            envelope,
+            v1.DELIVERY_STATE_FAILED,
+            tetra_status=exc.reason_code or DeliveryStatus.DELIVERY_FAILED,
+            reason=str(exc),
+        )
+        if not await self._commit(add=[failed] if failed else [], seen=envelope.message_id):
+            self.counters["duplicates"] += 1
+        self._ack(sender, envelope)
+
+    def _remember_alert(self, envelope: v1.Envelope) -> None:
+        """Keep a partner's emergency outstanding for replay until it expires."""
+        now = self.monotonic()
+        expires = self._local(_expires_at(envelope)) or (
+            now + self.config.delivery.expiry_seconds["emergency"]
+        )
+        which = envelope.destination.WhichOneof("target")
+        self.alerts.raise_alert(
+            envelope.message_id,
+            raised_at=now,
+            expires_at=expires,
+            group=envelope.destination.group.group if which == "group" else None,
+            unit=envelope.destination.unit.unit if which == "unit" else None,
+            payload_ref=envelope.SerializeToString(),
+            origin=envelope.origin.unit,
+        )
+
+    def _on_partner_presence(self, sender: str, envelope: v1.Envelope) -> None:
+        p = envelope.presence
+        now = self.monotonic()
+        location = None
+        if p.HasField("last_location"):
+            loc = p.last_location
+            location = PresenceLocation(
+                lat=loc.latitude, lon=loc.longitude, at=now - _age(loc.fix_time_us, self)
+            )
+        update = PresenceUpdate(
+            unit=p.unit.unit,
+            nation=sender,
+            gateway=p.served_by,
+            epoch=p.epoch,
+            seq=p.seq,
+            availability=Availability(p.availability),
+            groups=tuple(sorted(p.groups)),
+            location=location,
+            last_heard=now - _age(p.last_seen_us, self) if p.last_seen_us else None,
+            valid_for=p.valid_for_ms / 1000,
+            sent_at=now,
+        )
+        if self.presence.apply_remote(update, now):
+            self.counters["presence_applied"] += 1
+            self._observe(
+                "presence",
+                unit=update.unit,
+                availability=update.availability.name,
+                gateway=update.gateway,
+            )
+        else:
+            self.counters["presence_ignored"] += 1
+
+    def _on_partner_canary(self, sender: str, envelope: v1.Envelope) -> None:
+        canary = envelope.canary
+        if canary.echo:
+            tracker = self.liveness.get(f"federation:{sender}")
+            if tracker is not None:
+                self._path_change(tracker.returned_canary(canary.sequence, self.monotonic()))
+            return
+        echo = self._gateway_envelope(sender, envelope.priority)
+        echo.canary.CopyFrom(canary)
+        echo.canary.echo = True
+        self._enqueue(Held(envelope=echo, entry_id=None, queue=_egress(sender)))
+
+    def _on_adapter_canary(self, adapter: str, event: SdsReceived) -> None:
+        content = event.content
+        tracker = self.liveness.get(f"adapter:{adapter}")
+        if tracker is None or not isinstance(content, TextSds):
+            self.counters["radio_loopback_ignored"] += 1
+            return
+        prefix, _, sequence = content.text.partition(" ")
+        if prefix == _CANARY_TEXT and sequence.isdigit():
+            self._path_change(tracker.returned_canary(int(sequence), self.monotonic()))
+
+    def _path_change(self, change: StateChange | None) -> None:
+        if change is None:
+            return
+        self.counters[f"path_{change.state.value}"] += 1
+        level = "warning" if change.state is PathState.DEGRADED else "info"
+        getattr(self.log, level)(
+            "liveness.changed",
+            path=change.path,
+            state=change.state.value,
+            previous=change.previous.value,
+            reason=change.reason,
+        )
+        self._observe("liveness", path=change.path, state=change.state.value, reason=change.reason)
+
+    def _gateway_envelope(self, nation: str, priority: int) -> v1.Envelope:
+        """An envelope from this gateway to ``nation``'s gateway (control traffic)."""
+        envelope = v1.Envelope(
+            schema_version=SCHEMA_VERSION,
+            message_id=_new_id(),
+            priority=priority,  # type: ignore[arg-type]
+            created_at_us=self._now_us(),
+        )
+        envelope.origin.nation = self.nation
+        envelope.origin.unit = f"{self.nation.lower()}.gateway.{self.name}"
+        envelope.origin.system = v1.SYSTEM_TYPE_GATEWAY
+        envelope.destination.unit.nation = nation
+        envelope.destination.unit.unit = f"{nation.lower()}.gateway.any"
+        return envelope
+
+    async def _on_partner_receipt(self, sender: str, envelope: v1.Envelope) -> None:
+        receipt = envelope.receipt
+        if receipt.state == v1.DELIVERY_STATE_ACCEPTED:
+            await self._on_ack(sender, receipt.message_id)
+            return
+        journal = self.journal
+        assert journal is not None
+        message_id = envelope.message_id
+        if await journal.submit(lambda j: j.is_seen(message_id)):
+            self.counters["duplicates"] += 1
+        else:
+            # Applied before it is recorded: a crash in between repeats a report, never loses one.
+            await self._apply_receipt(receipt)
+            await self._commit_surely(seen=message_id)
+        self._ack(sender, envelope)
 
     # ------------------------------------------------------------------ local delivery
 
     async def _delivery_loop(self, adapter_name: str) -> None:
-        queue = self.local[adapter_name]
-        adapter = self.adapters[adapter_name]
+        """Deliver one adapter's queue in scheduler order while its system is connected."""
+        queue = self.queues[_local(adapter_name)]
+        adapter: TetraAdapter | McdataAdapter
+        if adapter_name in self.mcdata:
+            adapter, deliver = self.mcdata[adapter_name], self._deliver_mcdata
+        else:
+            adapter, deliver = self.adapters[adapter_name], self._deliver
         while True:
-            queued = await queue.get()
-            envelope, delivery = queued.item
-            if 0 < envelope.expires_at_us < self._now_us():
-                self._expired(envelope)
-                continue
+            entry = await queue.get(self.monotonic)
             if adapter.state is not LinkState.CONNECTED:
-                queue.push_front(queued.item, queued.priority)
+                queue.push_front(entry)
                 with contextlib.suppress(TimeoutError):
                     await adapter.wait_connected(_RETRY_DELAY * 4)
                 continue
-            await self._deliver(adapter_name, envelope, delivery)
+            try:
+                await deliver(adapter_name, entry.item)
+            except LinkError as exc:  # the connection broke during the send: nothing lost
+                queue.push_front(entry)
+                self.log.warning("delivery.link_failed", adapter=adapter_name, error=str(exc))
+                await asyncio.sleep(_RETRY_DELAY)
+            except JournalError as exc:
+                queue.push_front(entry)
+                await self._journal_trouble(exc)
 
-    async def _deliver(
-        self, adapter_name: str, envelope: v1.Envelope, delivery: TetraDelivery
-    ) -> None:
+    async def _deliver(self, adapter_name: str, held: Held) -> None:
         adapter = self.adapters[adapter_name]
+        envelope, delivery = held.envelope, held.delivery
+        assert delivery is not None
         issi = delivery.target.issi
-        content = self._content_for(adapter, delivery)
         try:
-            outcome = await adapter.send(issi, content)
+            content = self._content_for(adapter, delivery, held.meta.get("reference"))
+            prepared = adapter.prepare(issi, content)
+            if prepared.references and "reference" not in held.meta:
+                # Before the radio sees it: a resend after a crash repeats these
+                # references, so the far radio recognises a retransmission.
+                await self._remember_reference(adapter_name, issi, held, prepared.references[0])
+                held.meta["reference"] = prepared.references[0]
+            outcome = await adapter.send_prepared(prepared)
+        except JournalError:
+            raise  # nothing was sent: the delivery loop keeps the message and waits
         except Exception as exc:  # a failed send must become a FAILED receipt, never a dead loop
             if not isinstance(exc, GatewayError):
                 self.log.exception("delivery.send_crashed", adapter=adapter_name, issi=issi)
-            outcome = SendOutcome(
-                ok=False, message_references=[], sds_status=None, cme_error=None, reason=str(exc)
-            )
+            outcome = SendOutcome(ok=False, reason=str(exc))
         if not outcome.ok:
             self.counters["delivery_failed"] += 1
-            self._send_receipt(
-                envelope,
-                v1.DELIVERY_STATE_FAILED,
-                tetra_status=DeliveryStatus.DELIVERY_FAILED,
-                reason=outcome.reason,
-            )
+            if held.meta.get("replay"):
+                if held.entry_id is not None:
+                    await self._commit_surely(remove=[held.entry_id])
+                return
+            await self._fail(held, DeliveryStatus.DELIVERY_FAILED, outcome.reason)
             return
         self.counters["delivered_to_network"] += 1
         if delivery.follow_up is not None:
@@ -498,22 +1173,37 @@ class Gateway:
                 issi=issi,
                 references=set(outcome.message_references),
                 want_read=delivery.report_request in (2, 3),
-                deadline=self.clock() + self.config.delivery.report_timeout,
+                deadline=self.monotonic() + self.config.delivery.report_timeout,
+                entry_id=held.entry_id,
             )
             self.tracker.add_awaiting(record)
             self._timer_wakeup.set()
             for reference in outcome.message_references:
                 key = (adapter_name, issi, reference)
-                parked = self.tracker.take_parked(key, self.clock())
+                parked = self.tracker.take_parked(key, self.monotonic())
                 if parked is not None:
-                    self._settle(record, key, parked)
+                    await self._settle(record, key, parked)
             return
-        self._send_receipt(
-            envelope, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_END_SYSTEM
-        )
+        await self._delivered_without_report(adapter_name, held, delivery.target)
+
+    async def _remember_reference(
+        self, adapter_name: str, issi: str, held: Held, reference: int
+    ) -> None:
+        journal = self.journal
+        if journal is None or held.entry_id is None:
+            return
+        entry_id, meta = held.entry_id, {**held.meta, "reference": reference}
+        next_reference = self.adapters[adapter_name].next_reference(issi)
+
+        def op(j: Journal) -> None:
+            j.update_meta(entry_id, meta)
+            if next_reference is not None:
+                j.set_ref(adapter_name, issi, next_reference)
+
+        await journal.submit(op)
 
     def _content_for(
-        self, adapter: TetraAdapter, delivery: TetraDelivery
+        self, adapter: TetraAdapter, delivery: TetraDelivery, reference: int | None
     ) -> TextSds | StatusSds | Any:
         if delivery.text is not None:
             want = 3 if delivery.report_request in (2, 3) else 1
@@ -522,7 +1212,11 @@ class Gateway:
                 text=delivery.text,
                 coding_scheme=choose_coding_scheme(delivery.text),
                 immediate=delivery.immediate,
-                message_reference=adapter.allocate_reference(delivery.target.issi),
+                message_reference=(
+                    reference
+                    if reference is not None
+                    else adapter.allocate_reference(delivery.target.issi)
+                ),
                 delivery_report_request=0 if delivery.target.is_group else want,
             )
         if delivery.status is not None:
@@ -556,14 +1250,14 @@ class Gateway:
             self.log.info(
                 "report.unmatched", adapter=adapter, source=event.source, reference=reference
             )
-            self.tracker.park_report(key, status, self.clock())
+            self.tracker.park_report(key, status, self.monotonic())
             return
-        self._settle(record, key, status)
+        self._spawn(self._settle(record, key, status), "settle")
 
-    def _settle(self, record: AwaitingReport, key: tuple[str, str, int], status: int) -> None:
+    async def _settle(self, record: AwaitingReport, key: ReportKey, status: int) -> None:
         if status >= 0x40:
             self.tracker.forget(record)
-            self._receipt_for(
+            await self._receipt_for(
                 record,
                 v1.DELIVERY_STATE_FAILED,
                 tetra_status=status,
@@ -572,36 +1266,334 @@ class Gateway:
         elif status == DeliveryStatus.CONSUMED:
             self.tracker.forget(record)
             if not record.delivered:
-                self._receipt_for(
+                await self._receipt_for(
                     record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT
                 )
-            self._receipt_for(record, v1.DELIVERY_STATE_READ, confirmation=v1.CONFIRMATION_UNIT)
+            await self._receipt_for(
+                record, v1.DELIVERY_STATE_READ, confirmation=v1.CONFIRMATION_UNIT
+            )
         elif status == DeliveryStatus.RECEIVED and self.tracker.settle_part(key):
             record.delivered = True
-            self._receipt_for(
-                record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT
-            )
             if not record.want_read:
                 self.tracker.forget(record)
+            await self._receipt_for(
+                record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT
+            )
 
     async def _report_timer_loop(self) -> None:
         while True:
             deadline = self.tracker.next_deadline()
             self._timer_wakeup.clear()
-            delay = 3600.0 if deadline is None else max(0.0, deadline - self.clock())
+            delay = 3600.0 if deadline is None else max(0.0, deadline - self.monotonic())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._timer_wakeup.wait()
-            for record in self.tracker.expired(self.clock()):
+            for record in self.tracker.expired(self.monotonic()):
                 self.counters["report_timeouts"] += 1
                 if not record.delivered:
-                    self._receipt_for(
+                    await self._receipt_for(
                         record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_END_SYSTEM
                     )
 
+    # ------------------------------------------------------------------ MCX systems (MCData)
+
+    async def _on_mcdata_event(self, adapter: str, event: McdataEvent) -> None:
+        match event:
+            case LinkStateChanged():
+                self._on_link_state(adapter, event)
+            case McdataRejected():
+                self._on_rejected(adapter, event.reason, event.sender)
+            case McdataSdsReceived():
+                # Custody before the SIP 200: returning from here is the acknowledgement.
+                await self._on_mcdata_sds(adapter, event)
+            case McdataNotificationReceived():
+                await self._on_mcdata_notification(adapter, event)
+
+    async def _on_mcdata_sds(self, adapter_name: str, event: McdataSdsReceived) -> None:
+        adapter = self._adapter_configs[adapter_name]
+        unit = self.directory.local_unit(adapter_name, event.sender)
+        if unit is not None:
+            self._replay_alerts(self.presence.heard(unit.unit, self.monotonic()))
+        sds = McdataSds(
+            sender=event.sender,
+            target=event.target.id,
+            is_group=isinstance(event.target, McdataGroup),
+            message_id=event.message_id.bytes,
+            conversation_id=event.conversation_id.bytes,
+            in_reply_to=event.in_reply_to.bytes if event.in_reply_to else None,
+            disposition=int(event.disposition_request),
+            payloads=event.payloads,
+            emergency=event.emergency or event.alert,
+            imminent_peril=event.imminent_peril,
+        )
+        try:
+            envelope = envelope_from_mcdata(
+                sds,
+                adapter=adapter,
+                directory=self.directory,
+                codebook=self._codebooks[adapter.codebook],
+                delivery=self.config.delivery,
+                now_us=self._now_us(),
+            )
+            nations = self._destination_nations(envelope)
+        except DeliveryRefused as exc:
+            self._count_refusal(adapter_name, event.sender, exc)
+            raise
+        origin = OriginRecord(
+            message_id=envelope.message_id,
+            adapter=adapter_name,
+            source_issi=event.sender,
+            protocol_id=None,
+            message_reference=None,
+            report_request=int(envelope.report_request),
+            priority=envelope.priority,
+            conversation_id=envelope.conversation_id,
+            addressed_to=event.target.id,
+        )
+        try:
+            await self._take_custody(envelope, nations, origin)
+        except DeliveryRefused as exc:
+            self._count_refusal(adapter_name, event.sender, exc)
+            raise
+
+    def _count_refusal(self, adapter: str, source: str, exc: DeliveryRefused) -> None:
+        code = exc.reason_code if exc.reason_code is not None else DeliveryStatus.DELIVERY_FAILED
+        self.counters[f"refused_{code:#04x}"] += 1
+        self.log.warning("sds.refused", adapter=adapter, source=source, reason=str(exc), code=code)
+        self._observe("refused", adapter=adapter, source=source, reason=str(exc))
+
+    async def _on_mcdata_notification(
+        self, adapter: str, event: McdataNotificationReceived
+    ) -> None:
+        key = (adapter, event.sender, event.message_id.bytes)
+        record = self.tracker.match_report(key)
+        if record is None:
+            self.counters["reports_early_or_unmatched"] += 1
+            self.log.info("notification.unmatched", adapter=adapter, source=event.sender)
+            return
+        unit = self.directory.local_unit(adapter, event.sender)
+        if unit is not None:
+            self._replay_alerts(self.presence.heard(unit.unit, self.monotonic()))
+        for status in _MCDATA_STATUS.get(int(event.notification_type), []):
+            await self._settle(record, key, status)
+
+    def _notify_mcdata_origin(self, record: OriginRecord, receipt: v1.DeliveryReceipt) -> None:
+        """Give the MCData sender the disposition notification its receipt stands for."""
+        notification = notification_for(receipt, record.report_request)
+        if notification is None or not record.conversation_id:
+            return
+        adapter = self._adapter_configs[record.adapter]
+        sender = record.addressed_to or f"sip:unknown@{adapter.iwf_domain}"
+
+        async def notify() -> None:
+            try:
+                outcome = await self.mcdata[record.adapter].send_notification(
+                    sender,
+                    record.source_issi,
+                    notification,
+                    conversation_id=uuid.UUID(bytes=record.conversation_id),
+                    message_id=uuid.UUID(bytes=record.message_id),
+                    now=self.clock(),
+                )
+            except GatewayError as exc:
+                self.counters["reports_failed"] += 1
+                self.log.warning("notification.failed", adapter=record.adapter, error=str(exc))
+                return
+            self.counters["reports_sent" if outcome.ok else "reports_failed"] += 1
+
+        self._spawn(notify(), "notification")
+
+    async def _deliver_mcdata(self, adapter_name: str, held: Held) -> None:
+        envelope, target = held.envelope, held.delivery.target if held.delivery else None
+        assert target is not None
+        adapter_config = self._adapter_configs[adapter_name]
+        try:
+            plan = plan_mcdata_delivery(
+                envelope,
+                target,
+                adapter=adapter_config,
+                directory=self.directory,
+                codebook=self._codebooks[adapter_config.codebook],
+            )
+        except DeliveryRefused as exc:
+            self.counters["delivery_failed"] += 1
+            await self._fail(held, exc.reason_code or DeliveryStatus.DELIVERY_FAILED, str(exc))
+            return
+        outcome = await self.mcdata[adapter_name].send_sds(
+            plan.sender,
+            McdataGroup(McdataId(target.issi))
+            if target.is_group
+            else McdataUser(McdataId(target.issi)),
+            plan.payloads,
+            conversation_id=uuid.UUID(bytes=plan.conversation_id),
+            message_id=uuid.UUID(bytes=plan.message_id),
+            in_reply_to=uuid.UUID(bytes=plan.in_reply_to) if plan.in_reply_to else None,
+            disposition_request=plan.disposition,
+            emergency=plan.emergency,
+            alert=plan.emergency,
+            imminent_peril=plan.imminent_peril,
+            now=self.clock(),
+        )
+        if not outcome.ok:
+            self.counters["delivery_failed"] += 1
+            if held.meta.get("replay"):
+                if held.entry_id is not None:
+                    await self._commit_surely(remove=[held.entry_id])
+                return
+            reason = f"MCX system answered {outcome.status}: {outcome.reason}"
+            await self._fail(held, _sip_failure_status(outcome.status), reason)
+            return
+        self.counters["delivered_to_network"] += 1
+        if plan.disposition != DispositionRequest.NONE and not held.meta.get("replay"):
+            record = AwaitingReport(
+                message_id=envelope.message_id,
+                origin_nation=envelope.origin.nation,
+                origin_unit=envelope.origin.unit,
+                priority=envelope.priority,
+                adapter=adapter_name,
+                issi=target.issi,
+                references={envelope.message_id},
+                want_read=plan.disposition
+                in (DispositionRequest.READ, DispositionRequest.DELIVERY_AND_READ),
+                deadline=self.monotonic() + self.config.delivery.report_timeout,
+                entry_id=held.entry_id,
+            )
+            self.tracker.add_awaiting(record)
+            self._timer_wakeup.set()
+            return
+        await self._delivered_without_report(adapter_name, held, target)
+
+    async def _delivered_without_report(
+        self, adapter_name: str, held: Held, target: LocalTarget
+    ) -> None:
+        """The far system took it and nobody will confirm more: receipt and release."""
+        envelope = held.envelope
+        if envelope.HasField("emergency"):
+            unit = self.directory.local_unit(adapter_name, target.issi)
+            if unit is not None:
+                self.alerts.mark_delivered(envelope.message_id, unit.unit)
+                if len(self._alert_deliveries) >= self.config.presence.max_alerts:
+                    self._alert_deliveries.pop(next(iter(self._alert_deliveries)))
+                self._alert_deliveries[(envelope.message_id, unit.unit)] = self.monotonic()
+        receipt = None
+        if not held.meta.get("replay"):
+            receipt = self._receipt(
+                envelope,
+                v1.DELIVERY_STATE_DELIVERED,
+                confirmation=v1.CONFIRMATION_END_SYSTEM,
+                # A group call carries no acknowledgements: say so (SDS-TL 0x05).
+                tetra_status=DeliveryStatus.SENT_TO_GROUP if target.is_group else 0,
+            )
+        await self._commit_surely(
+            add=[receipt] if receipt else [],
+            remove=[held.entry_id] if held.entry_id is not None else [],
+        )
+
+    # ------------------------------------------------------------------ timers
+
+    async def _housekeeping_loop(self) -> None:
+        """Expiry of queued messages, retransmission of unacknowledged ones, pruning."""
+        next_prune = 0.0
+        while True:
+            await asyncio.sleep(_HOUSEKEEPING_INTERVAL)
+            try:
+                next_prune = await self._housekeeping_pass(next_prune)
+            except JournalError as exc:
+                await self._journal_trouble(exc)
+
+    async def _housekeeping_pass(self, next_prune: float) -> float:
+        """One pass of the housekeeping loop; returns when pruning is next due."""
+        delivery = self.config.delivery
+        now = self.monotonic()
+        for queue in self.queues.values():
+            for entry in queue.expire(now):
+                await self._expired(entry.item)
+        for nation, inflight in self._inflight.items():
+            late = [m for m, f in inflight.items() if f.deadline <= now]
+            for message_id in late:
+                self.counters["retransmissions"] += 1
+                self.queues[_egress(nation)].push_front(inflight.pop(message_id).entry)
+            if late:
+                self._window_free[nation].set()
+        self._presence_tick(now)
+        self._canaries(now)
+        if now >= next_prune and self.journal is not None:
+            wall = self.clock()  # the journal's timestamps are wall-clock (they outlive us)
+            await self.journal.submit(
+                functools.partial(Journal.prune_seen, before=wall - delivery.dedup_window)
+            )
+            # A report that has not come in twice the longest lifetime will not come.
+            await self.journal.submit(
+                functools.partial(Journal.prune_origins, before=wall - delivery.dedup_window)
+            )
+            next_prune = now + 60.0
+        return next_prune
+
+    def _presence_tick(self, now: float) -> None:
+        for change in self.presence.tick(now):
+            self.counters[f"presence_{change.availability.name.lower()}"] += 1
+            self._observe(
+                "presence",
+                unit=change.unit,
+                availability=change.availability.name,
+                previous=change.previous.name,
+            )
+        self.alerts.expire(now)
+        updates = self.presence.drain(now)
+        for update in updates:
+            for nation in self.config.federation.partners:
+                envelope = self._gateway_envelope(nation, v1.PRIORITY_ROUTINE)
+                _fill_presence(envelope.presence, update, now, self._now_us())
+                self._enqueue(Held(envelope=envelope, entry_id=None, queue=_egress(nation)))
+        if updates:
+            self.counters["presence_sent"] += len(updates)
+
+    def _canaries(self, now: float) -> None:
+        for path, tracker in self.liveness.items():
+            kind, _, name = path.partition(":")
+            if kind == "adapter" and self.adapters[name].state is not LinkState.CONNECTED:
+                self._path_change(tracker.reset())
+                continue
+            self._path_change(tracker.check(now))
+            if not tracker.due(now):
+                continue
+            sequence = tracker.send(now)
+            if kind == "federation":
+                envelope = self._gateway_envelope(name, v1.PRIORITY_HIGH)
+                envelope.canary.sequence = sequence
+                envelope.canary.sent_at_us = self._now_us()
+                self._enqueue(Held(envelope=envelope, entry_id=None, queue=_egress(name)))
+            else:
+                self._spawn(self._adapter_canary(name, sequence), "canary")
+
+    async def _adapter_canary(self, adapter_name: str, sequence: int) -> None:
+        """Loop a text through the national network back to our own radio."""
+        adapter = self.adapters[adapter_name]
+        own = self._adapter_configs[adapter_name].radio_issi
+        canary = TextSds(
+            protocol_id=_PID_TEXT,
+            text=f"{_CANARY_TEXT} {sequence}",
+            coding_scheme=1,
+            message_reference=adapter.allocate_reference(own),
+            delivery_report_request=0,
+        )
+        try:
+            await adapter.send(own, canary)
+        except GatewayError as exc:
+            self.log.info("canary.send_failed", adapter=adapter_name, error=str(exc))
+
+    async def _expired(self, held: Held) -> None:
+        self.counters["expired"] += 1
+        if held.envelope.HasField("receipt"):
+            if held.entry_id is not None:
+                await self._commit_surely(remove=[held.entry_id])
+            return
+        self.log.warning("message.expired", message_id=held.envelope.message_id.hex())
+        await self._fail(held, DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED, "expired")
+
     # ------------------------------------------------------------------ receipts
 
-    def _receipt_for(
+    async def _receipt_for(
         self,
         record: AwaitingReport,
         state: int,
@@ -613,11 +1605,14 @@ class Gateway:
         shell = v1.Envelope(message_id=record.message_id, priority=record.priority)  # type: ignore[arg-type]
         shell.origin.nation = record.origin_nation
         shell.origin.unit = record.origin_unit
-        self._send_receipt(
+        receipt = self._receipt(
             shell, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
         )
+        first = record.entry_id
+        record.entry_id = None  # the copy is released with the first receipt
+        await self._commit_surely(add=[receipt] if receipt else [], remove=[first] if first else [])
 
-    def _send_receipt(
+    def _receipt_envelope(
         self,
         about: v1.Envelope,
         state: int,
@@ -625,8 +1620,7 @@ class Gateway:
         confirmation: int = 0,
         tetra_status: int = 0,
         reason: str = "",
-    ) -> None:
-        """Queue a receipt for ``about`` towards its origin gateway."""
+    ) -> v1.Envelope:
         receipt = v1.Envelope(
             schema_version=SCHEMA_VERSION,
             message_id=_new_id(),
@@ -643,19 +1637,40 @@ class Gateway:
         receipt.receipt.confirmation = confirmation  # type: ignore[assignment]
         receipt.receipt.tetra_status = tetra_status
         receipt.receipt.reason = reason
+        return receipt
+
+    def _receipt(
+        self,
+        about: v1.Envelope,
+        state: int,
+        *,
+        confirmation: int = 0,
+        tetra_status: int = 0,
+        reason: str = "",
+    ) -> Held | None:
+        """Make the receipt for ``about`` towards its origin gateway (None if no route)."""
+        receipt = self._receipt_envelope(
+            about, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
+        )
         self.counters[f"receipts_sent_{_RECEIPT_STATE_NAMES.get(state, str(state))}"] += 1
         self._observe(
             "delivered" if state != v1.DELIVERY_STATE_FAILED else "delivery_failed",
             about.message_id,
-            state=v1.DeliveryState.Name(v1.DeliveryState.ValueType(state)),
+            state=_enum_name(v1.DeliveryState, state),
             reason=reason,
-            confirmation=v1.Confirmation.Name(v1.Confirmation.ValueType(confirmation)),
+            confirmation=_enum_name(v1.Confirmation, confirmation),
         )
-        nation = about.origin.nation
-        if nation not in self.egress:
-            self.log.warning("receipt.no_route", nation=nation)
-            return
-        self._enqueue_egress(nation, receipt)
+        queue = _egress(about.origin.nation)
+        if queue not in self.queues:
+            self.log.warning("receipt.no_route", nation=about.origin.nation)
+            return None
+        return Held(envelope=receipt, entry_id=None, queue=queue)
+
+    @staticmethod
+    def _is_final(receipt: v1.DeliveryReceipt, report_request: int | None = None) -> bool:
+        if receipt.state in (v1.DELIVERY_STATE_FAILED, v1.DELIVERY_STATE_READ):
+            return True
+        return receipt.state == v1.DELIVERY_STATE_DELIVERED and report_request not in (2, 3)
 
     async def _apply_receipt(self, receipt: v1.DeliveryReceipt) -> None:
         record = self.tracker.origins.get(receipt.message_id)
@@ -675,6 +1690,8 @@ class Gateway:
             confirmation=_enum_name(v1.Confirmation, receipt.confirmation),
             reason=receipt.reason,
         )
+        if record.adapter in self.mcdata:
+            self._notify_mcdata_origin(record, receipt)
         status = _radio_status(receipt, record.report_request)
         if (
             status is not None
@@ -689,10 +1706,186 @@ class Gateway:
                 status,
             )
             self._spawn(report, "report")
-        if receipt.state in (v1.DELIVERY_STATE_FAILED, v1.DELIVERY_STATE_READ) or (
-            receipt.state == v1.DELIVERY_STATE_DELIVERED and record.report_request not in (2, 3)
-        ):
+        if self._is_final(receipt, record.report_request):
             self.tracker.origins.pop(receipt.message_id, None)
+            if self.journal is not None:
+                await self._commit_surely(drop_origin=receipt.message_id)
+
+    # ---- control-room API support
+
+    async def submit(self, envelope: v1.Envelope) -> bytes:
+        """Take a message from an origin without a radio (a control room) into custody.
+
+        The control room is an origin like a radio: the envelope goes to the egress queue of
+        each destination country and is journaled together with an origin record that has no
+        radio (adapter ``""``, no SDS-TL reference). Its receipts update ``tracker.origins``
+        and the observations like any other message's, and no SDS-REPORT is sent for them.
+
+        Args:
+            envelope: Origin (our nation), destination, priority and body. ``message_id``,
+                ``schema_version``, ``created_at_us`` and ``expires_at_us`` are filled in
+                when unset.
+
+        Returns:
+            The message id.
+
+        Raises:
+            DeliveryRefused: Wrong origin nation, no priority, a destination that is not
+                reachable from this gateway, or a journal that cannot take custody
+                (reason code 0x40); nothing was accepted then.
+        """
+        from gateway.interworking import PRIORITY_NAMES
+
+        if envelope.origin.nation != self.nation:
+            raise DeliveryRefused(
+                f"the origin nation must be {self.nation}, not {envelope.origin.nation!r}",
+                reason_code=DeliveryStatus.SOURCE_NOT_AUTHORIZED,
+            )
+        if envelope.priority not in PRIORITY_NAMES:
+            raise DeliveryRefused(
+                "the envelope has no priority class", reason_code=DeliveryStatus.DELIVERY_FAILED
+            )
+        nations = self._destination_nations(envelope)
+        if not envelope.message_id:
+            envelope.message_id = _new_id()
+        if not envelope.schema_version:
+            envelope.schema_version = SCHEMA_VERSION
+        if not envelope.created_at_us:
+            envelope.created_at_us = self._now_us()
+        if not envelope.expires_at_us:
+            lifetime = self.config.delivery.expiry_seconds[PRIORITY_NAMES[envelope.priority]]
+            envelope.expires_at_us = envelope.created_at_us + int(lifetime * 1_000_000)
+        message_id = envelope.message_id
+        origin = OriginRecord(
+            message_id=message_id,
+            adapter="",
+            source_issi="",
+            protocol_id=None,
+            message_reference=None,
+            report_request=int(envelope.report_request),
+            priority=int(envelope.priority),
+        )
+        await self._take_custody(envelope, nations, origin)
+        self.counters["accepted_api"] += 1
+        return message_id
+
+    def in_flight(self, nation: str) -> int:
+        """Messages sent to ``nation`` and not yet acknowledged (0 for a non-partner)."""
+        return len(self._inflight.get(nation, {}))
+
+    def _observe_received(self, sender: str, envelope: v1.Envelope) -> None:
+        """Observation of a partner's message taken into our custody (console, audit)."""
+        self._observe(
+            "received",
+            envelope.message_id,
+            partner=sender,
+            origin=envelope.origin.unit,
+            destination=_describe_destination(envelope),
+            body=envelope.WhichOneof("body"),
+            priority=v1.Priority.Name(envelope.priority),
+            summary=_summary(envelope),
+            envelope=envelope,
+        )
+
+
+_MCDATA_STATUS: dict[int, list[int]] = {
+    NotificationType.DELIVERED: [DeliveryStatus.RECEIVED],
+    NotificationType.READ: [DeliveryStatus.CONSUMED],
+    NotificationType.DELIVERED_AND_READ: [DeliveryStatus.RECEIVED, DeliveryStatus.CONSUMED],
+    NotificationType.UNDELIVERED: [DeliveryStatus.DELIVERY_FAILED],
+}
+
+
+def _sip_failure_status(status: int | None) -> int:
+    """SDS-TL status for a failed MCData send, from its SIP answer."""
+    if status in (404, 604):
+        return DeliveryStatus.UNKNOWN_DESTINATION
+    if status in (403, 603):
+        return DeliveryStatus.DESTINATION_NOT_AUTHORIZED
+    if status in (480, 408):
+        return DeliveryStatus.DESTINATION_NOT_REACHABLE
+    if status in (486, 600):
+        return DeliveryStatus.DESTINATION_QUEUE_FULL
+    if status == 413:
+        return DeliveryStatus.MESSAGE_TOO_LONG
+    if status in (415, 488):
+        return DeliveryStatus.PROTOCOL_NOT_SUPPORTED
+    return DeliveryStatus.DELIVERY_FAILED
+
+
+def _mcdata_settings(adapter: AdapterConfig) -> McdataAdapterConfig:
+    listen_host, _, listen_port = adapter.listen.rpartition(":")
+    peer_host, _, peer_port = adapter.peer.rpartition(":")
+    return McdataAdapterConfig(
+        name=adapter.name,
+        server_uri=f"sip:{adapter.iwf_domain}",
+        listen_host=listen_host,
+        listen_port=int(listen_port),
+        peer_host=peer_host,
+        peer_port=int(peer_port),
+        request_timeout=adapter.request_timeout,
+    )
+
+
+def _fill_presence(
+    message: v1.PresenceUpdate, update: PresenceUpdate, now: float, now_us: int
+) -> None:
+    """Federation form of a presence update: times become wall-clock microseconds."""
+    message.unit.nation = update.nation
+    message.unit.unit = update.unit
+    message.availability = int(update.availability)  # type: ignore[assignment]
+    message.groups.extend(update.groups)
+    message.served_by = update.gateway
+    message.epoch = update.epoch
+    message.seq = update.seq
+    message.valid_for_ms = int(update.valid_for * 1000)
+    if update.last_heard is not None:
+        message.last_seen_us = now_us - int((now - update.last_heard) * 1_000_000)
+    if update.location is not None:
+        message.last_location.latitude = update.location.lat
+        message.last_location.longitude = update.location.lon
+        message.last_location.fix_time_us = now_us - int((now - update.location.at) * 1_000_000)
+
+
+def _age(time_us: int, gateway: Gateway) -> float:
+    """Seconds since a partner's wall-clock timestamp (never negative)."""
+    return max(0.0, (gateway._now_us() - time_us) / 1_000_000)
+
+
+def _egress(nation: str) -> str:
+    return f"egress:{nation}"
+
+
+def _local(adapter: str) -> str:
+    return f"local:{adapter}"
+
+
+def _urgent_waiting(queue: AsyncScheduler[Held]) -> bool:
+    depths = queue.depths()
+    return bool(depths[v1.PRIORITY_EMERGENCY] or depths[v1.PRIORITY_IMMINENT_PERIL])
+
+
+def _expires_at(envelope: v1.Envelope) -> float | None:
+    return envelope.expires_at_us / 1_000_000 if envelope.expires_at_us > 0 else None
+
+
+def _origin_row(record: OriginRecord) -> dict[str, Any]:
+    return {
+        "adapter": record.adapter,
+        "source_issi": record.source_issi,
+        "protocol_id": record.protocol_id,
+        "message_reference": record.message_reference,
+        "report_request": record.report_request,
+        "priority": record.priority,
+        "conversation_id": record.conversation_id.hex(),
+        "addressed_to": record.addressed_to,
+    }
+
+
+def _origin_from_row(message_id: bytes, row: dict[str, Any]) -> OriginRecord:
+    fields = dict(row)
+    fields["conversation_id"] = bytes.fromhex(fields.get("conversation_id", ""))
+    return OriginRecord(message_id=message_id, **fields)
 
 
 def _radio_status(receipt: v1.DeliveryReceipt, report_request: int) -> int | None:
@@ -702,6 +1895,8 @@ def _radio_status(receipt: v1.DeliveryReceipt, report_request: int) -> int | Non
     if receipt.state == v1.DELIVERY_STATE_DELIVERED and report_request in (1, 3):
         if receipt.confirmation == v1.CONFIRMATION_UNIT:
             return DeliveryStatus.RECEIVED
+        if receipt.tetra_status == DeliveryStatus.SENT_TO_GROUP:
+            return DeliveryStatus.SENT_TO_GROUP
         # Only the far network accepted it: say so, do not claim the unit received it.
         return DeliveryStatus.FORWARDED_EXTERNAL
     if receipt.state == v1.DELIVERY_STATE_READ and report_request in (2, 3):

@@ -14,12 +14,13 @@ next deadline is (:meth:`Tracker.next_deadline`).
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 __all__ = ["AwaitingReport", "OriginRecord", "ReportKey", "Tracker"]
 
-#: (adapter name, ISSI of the unit, SDS-TL message reference)
-ReportKey = tuple[str, str, int]
+#: (adapter name, the unit's ISSI or MCData ID, SDS-TL message reference or MCData message ID)
+ReportKey = tuple[str, str, int | bytes]
 
 
 @dataclass(kw_only=True)
@@ -34,6 +35,10 @@ class OriginRecord:
     report_request: int
     priority: int
     states: list[int] = field(default_factory=list)
+    #: MCData origins: the conversation of the SDS and the MCData ID it was addressed to,
+    #: so that disposition notifications can name them.
+    conversation_id: bytes = b""
+    addressed_to: str = ""
 
 
 @dataclass(kw_only=True)
@@ -46,10 +51,12 @@ class AwaitingReport:
     priority: int
     adapter: str
     issi: str
-    references: set[int]
+    references: set[int | bytes]
     want_read: bool
     deadline: float
     delivered: bool = False
+    #: Journal row of the copy, released with the first receipt.
+    entry_id: int | None = None
 
 
 class Tracker:
@@ -59,6 +66,9 @@ class Tracker:
         self.max_entries = max_entries
         self.origins: dict[bytes, OriginRecord] = {}
         self._awaiting: dict[ReportKey, AwaitingReport] = {}
+        #: Keys of each waiting delivery (by identity) and deadlines in a heap (lazy deletion).
+        self._keys: dict[int, list[ReportKey]] = {}
+        self._deadlines: list[tuple[float, int, AwaitingReport]] = []
         self._parked: dict[ReportKey, tuple[int, float]] = {}
 
     def add_origin(self, record: OriginRecord) -> None:
@@ -70,9 +80,15 @@ class Tracker:
     def add_awaiting(self, record: AwaitingReport) -> None:
         """Remember a local delivery that waits for SDS-REPORTs, under each of its references."""
         while len(self._awaiting) >= self.max_entries:
-            self._awaiting.pop(next(iter(self._awaiting)))
-        for reference in record.references:
-            self._awaiting[(record.adapter, record.issi, reference)] = record
+            self.forget(self._awaiting[next(iter(self._awaiting))])
+        keys = [(record.adapter, record.issi, reference) for reference in record.references]
+        for key in keys:
+            previous = self._awaiting.get(key)
+            if previous is not None:  # a reference reused: the older delivery loses that key
+                self._keys[id(previous)].remove(key)
+            self._awaiting[key] = record
+        self._keys[id(record)] = keys
+        heapq.heappush(self._deadlines, (record.deadline, id(record), record))
 
     def match_report(self, key: ReportKey) -> AwaitingReport | None:
         """Return the delivery an SDS-REPORT from ``key`` answers (None if unknown)."""
@@ -88,15 +104,19 @@ class Tracker:
 
     def forget(self, record: AwaitingReport) -> None:
         """Drop every key of a delivery."""
-        for key in [k for k, v in self._awaiting.items() if v is record]:
-            del self._awaiting[key]
+        for key in self._keys.pop(id(record), []):
+            if self._awaiting.get(key) is record:
+                del self._awaiting[key]
 
     def expired(self, now: float) -> list[AwaitingReport]:
         """Remove and return deliveries whose report deadline passed."""
-        done = {id(r): r for r in self._awaiting.values() if r.deadline <= now}
-        for record in done.values():
-            self.forget(record)
-        return list(done.values())
+        done: list[AwaitingReport] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, record = heapq.heappop(self._deadlines)
+            if id(record) in self._keys:
+                self.forget(record)
+                done.append(record)
+        return done
 
     def park_report(self, key: ReportKey, status: int, now: float) -> None:
         """Keep a report that arrived before its delivery was registered.
@@ -116,9 +136,11 @@ class Tracker:
 
     def next_deadline(self) -> float | None:
         """Return the earliest report deadline, or None."""
-        return min((r.deadline for r in self._awaiting.values()), default=None)
+        while self._deadlines and id(self._deadlines[0][2]) not in self._keys:
+            heapq.heappop(self._deadlines)  # forgotten already
+        return self._deadlines[0][0] if self._deadlines else None
 
     @property
     def awaiting_count(self) -> int:
         """Number of local deliveries still waiting for a report."""
-        return len({id(r) for r in self._awaiting.values()})
+        return len(self._keys)

@@ -9,6 +9,7 @@ from adapters.tetra._config import (
     DEFAULT_SERVICE_PROFILES,
     AdapterEvent,
     AdapterSink,
+    PreparedSds,
     SendOutcome,
     TetraAdapterConfig,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "AdapterEvent",
     "AdapterSink",
     "PeiEndpoint",
+    "PreparedSds",
     "SendOutcome",
     "TetraAdapter",
     "TetraAdapterConfig",

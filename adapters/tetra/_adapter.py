@@ -28,7 +28,13 @@ import structlog
 
 from adapters._link import Backoff, LinkState, LinkStateChanged
 from adapters.tetra._channel import PeiChannel
-from adapters.tetra._config import AdapterEvent, AdapterSink, SendOutcome, TetraAdapterConfig
+from adapters.tetra._config import (
+    AdapterEvent,
+    AdapterSink,
+    PreparedSds,
+    SendOutcome,
+    TetraAdapterConfig,
+)
 from adapters.tetra._transport import open_pei_stream, parse_pei_url
 from protocols.errors import LinkError, LinkTimeoutError, LocalProtocolError, RemoteProtocolError
 from protocols.tetra import (
@@ -192,14 +198,52 @@ class TetraAdapter:
         )
         return await self.send(destination, report)
 
+    def seed_references(self, references: dict[str, int]) -> None:
+        """Continue the reference counters of a previous run (destination -> next reference).
+
+        A restarted gateway that repeats a recent reference would have its new
+        message discarded by the radio as a retransmission of the old one.
+        """
+        for destination, value in references.items():
+            self._references[destination] = value % 256
+
+    def next_reference(self, destination: str) -> int | None:
+        """Return the reference the next allocation for ``destination`` will use, if known."""
+        return self._references.get(destination)
+
+    def prepare(self, destination: str, content: SdsContent) -> PreparedSds:
+        """Encode ``content`` into the PDUs the radio will send, allocating references.
+
+        A text longer than the radio's maximum PDU is split into 0x8A parts
+        numbered from the text's own message reference (or a newly allocated
+        one); sending the same :class:`PreparedSds` again repeats the same
+        references, which a radio discards as a retransmission if it already
+        has the message.
+
+        Raises:
+            LocalProtocolError: If the content cannot be encoded.
+        """
+        pdus = self._encode_pdus(destination, content)
+        references = [
+            ref
+            for part, _, _ in pdus
+            if isinstance(ref := getattr(part, "message_reference", None), int)
+        ]
+        return PreparedSds(
+            destination=destination,
+            content=content,
+            pdus=pdus,
+            references=references,
+        )
+
     async def send(
         self, destination: str, content: SdsContent, *, ai_service: int | None = None
     ) -> SendOutcome:
         """Send one SDS through the radio and wait for its final ``+CMGS`` status.
 
         A text longer than the radio's maximum PDU is split into 0x8A parts whose
-        message references come from :meth:`allocate_reference`; other content is
-        sent verbatim (an SDS-TL caller sets its own message reference).
+        message references follow the text's own (see :meth:`prepare`); other
+        content is sent verbatim (an SDS-TL caller sets its own message reference).
 
         Args:
             destination: ISSI/GSSI/TSI to send to.
@@ -214,12 +258,24 @@ class TetraAdapter:
             LinkError: If the link is not connected or fails during the send.
             LocalProtocolError: If the content cannot be encoded.
         """
+        self._require_connected()
+        return await self.send_prepared(self.prepare(destination, content), ai_service=ai_service)
+
+    async def send_prepared(
+        self, prepared: PreparedSds, *, ai_service: int | None = None
+    ) -> SendOutcome:
+        """Send PDUs made by :meth:`prepare` and wait for the final ``+CMGS`` status.
+
+        Raises:
+            LinkError: If the link is not connected or fails during the send.
+        """
         session = self._require_connected()
+        content = prepared.content
+        destination = prepared.destination
         service = ai_service if ai_service is not None else self._service_for(content)
-        pdus = self._encode_pdus(destination, content)
         async with self._send_lock:
             await session.channel.select_service(service)
-            outcome = await self._send_pdus(session.channel, destination, pdus)
+            outcome = await self._send_pdus(session.channel, destination, prepared.pdus)
         if outcome.ok:
             self.counters["sds_out"] += 1
         else:
@@ -384,7 +440,9 @@ class TetraAdapter:
                 f"of {self._max_pdu_bits} bits.",
                 reason_code=DeliveryStatus.MESSAGE_TOO_LONG,
             )
-        start = self.allocate_reference(destination)
+        start = content.message_reference
+        if start is None:
+            start = self.allocate_reference(destination)
         parts = split_text(
             content.text,
             destination_max_bits=self._max_pdu_bits,
@@ -394,7 +452,8 @@ class TetraAdapter:
             immediate=content.immediate,
             timestamp=content.timestamp,
         )
-        self._references[destination] = (start + len(parts)) % 256
+        if self._references.get(destination) in (None, (start + 1) % 256):
+            self._references[destination] = (start + len(parts)) % 256
         return [(part, *encode_sds(part)) for part in parts]
 
     @staticmethod

@@ -11,12 +11,19 @@ from dataclasses import dataclass, field
 
 from adapters._link import LinkStateChanged
 from protocols.errors import ConfigError
-from protocols.tetra import MAX_TYPE4_BITS, SdsReceived, SdsRejected, SetServiceProfile
+from protocols.tetra import (
+    MAX_TYPE4_BITS,
+    SdsContent,
+    SdsReceived,
+    SdsRejected,
+    SetServiceProfile,
+)
 
 __all__ = [
     "DEFAULT_SERVICE_PROFILES",
     "AdapterEvent",
     "AdapterSink",
+    "PreparedSds",
     "SendOutcome",
     "TetraAdapterConfig",
 ]
@@ -114,3 +121,20 @@ class SendOutcome:
     sds_status: int | None = None
     cme_error: int | None = None
     reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedSds:
+    """PDUs ready to send with their SDS-TL message references (see ``TetraAdapter.prepare``).
+
+    Attributes:
+        destination: ISSI/GSSI/TSI to send to.
+        content: What was prepared.
+        pdus: (part, encoded payload, length in bits) per PDU.
+        references: SDS-TL message references of the PDUs, in order.
+    """
+
+    destination: str
+    content: SdsContent
+    pdus: list[tuple[SdsContent, bytes, int]]
+    references: list[int]

@@ -11,6 +11,7 @@ PEI bytes (the codec in :mod:`protocols.tetra` does).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from protocols.tetra import (
@@ -26,6 +27,8 @@ from protocols.tetra import (
 __all__ = ["FieldRadios"]
 
 _REPORT_TYPES = (SdsReport, SdsAck, ShortReport)
+#: Transfers per sender a field radio remembers to recognise retransmissions.
+_RECENT_TRANSFERS = 32
 
 
 @dataclass
@@ -39,12 +42,19 @@ class FieldRadios:
             received, concatenated texts reassembled.
         reports: Per field radio, ``(source, content)`` of every SDS-REPORT,
             SDS-ACK or short report it received.
+        retransmissions: Per field radio, how many SDS-TL transfers it discarded as
+            retransmissions of one it already had (same sender, protocol
+            identifier, message reference and content), as a terminal does.
     """
 
     units: list[str]
     reassembly_timeout: float = 60.0
     received: dict[str, list[tuple[str, SdsContent]]] = field(default_factory=dict)
     reports: dict[str, list[tuple[str, SdsContent]]] = field(default_factory=dict)
+    retransmissions: dict[str, int] = field(default_factory=dict)
+    _recent: dict[tuple[str, str], OrderedDict[tuple[int, int], SdsContent]] = field(
+        default_factory=dict
+    )
     _reachable: dict[str, bool] = field(default_factory=dict)
     _references: dict[str, int] = field(default_factory=dict)
     _reassembler: Reassembler = field(init=False)
@@ -53,6 +63,7 @@ class FieldRadios:
         for unit in self.units:
             self.received.setdefault(unit, [])
             self.reports.setdefault(unit, [])
+            self.retransmissions.setdefault(unit, 0)
             self._reachable.setdefault(unit, True)
         self._reassembler = Reassembler(self.reassembly_timeout)
 
@@ -83,6 +94,10 @@ class FieldRadios:
     def accept(self, source: str, destination: str, content: SdsContent, now: float) -> None:
         """Record an SDS that reached field radio ``destination``.
 
+        A repeated SDS-TL transfer (same sender, PID, message reference and
+        content among the radio's last few) is a retransmission: the radio
+        answers it again but does not hand it to its user a second time.
+
         Args:
             source: Who sent it (the gateway radio's ISSI).
             destination: The field radio.
@@ -92,12 +107,30 @@ class FieldRadios:
         if isinstance(content, _REPORT_TYPES):
             self.reports[destination].append((source, content))
             return
+        if self._is_retransmission(source, destination, content):
+            self.retransmissions[destination] = self.retransmissions.get(destination, 0) + 1
+            return
         if isinstance(content, TextSds) and content.concat is not None:
             whole = self._reassembler.add(source, destination, content, now)
             if whole is None:
                 return
             content = whole
         self.received[destination].append((source, content))
+
+    def _is_retransmission(self, source: str, destination: str, content: SdsContent) -> bool:
+        reference = getattr(content, "message_reference", None)
+        protocol_id = getattr(content, "protocol_id", None)
+        if reference is None or protocol_id is None:
+            return False
+        recent = self._recent.setdefault((source, destination), OrderedDict())
+        key = (protocol_id, reference)
+        if recent.get(key) == content:
+            return True
+        recent[key] = content
+        recent.move_to_end(key)
+        while len(recent) > _RECENT_TRANSFERS:
+            recent.popitem(last=False)
+        return False
 
     @staticmethod
     def reports_for(content: SdsContent) -> list[SdsReport]:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Self
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
+from adapters._service import ListeningService
 from adapters.tetra._field_radios import FieldRadios
 from protocols.errors import LinkError, LocalProtocolError, RemoteProtocolError
 from protocols.tetra import (
@@ -52,12 +51,13 @@ _ACCEPTED = frozenset({"", "+CTSP", "+CTOM", "+CTSDC", "+CTGS", "+CSCS", "E0", "
 _SYNTAX_ERROR = 35
 
 
-class TetraNetworkSimulator:
+class TetraNetworkSimulator(ListeningService):
     """Simulated SwMI segment: one PEI radio (the gateway's) and N field radios.
 
     Args:
         radio_issi: ISSI of the radio whose PEI the gateway drives.
         units: ISSIs of the simulated field radios.
+        groups: GSSI -> member ISSIs: an SDS to a GSSI reaches every reachable member.
         host: Address to listen on.
         port: TCP port; 0 picks a free one (see :attr:`port`).
         max_pdu_bits: Largest type-4 PDU announced in the ``AT+CMGS=?`` answer.
@@ -65,11 +65,14 @@ class TetraNetworkSimulator:
         reassembly_timeout: Seconds a field radio waits for missing text parts.
     """
 
+    _label = "tetra_sim"
+
     def __init__(
         self,
         *,
         radio_issi: str = "1000",
         units: Sequence[str] = ("2001", "2002"),
+        groups: Mapping[str, Sequence[str]] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         max_pdu_bits: int = 2047,
@@ -82,6 +85,8 @@ class TetraNetworkSimulator:
         self.max_pdu_bits = max_pdu_bits
         self.delivery_latency = delivery_latency
         self.radios = FieldRadios(list(units), reassembly_timeout=reassembly_timeout)
+        #: GSSI -> field radios that listen to the group.
+        self.groups: dict[str, list[str]] = {g: list(m) for g, m in (groups or {}).items()}
         #: Every AT command received, in order, over all connections.
         self.commands: list[CommandReceived] = []
         #: Every ``AT+CMGS`` submission received, in order.
@@ -90,6 +95,9 @@ class TetraNetworkSimulator:
         self.connection_count = 0
         self._fail_next: list[int] = []
         self._silent = False
+        self._black_hole = False
+        self._reading = asyncio.Event()
+        self._reading.set()
         self._instance = 0
         self._ai_service = int(AiService.SDS_TYPE_4)
         self._pei: RadioPei | None = None
@@ -110,36 +118,10 @@ class TetraNetworkSimulator:
         """Per field radio, ``(source, content)`` of every report or ack it received."""
         return self.radios.reports
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        """Start listening; :attr:`port` is valid when this returns."""
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._supervise(ready), name="tetra_sim.supervisor")
-        await asyncio.wait({ready, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done():
-            await self._task  # start failed: raise its exception
-        _log.info("tetra_sim_listening", host=self.host, port=self.port)
-
-    async def stop(self) -> None:
-        """Close the gateway connection and stop listening."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        await asyncio.wait({task})
-        if not task.cancelled() and task.exception() is not None:
-            _log.error("tetra_sim_failed", exc_info=task.exception())
+    @property
+    def retransmissions(self) -> dict[str, int]:
+        """Per field radio, SDS-TL retransmissions it recognised and did not show again."""
+        return self.radios.retransmissions
 
     async def _supervise(self, ready: asyncio.Future[None]) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -278,6 +260,17 @@ class TetraNetworkSimulator:
         """Stop (or resume) answering anything, like a hung radio."""
         self._silent = silent
 
+    def set_stalled(self, stalled: bool) -> None:
+        """Stop (or resume) reading from the gateway at all: TCP backpressure builds up."""
+        if stalled:
+            self._reading.clear()
+        else:
+            self._reading.set()
+
+    def set_black_hole(self, black_hole: bool) -> None:
+        """Accept every SDS as sent (``+CMGS: <i>,4``) but deliver none of them."""
+        self._black_hole = black_hole
+
     def drop_connection(self) -> None:
         """Abort the gateway's PEI connection (it may reconnect)."""
         if self._writer is not None:
@@ -343,7 +336,7 @@ class TetraNetworkSimulator:
     async def _read_loop(
         self, pei: RadioPei, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        while data := await reader.read(4096):
+        while await self._reading.wait() and (data := await reader.read(4096)):
             if self._silent:
                 continue
             pei.receive_data(data)
@@ -412,6 +405,25 @@ class TetraNetworkSimulator:
             await self._write_if_current(pei, pei.send_result(instance, 5))
             return
         reference = getattr(content, "message_reference", None)
+        if self._black_hole:
+            # The network claims success and delivers nothing: what canaries are for.
+            await self._write_if_current(pei, pei.send_result(instance, 4, reference))
+            return
+        if destination == self.radio_issi:
+            # Loopback through the network to the sending radio itself.
+            await self._write_if_current(pei, pei.send_result(instance, 4, reference))
+            await asyncio.sleep(self.delivery_latency)
+            await self._deliver(self.radio_issi, self.radio_issi, ai_service, content)
+            return
+        if destination in self.groups:
+            # A group call: every reachable member gets it; nobody acknowledges.
+            await self._write_if_current(pei, pei.send_result(instance, 4, reference))
+            now = asyncio.get_running_loop().time()
+            for member in self.groups[destination]:
+                if self.radios.is_reachable(member):
+                    self.radios.accept(self.radio_issi, member, content, now)
+            await self._notify()
+            return
         if not self.radios.is_reachable(destination):
             await self._write_if_current(pei, pei.send_result(instance, 5, reference))
             return

@@ -17,6 +17,11 @@ class BitReader:
     """Read unsigned fields MSB first from ``data``, never past ``bits``."""
 
     def __init__(self, data: bytes, bits: int, pos: int = 0) -> None:
+        if not 0 <= bits <= len(data) * 8:
+            raise RemoteProtocolError(
+                f"PDU declares {bits} bits but carries {len(data) * 8}.",
+                reason_code=DeliveryStatus.CORRUPT_INFORMATION_ELEMENT,
+            )
         self._data = data
         self._value = int.from_bytes(data, "big")
         self._total = len(data) * 8

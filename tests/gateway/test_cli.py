@@ -79,7 +79,7 @@ def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_json_summary_is_healthy() -> None:
-    proc = cli("demo", "--duration", "4", "--json", timeout=90)
+    proc = cli("demo", "--duration", "6", "--json", timeout=90)
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     summary = json.loads(proc.stdout.decode().splitlines()[-1])
     assert summary["sent"] > 0
@@ -87,5 +87,17 @@ def test_demo_json_summary_is_healthy() -> None:
     assert summary["receipts"] == summary["sent"]
     assert summary["lost"] == 0
     assert summary["errors"] == 0
-    assert summary["by_kind"]["emergency"] == 1
+    assert summary["by_kind"]["emergency"] == 2  # a TETRA emergency and an MCData alert
+    # TETRA <-> MCData in both directions, nothing lost on any path.
+    assert set(summary["paths"]) >= {"tetra->tetra", "tetra->mcdata", "mcdata->tetra"}
+    for path in summary["paths"].values():
+        assert path["delivered"] == path["sent"] > 0
+    # France was cut off mid-run; the German backlog drained, the emergency first.
+    outage = summary["outage"]
+    assert outage["nation"] == "FR"
+    assert outage["backlog"] >= 2
+    assert outage["drain_order"][0] == "EMERGENCY x1"
+    assert "OUTAGE" in proc.stderr.decode()
+    # Each country's control-room console is served during the demo, and it says where.
+    assert "DE control-room console: https://127.0.0.1:" in proc.stderr.decode()
     assert "accepted" in proc.stderr.decode()

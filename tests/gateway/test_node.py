@@ -5,73 +5,23 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import pytest
 
-from adapters.tetra import TetraNetworkSimulator
-from gateway.config import parse_config
-from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
-from gateway.federation import LocalFederationBus
-from gateway.node import Gateway, Observation
-from gateway.runner import build_gateways
 from protocols.schema import v1
-from protocols.tetra import LocationReport, SdsReport, StatusSds, TextSds
-
-DE_RTW, DE_HLF = "2001", "2002"
-FR_VSAV, FR_FPT = "1001", "1002"
-ALIAS_OF_FR_VSAV = "9001001"  # in the German plan
-ALIAS_OF_DE_RTW = "8002001"  # in the French plan
-
-
-@dataclass
-class Federation:
-    bus: LocalFederationBus
-    de: Gateway
-    fr: Gateway
-    sim_de: TetraNetworkSimulator
-    sim_fr: TetraNetworkSimulator
-    observed: list[Observation]
-
-
-async def eventually(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Poll ``predicate`` (gateway counters have no change notification)."""
-    async with asyncio.timeout(seconds):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def fed() -> AsyncIterator[Federation]:
-    units = {"DE": ["2001", "2002", "2003", "2004", "2999"], "FR": ["1001", "1002", "1003", "1004"]}
-    async with (
-        TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["DE"], units=units["DE"]) as sim_de,
-        TetraNetworkSimulator(
-            radio_issi=GATEWAY_RADIO["FR"], units=units["FR"], max_pdu_bits=1184
-        ) as sim_fr,
-    ):
-        configs = [
-            parse_config(demo_config_text("DE", partner="FR", pei_port=sim_de.port)),
-            parse_config(demo_config_text("FR", partner="DE", pei_port=sim_fr.port)),
-        ]
-        bus = LocalFederationBus()
-        de, fr = build_gateways(configs, bus)
-        observed: list[Observation] = []
-        de.observers.append(observed.append)
-        fr.observers.append(observed.append)
-        async with de.running(), fr.running():
-            await de.wait_ready(5)
-            await fr.wait_ready(5)
-            yield Federation(bus, de, fr, sim_de, sim_fr, observed)
-
-
-def texts(sim: TetraNetworkSimulator, issi: str) -> list[TextSds]:
-    return [c for _s, c in sim.received.get(issi, []) if isinstance(c, TextSds)]
-
-
-def reports(sim: TetraNetworkSimulator, issi: str) -> list[SdsReport]:
-    return [c for _s, c in sim.reports.get(issi, []) if isinstance(c, SdsReport)]
+from protocols.tetra import LocationReport, StatusSds, TextSds
+from tests.gateway.federation import (
+    ALIAS_OF_DE_RTW,
+    ALIAS_OF_FR_VSAV,
+    DE_HLF,
+    DE_RTW,
+    FR_FPT,
+    FR_VSAV,
+    Federation,
+    eventually,
+    reports,
+    texts,
+)
 
 
 async def test_text_crosses_the_border_and_the_sender_gets_its_report(fed: Federation) -> None:
@@ -83,9 +33,13 @@ async def test_text_crosses_the_border_and_the_sender_gets_its_report(fed: Feder
     assert delivered.text == f"[{ALIAS_OF_DE_RTW} de.bos.rtw-kehl-1] Zweiter RTW benötigt"
     [report] = reports(fed.sim_de, DE_RTW)
     assert (report.delivery_status, report.message_reference) == (0x00, mr)
+    # Custody first: "message stored" (0x21) once the journal has it, then the final report.
+    statuses = [r.delivery_status for r in reports(fed.sim_de, DE_RTW, stored=True)]
+    assert statuses == [0x21, 0x00]
     assert fed.de.counters["receipts_delivered"] == 1
     kinds = [o.kind for o in fed.observed]
     assert kinds.index("accepted") < kinds.index("forwarded") < kinds.index("receipt")
+    assert kinds.index("forwarded") < kinds.index("custody")  # the partner acknowledged it
     receipt = next(o for o in fed.observed if o.kind == "receipt")
     assert receipt.fields["confirmation"] == "CONFIRMATION_UNIT"
 

@@ -37,6 +37,8 @@ async def test_run_two_gateways_from_files_and_stop_on_sigterm(tmp_path: Path) -
             str(de),
             "-c",
             str(fr),
+            "--state-dir",
+            str(tmp_path / "state"),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -46,7 +48,7 @@ async def test_run_two_gateways_from_files_and_stop_on_sigterm(tmp_path: Path) -
                 await sim_de.wait_for(lambda: _initialised(sim_de))
                 await sim_fr.wait_for(lambda: _initialised(sim_fr))
                 mr = await sim_de.send_text("2001", "9001001", SECRET, report_request=1)
-                await sim_de.wait_for(lambda: bool(sim_de.reports.get("2001")))
+                await sim_de.wait_for(lambda: len(sim_de.reports.get("2001", [])) == 2)
         finally:
             proc.send_signal(signal.SIGTERM)
             _out, err = await asyncio.wait_for(proc.communicate(), 20)
@@ -54,9 +56,12 @@ async def test_run_two_gateways_from_files_and_stop_on_sigterm(tmp_path: Path) -
     [(_src, text)] = sim_fr.received["1001"]
     assert isinstance(text, TextSds)
     assert text.text.endswith(SECRET)
-    [(_src, report)] = sim_de.reports["2001"]
+    [(_src, stored), (_src, report)] = sim_de.reports["2001"]
+    assert isinstance(stored, SdsReport)
     assert isinstance(report, SdsReport)
+    assert (stored.delivery_status, stored.message_reference) == (0x21, mr)
     assert (report.delivery_status, report.message_reference) == (0, mr)
+    assert (tmp_path / "state" / "gw-de-kehl.journal.sqlite3").exists()
     lines = [json.loads(line) for line in err.decode().splitlines()]
     events = {line["event"] for line in lines}
     assert {"gateway.started", "gateway.stopping"} <= events

@@ -1,7 +1,7 @@
 from gateway.tracking import AwaitingReport, Tracker
 
 
-def _record(refs: set[int]) -> AwaitingReport:
+def _record(refs: set[int | bytes]) -> AwaitingReport:
     return AwaitingReport(
         message_id=b"m" * 16,
         origin_nation="DE",
@@ -38,3 +38,30 @@ def test_deadlines_and_parked_reports() -> None:
     tracker.park_report(("a", "1001", 3), 0x02, now=1.0)
     assert tracker.take_parked(("a", "1001", 3), now=2.0) == 0x02
     assert tracker.take_parked(("a", "1001", 3), now=2.0) is None
+
+
+def test_forgotten_deliveries_leave_no_deadline_and_reused_references_move() -> None:
+    tracker = Tracker()
+    first, second = _record({1, 2}), _record({2, 3})
+    second.deadline = 20.0
+    tracker.add_awaiting(first)
+    tracker.add_awaiting(second)  # reference 2 reused: it now answers the second delivery
+    assert tracker.match_report(("a", "1001", 2)) is second
+    assert tracker.match_report(("a", "1001", 1)) is first
+    tracker.forget(first)
+    assert tracker.match_report(("a", "1001", 1)) is None
+    assert tracker.match_report(("a", "1001", 2)) is second
+    assert tracker.next_deadline() == 20.0
+    assert tracker.expired(15.0) == []
+    assert tracker.expired(20.0) == [second]
+    assert tracker.awaiting_count == 0
+
+
+def test_bounded_table_forgets_the_oldest_delivery() -> None:
+    tracker = Tracker(max_entries=2)
+    old, new = _record({1, 2}), _record({7})
+    tracker.add_awaiting(old)
+    tracker.add_awaiting(new)
+    assert tracker.match_report(("a", "1001", 1)) is None
+    assert tracker.match_report(("a", "1001", 7)) is new
+    assert tracker.awaiting_count == 1

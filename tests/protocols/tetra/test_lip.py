@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols.errors import LocalProtocolError, RemoteProtocolError
-from protocols.tetra import LocationReport, decode_sds, encode_sds
+from protocols.tetra import LocationReport, decode_location, decode_sds, encode_sds
 from protocols.tetra._bits import BitWriter
 from protocols.tetra._lip import _velocity, _velocity_code
 
@@ -197,3 +197,10 @@ def test_long_no_fix() -> None:
     assert decode_sds(*encode_sds(report)) == LocationReport(
         latitude=None, longitude=None, long_report=True, position_error=7
     )
+
+
+def test_location_declaring_more_bits_than_it_carries_is_refused() -> None:
+    with pytest.raises(RemoteProtocolError, match="declares 100 bits but carries 8"):
+        decode_location(b"\x0a", 100)
+    with pytest.raises(RemoteProtocolError, match="declares -1 bits"):
+        decode_location(b"\x0a", -1)

@@ -542,12 +542,18 @@ class PresenceUpdate(_message.Message):
     LAST_SEEN_US_FIELD_NUMBER: _builtins.int
     SERVED_BY_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    VALID_FOR_MS_FIELD_NUMBER: _builtins.int
     availability: Global___Availability.ValueType
     last_seen_us: _builtins.int
     served_by: _builtins.str
     """gateway name"""
     epoch: _builtins.int
     """serving gateway's epoch; newer wins"""
+    seq: _builtins.int
+    """per unit within the epoch; newer wins"""
+    valid_for_ms: _builtins.int
+    """how long the availability holds without a refresh"""
     @_builtins.property
     def unit(self) -> Global___Party: ...
     @_builtins.property
@@ -566,14 +572,45 @@ class PresenceUpdate(_message.Message):
         last_seen_us: _builtins.int = ...,
         served_by: _builtins.str = ...,
         epoch: _builtins.int = ...,
+        seq: _builtins.int = ...,
+        valid_for_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_location", b"last_location", "unit", b"unit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability", "epoch", b"epoch", "groups", b"groups", "last_location", b"last_location", "last_seen_us", b"last_seen_us", "served_by", b"served_by", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability", "epoch", b"epoch", "groups", b"groups", "last_location", b"last_location", "last_seen_us", b"last_seen_us", "seq", b"seq", "served_by", b"served_by", "unit", b"unit", "valid_for_ms", b"valid_for_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PresenceUpdate: _TypeAlias = PresenceUpdate  # noqa: Y015
+
+@_typing.final
+class Canary(_message.Message):
+    """End-to-end liveness probe between two gateways (or through one national system).
+    The receiver echoes it back unchanged except for echo = true.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    SENT_AT_US_FIELD_NUMBER: _builtins.int
+    ECHO_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    sent_at_us: _builtins.int
+    echo: _builtins.bool
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        sent_at_us: _builtins.int = ...,
+        echo: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["echo", b"echo", "sent_at_us", b"sent_at_us", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Canary: _TypeAlias = Canary  # noqa: Y015
 
 @_typing.final
 class Envelope(_message.Message):
@@ -597,6 +634,7 @@ class Envelope(_message.Message):
     EMERGENCY_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
     PRESENCE_FIELD_NUMBER: _builtins.int
+    CANARY_FIELD_NUMBER: _builtins.int
     schema_version: _builtins.int
     """1"""
     message_id: _builtins.bytes
@@ -630,6 +668,8 @@ class Envelope(_message.Message):
     def receipt(self) -> Global___DeliveryReceipt: ...
     @_builtins.property
     def presence(self) -> Global___PresenceUpdate: ...
+    @_builtins.property
+    def canary(self) -> Global___Canary: ...
     def __init__(
         self,
         *,
@@ -651,12 +691,13 @@ class Envelope(_message.Message):
         emergency: Global___EmergencyAlert | None = ...,
         receipt: Global___DeliveryReceipt | None = ...,
         presence: Global___PresenceUpdate | None = ...,
+        canary: Global___Canary | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "destination", b"destination", "emergency", b"emergency", "location", b"location", "origin", b"origin", "presence", b"presence", "receipt", b"receipt", "status", b"status", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "canary", b"canary", "destination", b"destination", "emergency", b"emergency", "location", b"location", "origin", b"origin", "presence", b"presence", "receipt", b"receipt", "status", b"status", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "conversation_id", b"conversation_id", "created_at_us", b"created_at_us", "destination", b"destination", "emergency", b"emergency", "expires_at_us", b"expires_at_us", "in_reply_to", b"in_reply_to", "location", b"location", "message_id", b"message_id", "origin", b"origin", "origin_reference", b"origin_reference", "presence", b"presence", "priority", b"priority", "receipt", b"receipt", "report_request", b"report_request", "schema_version", b"schema_version", "status", b"status", "text", b"text", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "canary", b"canary", "conversation_id", b"conversation_id", "created_at_us", b"created_at_us", "destination", b"destination", "emergency", b"emergency", "expires_at_us", b"expires_at_us", "in_reply_to", b"in_reply_to", "location", b"location", "message_id", b"message_id", "origin", b"origin", "origin_reference", b"origin_reference", "presence", b"presence", "priority", b"priority", "receipt", b"receipt", "report_request", b"report_request", "schema_version", b"schema_version", "status", b"status", "text", b"text", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["text", "status", "location", "emergency", "receipt", "presence"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["text", "status", "location", "emergency", "receipt", "presence", "canary"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

@@ -1,0 +1,390 @@
+"""Store-and-forward journal: every message is on disk before anyone is told it was accepted.
+
+The journal is one SQLite database per gateway in WAL mode with
+``synchronous=FULL``: each commit appends to the write-ahead log and fsyncs it
+before :meth:`AsyncJournal.submit` returns, so a record the gateway has
+acknowledged survives a process kill or a power cut. Commits are *grouped*: all
+operations that arrive while one commit is in progress share the next one, so
+the cost of an fsync is spread over every message of a burst (throughput grows
+with load instead of collapsing).
+
+Tables:
+
+``entries``
+    Messages in custody: one row per copy the gateway still owes a hop, keyed
+    by an integer ``entry_id``; ``queue`` names where it waits
+    (``egress:FR``, ``local:tetra-kehl``), ``meta`` carries JSON the owner
+    needs to resume it (for a local delivery: the target and the SDS-TL
+    message reference of a send that may have reached the radio).
+``seen``
+    Message ids accepted from partners, for duplicate suppression within a
+    window (a partner that did not get our acknowledgement sends again).
+``origins``
+    Messages our radios sent abroad that still owe their radio a report.
+``refs``
+    The next SDS-TL message reference per (adapter, unit), so a restarted
+    gateway neither repeats a reference a radio would discard as a
+    retransmission nor forgets one it must repeat.
+
+All operations run on one writer thread that owns the connection; the asyncio
+side only awaits futures. :class:`Journal` holds the statements (usable
+synchronously in tests), :class:`AsyncJournal` the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+from protocols.errors import GatewayError
+
+__all__ = [
+    "AsyncJournal",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
+    "NewEntry",
+    "Recovered",
+]
+
+log = structlog.get_logger(__name__)
+
+R = TypeVar("R")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    entry_id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id BLOB    NOT NULL,
+    queue      TEXT    NOT NULL,
+    priority   INTEGER NOT NULL,
+    expires_at REAL,
+    envelope   BLOB    NOT NULL,
+    meta       TEXT    NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS entries_by_message ON entries (message_id);
+CREATE TABLE IF NOT EXISTS seen (
+    message_id BLOB PRIMARY KEY,
+    seen_at    REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_by_time ON seen (seen_at);
+CREATE TABLE IF NOT EXISTS origins (
+    message_id BLOB PRIMARY KEY,
+    record     TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS refs (
+    adapter TEXT NOT NULL,
+    unit    TEXT NOT NULL,
+    next    INTEGER NOT NULL,
+    PRIMARY KEY (adapter, unit)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class JournalError(GatewayError):
+    """The journal cannot be opened or written: custody cannot be guaranteed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewEntry:
+    """A message copy to take into custody."""
+
+    message_id: bytes
+    queue: str
+    priority: int
+    envelope: bytes
+    expires_at: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalEntry:
+    """A message copy in custody, as stored."""
+
+    entry_id: int
+    message_id: bytes
+    queue: str
+    priority: int
+    envelope: bytes
+    expires_at: float | None
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recovered:
+    """Everything a restarting gateway resumes from."""
+
+    entries: list[JournalEntry]
+    origins: dict[bytes, dict[str, Any]]
+    refs: dict[tuple[str, str], int]
+    epoch: int
+
+
+class Journal:
+    """The statements of the journal on one connection (not thread-safe by itself)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise JournalError(f"{self.path}: the file system does not support WAL mode")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"{self.path}: cannot open the journal: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection (pending WAL content is checkpointed by SQLite)."""
+        self._db.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    def run_batch(self, ops: Sequence[Callable[[Journal], Any]]) -> list[tuple[bool, Any]]:
+        """Run ``ops`` in one transaction; each op in its own savepoint.
+
+        Returns:
+            Per op ``(True, result)`` or ``(False, exception)``; a failed op is
+            rolled back alone and the others commit.
+
+        Raises:
+            JournalError: the commit itself failed: nothing of the batch is durable.
+        """
+        results: list[tuple[bool, Any]] = []
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                self._db.execute("SAVEPOINT op")
+                try:
+                    results.append((True, op(self)))
+                except sqlite3.Error as exc:  # disk full, I/O error: custody not possible
+                    self._db.execute("ROLLBACK TO op")
+                    results.append((False, JournalError(f"{self.path}: {exc}")))
+                except Exception as exc:  # one bad op must not sink the batch
+                    self._db.execute("ROLLBACK TO op")
+                    results.append((False, exc))
+                self._db.execute("RELEASE op")
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise JournalError(f"{self.path}: commit failed: {exc}") from exc
+        return results
+
+    # ------------------------------------------------------------------ statements
+
+    def add(self, entries: Iterable[NewEntry]) -> list[int]:
+        """Insert message copies; return their entry ids in order."""
+        ids: list[int] = []
+        for entry in entries:
+            cursor = self._db.execute(
+                "INSERT INTO entries (message_id, queue, priority, expires_at, envelope, meta)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    entry.message_id,
+                    entry.queue,
+                    entry.priority,
+                    entry.expires_at,
+                    entry.envelope,
+                    json.dumps(entry.meta, separators=(",", ":")),
+                ),
+            )
+            assert cursor.lastrowid is not None
+            ids.append(cursor.lastrowid)
+        return ids
+
+    def remove(self, entry_ids: Iterable[int]) -> int:
+        """Delete message copies that reached their next hop; return how many existed."""
+        removed = 0
+        for entry_id in entry_ids:
+            removed += self._db.execute(
+                "DELETE FROM entries WHERE entry_id = ?", (entry_id,)
+            ).rowcount
+        return removed
+
+    def update_meta(self, entry_id: int, meta: dict[str, Any]) -> None:
+        """Replace the resume information of one entry."""
+        self._db.execute(
+            "UPDATE entries SET meta = ? WHERE entry_id = ?",
+            (json.dumps(meta, separators=(",", ":")), entry_id),
+        )
+
+    def mark_seen(self, message_id: bytes, now: float) -> bool:
+        """Record a partner's message id; return False if it was already recorded."""
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO seen (message_id, seen_at) VALUES (?, ?)", (message_id, now)
+        )
+        return cursor.rowcount == 1
+
+    def is_seen(self, message_id: bytes) -> bool:
+        """Return True if a partner's message id is recorded."""
+        row = self._db.execute("SELECT 1 FROM seen WHERE message_id = ?", (message_id,))
+        return row.fetchone() is not None
+
+    def prune_seen(self, before: float) -> int:
+        """Forget partner message ids recorded before ``before``; return how many."""
+        return self._db.execute("DELETE FROM seen WHERE seen_at < ?", (before,)).rowcount
+
+    def put_origin(self, message_id: bytes, record: dict[str, Any], now: float) -> None:
+        """Remember which radio is owed reports for a message it sent abroad."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO origins (message_id, record, created_at) VALUES (?, ?, ?)",
+            (message_id, json.dumps(record, separators=(",", ":")), now),
+        )
+
+    def drop_origin(self, message_id: bytes) -> None:
+        """Forget an origin record once its radio has had its final report."""
+        self._db.execute("DELETE FROM origins WHERE message_id = ?", (message_id,))
+
+    def prune_origins(self, before: float) -> int:
+        """Forget origin records older than ``before`` (their reports can no longer come)."""
+        return self._db.execute("DELETE FROM origins WHERE created_at < ?", (before,)).rowcount
+
+    def set_ref(self, adapter: str, unit: str, next_reference: int) -> None:
+        """Record the next SDS-TL message reference for a unit."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO refs (adapter, unit, next) VALUES (?, ?, ?)",
+            (adapter, unit, next_reference),
+        )
+
+    def next_epoch(self) -> int:
+        """Increment and return this gateway's restart epoch."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+        epoch = (int(row[0]) if row else 0) + 1
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (epoch,))
+        return epoch
+
+    def recover(self) -> Recovered:
+        """Read everything still in custody, most urgent first, then in arrival order."""
+        epoch = self.run_batch([Journal.next_epoch])[0][1]
+        entries = [
+            JournalEntry(
+                entry_id=row[0],
+                message_id=row[1],
+                queue=row[2],
+                priority=row[3],
+                expires_at=row[4],
+                envelope=row[5],
+                meta=json.loads(row[6]),
+            )
+            for row in self._db.execute(
+                "SELECT entry_id, message_id, queue, priority, expires_at, envelope, meta"
+                " FROM entries ORDER BY priority DESC, entry_id"
+            )
+        ]
+        origins = {
+            row[0]: json.loads(row[1])
+            for row in self._db.execute("SELECT message_id, record FROM origins")
+        }
+        refs = {(a, u): n for a, u, n in self._db.execute("SELECT adapter, unit, next FROM refs")}
+        return Recovered(entries=entries, origins=origins, refs=refs, epoch=int(epoch))
+
+    def count(self) -> int:
+        """Number of message copies in custody."""
+        return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+
+@dataclass
+class _Pending:
+    op: Callable[[Journal], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+class AsyncJournal:
+    """A :class:`Journal` driven by one writer thread with group commit.
+
+    ``await journal.submit(op)`` returns once ``op``'s transaction is durable.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.journal = Journal(path)
+        self._pending: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        #: Commits and operations so far (operations / commits = mean group size).
+        self.commits = 0
+        self.operations = 0
+
+    def recover(self) -> Recovered:
+        """Read the custody state (call before :meth:`start`)."""
+        return self.journal.recover()
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._writer, name=f"journal[{self.journal.path.name}]", daemon=True
+            )
+            self._thread.start()
+
+    async def submit(self, op: Callable[[Journal], R]) -> R:
+        """Run ``op`` in the next group commit and return its result once durable.
+
+        Raises:
+            JournalError: the journal is closed or the commit failed.
+            Exception: whatever ``op`` raised (its changes are rolled back).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        with self._cond:
+            if self._closing or self._thread is None:
+                raise JournalError(f"{self.journal.path}: the journal is not running")
+            self._pending.append(_Pending(op, future, loop))
+            self._cond.notify()
+        return await future
+
+    def close(self) -> None:
+        """Finish pending commits, stop the thread and close the database."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+        self.journal.close()
+
+    def _writer(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closing:
+                    self._cond.wait()
+                batch, self._pending = self._pending, []
+                if not batch and self._closing:
+                    return
+            try:
+                results = self.journal.run_batch([p.op for p in batch])
+            except JournalError as exc:
+                log.error("journal.commit_failed", error=str(exc), operations=len(batch))
+                results = [(False, exc)] * len(batch)
+            self.commits += 1
+            self.operations += len(batch)
+            for pending, (ok, value) in zip(batch, results, strict=True):
+                with contextlib.suppress(RuntimeError):  # the waiter's loop is already closed
+                    pending.loop.call_soon_threadsafe(_settle, pending.future, ok, value)
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.done():  # the waiter was cancelled; the write is durable all the same
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)

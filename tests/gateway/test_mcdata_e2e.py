@@ -1,0 +1,136 @@
+"""TETRA <-> MCData across the border: a German TETRA network and a Belgian MCX system.
+
+Real PEI over TCP on the German side, real SIP over TCP on the Belgian side, two
+gateways federated over the embedded bus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from adapters.mcdata import McdataSystemSimulator
+from adapters.tetra import TetraNetworkSimulator
+from gateway.config import parse_config
+from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
+from gateway.federation import LocalFederationBus
+from gateway.node import Gateway
+from gateway.runner import build_gateways
+from protocols.mcdata import ContentType, DispositionRequest, NotificationType
+from protocols.tetra import SdsReport, StatusSds, TextSds
+from tests.gateway.federation import eventually
+
+AMB = "sip:amb-1@mcx.be"
+USAR = "sip:usar-2@mcx.be"
+RTW_AS_SEEN_IN_BELGIUM = "sip:de.bos.rtw-kehl-1@iwf.mcx.be"
+ALIAS_OF_AMB = "7001001"  # in the German plan
+
+
+@dataclass
+class Crossing:
+    de: Gateway
+    be: Gateway
+    sim_de: TetraNetworkSimulator
+    mcx: McdataSystemSimulator
+
+
+@pytest.fixture
+async def crossing(tmp_path: Path) -> AsyncIterator[Crossing]:
+    async with contextlib.AsyncExitStack() as stack:
+        sim_de = await stack.enter_async_context(
+            TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["DE"], units=["2001", "2002"])
+        )
+        mcx = await stack.enter_async_context(
+            McdataSystemSimulator(users=[AMB, USAR], groups={"sip:xb-rhine@mcx.be": [AMB, USAR]})
+        )
+        configs = [
+            parse_config(demo_config_text("DE", partners=["BE"], pei_port=sim_de.port)),
+            parse_config(demo_config_text("BE", partners=["DE"], sip_peer_port=mcx.port)),
+        ]
+        de, be = build_gateways(configs, LocalFederationBus(), state_dir=tmp_path)
+        await stack.enter_async_context(de.running())
+        await stack.enter_async_context(be.running())
+        await de.wait_ready(5)
+        await be.wait_ready(5)
+        mcx.gateway_port = be.mcdata["mcx-be"].listen_port
+        yield Crossing(de, be, sim_de, mcx)
+
+
+def reports(sim: TetraNetworkSimulator, issi: str) -> list[int]:
+    return [
+        c.delivery_status
+        for _s, c in sim.reports.get(issi, [])
+        if isinstance(c, SdsReport) and c.delivery_status != 0x21
+    ]
+
+
+async def test_tetra_text_reaches_an_mcdata_user_who_reads_it(crossing: Crossing) -> None:
+    await crossing.sim_de.send_text("2001", ALIAS_OF_AMB, "Zweiter RTW unterwegs", report_request=3)
+    await eventually(lambda: len(reports(crossing.sim_de, "2001")) == 2)
+    [sds] = crossing.mcx.received[AMB]
+    assert sds.sender == RTW_AS_SEEN_IN_BELGIUM  # its own identity, no text prefix
+    assert sds.text == "Zweiter RTW unterwegs"
+    assert sds.disposition_request == DispositionRequest.DELIVERY_AND_READ
+    assert reports(crossing.sim_de, "2001") == [0x00, 0x02]  # received, then consumed
+
+
+async def test_mcdata_text_reaches_a_tetra_radio_and_dispositions_come_back(
+    crossing: Crossing,
+) -> None:
+    outcome = await crossing.mcx.send_sds(
+        AMB,
+        RTW_AS_SEEN_IN_BELGIUM,
+        "Bonjour Kehl, B-FAST arrive",
+        disposition=DispositionRequest.DELIVERY_AND_READ,
+    )
+    assert outcome.ok
+    await eventually(lambda: len(crossing.mcx.notifications[AMB]) == 2)
+    [(_src, text)] = crossing.sim_de.received["2001"]
+    assert isinstance(text, TextSds)
+    assert text.text == f"[{ALIAS_OF_AMB} be.astrid.amb-bfast-1] Bonjour Kehl, B-FAST arrive"
+    kinds = [n.notification_type for n in crossing.mcx.notifications[AMB]]
+    assert kinds == [NotificationType.DELIVERED, NotificationType.READ]
+    assert all(n.message_id == outcome.message_id for n in crossing.mcx.notifications[AMB])
+    assert crossing.mcx.notifications[AMB][0].sender == RTW_AS_SEEN_IN_BELGIUM
+
+
+async def test_mcdata_emergency_alert_becomes_tetra_emergency_status(crossing: Crossing) -> None:
+    outcome = await crossing.mcx.send_sds(
+        USAR, RTW_AS_SEEN_IN_BELGIUM, alert=True, location=(48.5734, 7.7521)
+    )
+    assert outcome.ok
+    await eventually(lambda: len(crossing.sim_de.received["2001"]) == 2)
+    status, location = (c for _s, c in crossing.sim_de.received["2001"])
+    assert status == StatusSds(status=0)
+    assert getattr(location, "latitude", None) == pytest.approx(48.5734, abs=1e-4)
+
+
+async def test_tetra_status_becomes_an_enhanced_status(crossing: Crossing) -> None:
+    await crossing.sim_de.send_status("2002", ALIAS_OF_AMB, 0x8006)  # de-bos: on scene
+    await eventually(lambda: bool(crossing.mcx.received[AMB]))
+    [sds] = crossing.mcx.received[AMB]
+    [payload] = sds.payloads
+    assert payload.content_type == ContentType.ENHANCED_STATUS
+    assert payload.data == b"\x00\x03"  # be-astrid: on-scene
+
+
+async def test_unmappable_and_unknown_mcdata_input_gets_a_sip_refusal(crossing: Crossing) -> None:
+    stranger = await crossing.mcx.send_sds(AMB, "sip:nobody@iwf.mcx.be", "hallo?")
+    assert (stranger.ok, stranger.status) == (False, 404)
+    unknown_status = await crossing.mcx.send_sds(
+        AMB, RTW_AS_SEEN_IN_BELGIUM, enhanced_status=0x0999
+    )
+    assert (unknown_status.ok, unknown_status.status) == (False, 488)
+    assert crossing.sim_de.received["2001"] == []
+    assert crossing.be.counters["refused_0x45"] == 1
+
+
+async def test_unreachable_mcdata_user_fails_back_to_the_tetra_sender(crossing: Crossing) -> None:
+    crossing.mcx.set_reachable(AMB, False)
+    await crossing.sim_de.send_text("2001", ALIAS_OF_AMB, "Hallo?", report_request=1)
+    await eventually(lambda: bool(reports(crossing.sim_de, "2001")))
+    assert reports(crossing.sim_de, "2001") == [0x5A]  # destination not reachable

@@ -1,0 +1,164 @@
+"""MqttFederationLink against a real Mosquitto broker: exchange, urgency, presence, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import time
+
+import pytest
+
+from adapters._link import LinkState, LinkStateChanged
+from gateway.mqtt_link import MqttFederationLink
+from protocols.errors import LinkError
+from protocols.schema import v1
+from tests.interop import mosquitto
+from tests.interop.helpers import Inbox, envelope, serving
+from tests.interop.mosquitto import MqttWorld
+
+pytestmark = pytest.mark.interop
+mqtt_world = mosquitto.mqtt_world
+
+
+#: The broker keeps retained presence across the module's tests: epochs only grow, as a
+#: gateway's journal epoch does.
+_EPOCHS = itertools.count(100)
+
+
+def _link(world: MqttWorld, nation: str, **kwargs: object) -> MqttFederationLink:
+    settings = kwargs.pop("settings", None) or world.settings(nation)
+    kwargs.setdefault("epoch", next(_EPOCHS))
+    return MqttFederationLink(nation, settings, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_two_gateways_exchange_envelopes_both_ways(mqtt_world: MqttWorld) -> None:
+    states: list[LinkStateChanged] = []
+    de = _link(mqtt_world, "DE", on_state=states.append)
+    fr = _link(mqtt_world, "FR")
+    async with serving(de) as de_inbox, serving(fr) as fr_inbox:
+        await de.wait_until(lambda: de.reachable("FR"))
+        await fr.wait_until(lambda: fr.reachable("DE"))
+        await asyncio.gather(
+            *(de.send("FR", envelope("DE", "FR", f"de-{i}")) for i in range(20)),
+            *(fr.send("DE", envelope("FR", "DE", f"fr-{i}")) for i in range(5)),
+        )
+        await fr_inbox.wait_for(20)
+        await de_inbox.wait_for(5)
+    assert sorted(fr_inbox.texts()) == sorted(f"de-{i}" for i in range(20))
+    assert {s for s, _ in fr_inbox.received} == {"DE"}
+    assert sorted(de_inbox.texts()) == sorted(f"fr-{i}" for i in range(5))
+    assert de.counters["envelopes_sent"] == 20
+    assert de.counters["batches_sent"] < 20  # concurrent sends share batches
+    assert [s.state for s in states][:2] == [LinkState.CONNECTING, LinkState.CONNECTED]
+    assert states[-1].state is LinkState.STOPPED
+    assert fr.partners["DE"].epoch == de.epoch
+
+
+async def test_send_fails_cleanly_when_not_connected_or_partner_offline(
+    mqtt_world: MqttWorld,
+) -> None:
+    de = _link(mqtt_world, "DE")
+    with pytest.raises(LinkError, match="not connected"):
+        await de.send("FR", envelope("DE", "FR", "x"))
+    async with serving(de):
+        await de.wait_until(lambda: de.connected)
+        with pytest.raises(LinkError, match="offline"):
+            await de.send("ES", envelope("DE", "ES", "nobody there"))
+
+
+async def test_emergency_is_not_delayed_by_the_batch_linger(mqtt_world: MqttWorld) -> None:
+    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", linger=2.0))
+    fr = _link(mqtt_world, "FR")
+    async with serving(de), serving(fr) as fr_inbox:
+        await de.wait_until(lambda: de.reachable("FR"))
+        routine = asyncio.create_task(de.send("FR", envelope("DE", "FR", "routine")))
+        started = time.monotonic()
+        await de.send("FR", envelope("DE", "FR", "mayday", v1.PRIORITY_EMERGENCY))
+        await de.send("FR", envelope("DE", "FR", "peril", v1.PRIORITY_IMMINENT_PERIL))
+        await fr_inbox.wait_for(2)
+        urgent_latency = time.monotonic() - started
+        assert fr_inbox.texts() == ["mayday", "peril"]
+        assert not routine.done()  # still lingering for company
+        await routine
+        await fr_inbox.wait_for(3)
+    assert urgent_latency < 1.0
+    assert fr_inbox.texts()[-1] == "routine"
+
+
+async def test_presence_birth_will_and_epochs(mqtt_world: MqttWorld) -> None:
+    de = _link(mqtt_world, "DE")
+    it = _link(mqtt_world, "IT")
+    epoch = it.epoch
+    async with serving(de):
+        async with serving(it):
+            await it.wait_until(lambda: it.connected)
+            await de.wait_until(lambda: de.reachable("IT"))
+            assert de.partners["IT"].epoch == epoch
+        # graceful stop: retained offline of the same epoch
+        await de.wait_until(lambda: not de.reachable("IT"))
+        assert de.partners["IT"].epoch == epoch
+        # a stale retained birth of an older epoch is ignored
+        stale = MqttFederationLink("IT", mqtt_world.settings("IT"), epoch=epoch - 1)
+        stale_task = asyncio.create_task(stale.serve(Inbox()))
+        try:
+            await stale.wait_until(lambda: stale.connected)
+            await de.wait_until(lambda: de.counters["presence_stale"] >= 1)
+            assert not de.reachable("IT")
+        finally:
+            stale_task.cancel()
+            await asyncio.gather(stale_task, return_exceptions=True)
+        # the restarted gateway (newer epoch) wins
+        restarted = _link(mqtt_world, "IT")
+        async with serving(restarted):
+            await de.wait_until(
+                lambda: de.reachable("IT") and de.partners["IT"].epoch == restarted.epoch
+            )
+
+
+async def test_last_will_marks_a_vanished_gateway_offline(mqtt_world: MqttWorld) -> None:
+    de = _link(mqtt_world, "DE")
+    it = _link(mqtt_world, "IT")
+    async with serving(de):
+        async with serving(it):
+            await it.wait_until(lambda: it.connected)
+            await de.wait_until(lambda: de.reachable("IT") and de.partners["IT"].epoch == it.epoch)
+            client = it._client
+            assert client is not None
+            sock = client._client.socket()
+            assert isinstance(sock, socket.socket)
+            sock.shutdown(socket.SHUT_RDWR)  # vanish without DISCONNECT: the will goes out
+            it.suspend()  # ... and stay away (its goodbye cannot go out on a closed socket)
+        await de.wait_until(lambda: not de.reachable("IT"), timeout=15)
+    assert de.partners["IT"].epoch == it.epoch
+    assert it.counters["offline_announced"] == 0  # it was the will, not a goodbye
+
+
+async def test_reload_reconnects_and_keeps_working(mqtt_world: MqttWorld) -> None:
+    de = _link(mqtt_world, "DE")
+    fr = _link(mqtt_world, "FR")
+    async with serving(de), serving(fr) as fr_inbox:
+        await de.wait_until(lambda: de.reachable("FR"))
+        await de.send("FR", envelope("DE", "FR", "before"))
+        session = de.session
+        de.reload()
+        await de.wait_until(lambda: de.session != session and de.reachable("FR"))
+        await de.send("FR", envelope("DE", "FR", "after"))
+        await fr_inbox.wait_for(2)
+    assert fr_inbox.texts() == ["before", "after"]
+
+
+async def test_suspend_and_resume(mqtt_world: MqttWorld) -> None:
+    de = _link(mqtt_world, "DE")
+    fr = _link(mqtt_world, "FR")
+    async with serving(de), serving(fr) as fr_inbox:
+        await de.wait_until(lambda: de.reachable("FR"))
+        fr.suspend()
+        await de.wait_until(lambda: not de.reachable("FR"))
+        with pytest.raises(LinkError):
+            await de.send("FR", envelope("DE", "FR", "held"))
+        fr.resume()
+        await de.wait_until(lambda: de.reachable("FR"))
+        await de.send("FR", envelope("DE", "FR", "released"))
+        await fr_inbox.wait_for(1)
+    assert fr_inbox.texts() == ["released"]

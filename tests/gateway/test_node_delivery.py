@@ -1,0 +1,222 @@
+"""Delivery semantics of two running gateways: policy, rate limits, presence, replay, canaries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.presence import Availability
+from protocols.schema import v1
+from protocols.tetra import StatusSds, TextSds
+from tests.gateway.federation import (
+    ALIAS_OF_FR_VSAV,
+    DE_HLF,
+    DE_RTW,
+    FR_FPT,
+    FR_VSAV,
+    Federation,
+    eventually,
+    federation,
+    reports,
+    texts,
+)
+
+DE_RTW_UNIT = "de.bos.rtw-kehl-1"
+FR_VSAV_UNIT = "fr.sdis67.vsav-strasbourg-1"
+
+FR_POLICY = """
+[policy]
+[[policy.rules]]
+name = "german units may reach the VSAV only"
+nation = "DE"
+units = ["fr.sdis67.vsav-*"]
+"""
+
+
+async def test_policy_refuses_unlisted_destination_with_its_reason(tmp_path: Path) -> None:
+    async with federation(tmp_path, FR=FR_POLICY) as fed:
+        allowed = await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "ok", report_request=1)
+        refused = await fed.sim_de.send_text(DE_RTW, "9001002", "nicht erlaubt", report_request=1)
+        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 2)
+        by_reference = {r.message_reference: r.delivery_status for r in reports(fed.sim_de, DE_RTW)}
+        assert by_reference == {allowed: 0x00, refused: 0x56}  # destination prohibited
+        assert texts(fed.sim_fr, FR_FPT) == []
+        assert fed.fr.counters["refused_by_policy"] == 1
+        failed = next(o for o in fed.observed if o.kind == "receipt" and o.fields["reason"])
+        assert "no rule allows" in failed.fields["reason"] or "german" in failed.fields["reason"]
+
+
+async def test_emergency_needs_permission(tmp_path: Path) -> None:
+    async with federation(tmp_path, FR=FR_POLICY) as fed:
+        await fed.sim_de.send_status(DE_HLF, ALIAS_OF_FR_VSAV, 0)  # emergency, no permission
+        await eventually(lambda: fed.de.counters["receipts_failed"] == 1)
+        assert fed.sim_fr.received.get(FR_VSAV, []) == []
+        assert fed.fr.counters["refused_by_policy"] == 1
+
+
+FR_RATE = """
+[rate_limits]
+messages_per_second = 0.5
+burst = 2
+emergency_messages_per_second = 1
+emergency_burst = 2
+"""
+
+
+async def test_partner_rate_limit_refuses_excess_but_not_emergency(tmp_path: Path) -> None:
+    async with federation(tmp_path, FR=FR_RATE) as fed:
+        for n in range(5):
+            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"flood {n}", report_request=1)
+        await fed.sim_de.send_status(DE_HLF, ALIAS_OF_FR_VSAV, 0)
+        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 5)
+        statuses = sorted(r.delivery_status for r in reports(fed.sim_de, DE_RTW))
+        assert statuses == [0x00, 0x00, 0x40, 0x40, 0x40]  # burst of 2, then network overload
+        await eventually(
+            lambda: StatusSds(status=0) in [c for _s, c in fed.sim_fr.received[FR_VSAV]]
+        )
+        assert fed.fr.counters["rate_limited_DE"] == 3
+
+
+async def test_partner_retransmission_is_delivered_once(fed: Federation) -> None:
+    envelope = v1.Envelope(message_id=b"\x42" * 16, priority=v1.PRIORITY_ROUTINE)
+    envelope.origin.nation = "FR"
+    envelope.origin.unit = FR_VSAV_UNIT
+    envelope.destination.unit.nation = "DE"
+    envelope.destination.unit.unit = DE_RTW_UNIT
+    envelope.text.text = "einmal bitte"
+    for _ in range(3):
+        await fed.fr.link.send("DE", envelope.SerializeToString())
+    await eventually(lambda: fed.de.counters["duplicates"] == 2)
+    await eventually(lambda: bool(texts(fed.sim_de, DE_RTW)))
+    assert [t.text[-12:] for t in texts(fed.sim_de, DE_RTW)] == ["einmal bitte"]
+    # Every copy was acknowledged, so the sender could stop sending.
+    await eventually(lambda: fed.fr.counters["acks_unmatched"] == 3)
+
+
+FAST_PRESENCE = """
+[presence]
+lease = 0.6
+offline_after = 0.6
+coalesce_interval = 0.05
+"""
+
+
+async def test_presence_is_federated_and_goes_stale_then_offline(tmp_path: Path) -> None:
+    async with federation(tmp_path, DE=FAST_PRESENCE) as fed:
+        assert fed.de.presence.availability(DE_RTW_UNIT) is Availability.UNKNOWN
+        await fed.sim_de.send_status(DE_RTW, ALIAS_OF_FR_VSAV, 0x8006)
+        await eventually(lambda: fed.fr.presence.availability(DE_RTW_UNIT) is Availability.ONLINE)
+        record = fed.fr.presence.get(DE_RTW_UNIT)
+        assert record is not None
+        assert record.nation == "DE"
+        await eventually(lambda: fed.fr.presence.availability(DE_RTW_UNIT) is Availability.STALE)
+        await eventually(
+            lambda: fed.fr.presence.availability(DE_RTW_UNIT) is Availability.OFFLINE, seconds=5
+        )
+        assert fed.de.presence.availability(DE_RTW_UNIT) is Availability.OFFLINE
+
+
+async def test_emergency_is_replayed_to_a_unit_back_in_coverage(tmp_path: Path) -> None:
+    async with federation(tmp_path, FR=FAST_PRESENCE) as fed:
+        fed.sim_fr.set_reachable(FR_VSAV, False)
+        await fed.sim_de.send_status(DE_HLF, ALIAS_OF_FR_VSAV, 0)  # emergency
+        await eventually(lambda: fed.de.counters["receipts_failed"] == 1)
+        assert fed.sim_fr.received[FR_VSAV] == []
+        fed.sim_fr.set_reachable(FR_VSAV, True)
+        # The unit shows a sign of life (any SDS): it is back, the alert goes again.
+        await fed.sim_fr.send_status(FR_VSAV, "8002001", 0x8101)
+        await eventually(
+            lambda: [c for _s, c in fed.sim_fr.received[FR_VSAV]] == [StatusSds(status=0)]
+        )
+        assert fed.fr.counters["alerts_replayed"] == 1
+        assert any(o.kind == "alert_replay" for o in fed.observed)
+
+
+FAST_CANARIES = """
+[liveness]
+canary_interval = 0.1
+canary_timeout = 0.5
+"""
+
+
+async def test_canaries_find_a_path_that_is_up_but_not_delivering(tmp_path: Path) -> None:
+    async with federation(tmp_path, DE=FAST_CANARIES, FR=FAST_CANARIES) as fed:
+
+        def state(gateway: str, path: str) -> str:
+            g = fed.de if gateway == "DE" else fed.fr
+            return g.liveness[path].state.value
+
+        await eventually(lambda: state("DE", "federation:FR") == "healthy")
+        await eventually(lambda: state("FR", "adapter:tetra-fr") == "healthy")
+        fed.sim_fr.set_black_hole(True)  # the radio still answers; nothing gets through
+        await eventually(lambda: state("FR", "adapter:tetra-fr") == "degraded", seconds=5)
+        assert state("DE", "federation:FR") == "healthy"
+        fed.bus.cut("FR")
+        await eventually(lambda: state("DE", "federation:FR") == "degraded", seconds=5)
+        fed.sim_fr.set_black_hole(False)
+        fed.bus.cut("FR", down=False)
+        await eventually(lambda: state("FR", "adapter:tetra-fr") == "healthy", seconds=5)
+        await eventually(lambda: state("DE", "federation:FR") == "healthy", seconds=5)
+        degraded = [
+            o for o in fed.observed if o.kind == "liveness" and o.fields["state"] == "degraded"
+        ]
+        # The cut was both ways: each gateway saw its link to the other degrade.
+        assert {o.fields["path"] for o in degraded} == {
+            "adapter:tetra-fr",
+            "federation:FR",
+            "federation:DE",
+        }
+
+
+async def test_group_text_reaches_the_partner_group_and_reports_sent_to_group(
+    fed: Federation,
+) -> None:
+    mr = await fed.sim_de.send_text(DE_RTW, "3001", "An alle: Brücke gesperrt", report_request=1)
+    await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)))
+    for member in ("1003", "1004"):
+        [text] = texts(fed.sim_fr, member)
+        assert text.text.endswith("An alle: Brücke gesperrt")
+        assert text.delivery_report_request == 0  # nobody acknowledges a group call
+    [report] = reports(fed.sim_de, DE_RTW)
+    assert (report.delivery_status, report.message_reference) == (0x05, mr)
+    assert fed.de.presence.get(DE_RTW_UNIT) is not None
+    assert "xb.kehl-strasbourg" in fed.de.presence.get(DE_RTW_UNIT).groups  # type: ignore[union-attr]
+
+
+async def test_full_queue_sheds_routine_with_a_negative_report_never_the_emergency(
+    tmp_path: Path,
+) -> None:
+    async with federation(tmp_path, delivery={"DE": "queue_max_messages = 3"}) as fed:
+        fed.bus.cut("FR")
+        references = [
+            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"routine {n}", report_request=1)
+            for n in range(3)
+        ]
+        await eventually(lambda: fed.de.counters["accepted"] == 3)
+        await fed.sim_de.send_status(DE_HLF, ALIAS_OF_FR_VSAV, 0)  # emergency: evicts the newest
+        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 1)
+        [shed] = reports(fed.sim_de, DE_RTW)
+        assert (shed.delivery_status, shed.message_reference) == (0x4C, references[2])
+        assert fed.de.counters["shed"] == 1
+        fed.bus.cut("FR", down=False)
+        await eventually(lambda: len(fed.sim_fr.received[FR_VSAV]) == 3)
+        assert fed.de.counters["shed"] == 1  # canaries and presence never displace messages
+        contents = [c for _s, c in fed.sim_fr.received[FR_VSAV]]
+        assert contents[0] == StatusSds(status=0)
+        assert [c.text[-9:] for c in contents[1:] if isinstance(c, TextSds)] == [
+            "routine 0",
+            "routine 1",
+        ]
+
+
+async def test_message_expiring_in_an_outage_fails_back_to_its_radio(tmp_path: Path) -> None:
+    expiry = "expiry_seconds = { routine = 1 }"
+    async with federation(tmp_path, delivery={"DE": expiry}) as fed:
+        fed.bus.cut("FR")
+        mr = await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "zu spät", report_request=1)
+        await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)), seconds=5)
+        [report] = reports(fed.sim_de, DE_RTW)
+        assert (report.delivery_status, report.message_reference) == (0x48, mr)
+        assert fed.de.counters["expired"] == 1
+        fed.bus.cut("FR", down=False)
+        await eventually(lambda: fed.de.liveness["federation:FR"].state.value != "degraded")
+        assert fed.sim_fr.received[FR_VSAV] == []
