@@ -289,10 +289,30 @@ class _UrgentFirst(asyncio.Queue[aiomqtt.Message]):
         return not self._heap
 
 
+class _OrphanSafeSocket(ssl.SSLSocket):
+    """A TLS socket that closes itself if ``wrap_socket`` raised before handing it out.
+
+    CPython 3.11's ``SSLSocket._create`` takes over the TCP socket's descriptor, then raises
+    without closing it when the peer reset the connection before the handshake
+    (``getpeername`` ENOTCONN, then ``recv`` ECONNRESET). Nobody holds that orphan, so it
+    would only be closed by the garbage collector, with a ResourceWarning. A socket that
+    was handed out keeps the standard behaviour, so a real leak still shows.
+    """
+
+    handed_out = False
+
+    def __del__(self) -> None:
+        if not self.handed_out and self.fileno() != -1:
+            self.close()
+            return
+        super().__del__()  # type: ignore[misc]
+
+
 class _SocketTracker:
     """An ``ssl.SSLContext`` stand-in for paho that remembers the sockets it wraps."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
+        context.sslsocket_class = _OrphanSafeSocket
         self._context = context
         self._sockets: list[ssl.SSLSocket] = []
         # paho connects in an executor thread that outlives a timed-out ``__aenter__``:
@@ -312,6 +332,8 @@ class _SocketTracker:
     def wrap_socket(self, sock: socket.socket, **kwargs: Any) -> ssl.SSLSocket:
         """Wrap ``sock`` with the real context and remember the result."""
         wrapped = self._context.wrap_socket(sock, **kwargs)
+        if isinstance(wrapped, _OrphanSafeSocket):
+            wrapped.handed_out = True
         with self._lock:
             if not self._closed:
                 self._sockets = [s for s in self._sockets if s.fileno() != -1]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import os
 import socket
+import ssl
+import struct
 import time
 
 import pytest
 
 from adapters._link import LinkState, LinkStateChanged
-from gateway.mqtt_link import MqttFederationLink
+from gateway.mqtt_link import MqttFederationLink, _SocketTracker
 from protocols.errors import LinkError
 from protocols.schema import v1
 from tests.interop import mosquitto
@@ -162,3 +166,46 @@ async def test_suspend_and_resume(mqtt_world: MqttWorld) -> None:
         await de.send("FR", envelope("DE", "FR", "released"))
         await fr_inbox.wait_for(1)
     assert fr_inbox.texts() == ["released"]
+
+
+def _reset_connection() -> tuple[socket.socket, socket.socket]:
+    """A client socket whose peer has already reset the connection (RST received)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+    accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    accepted.close()  # linger 0: the kernel answers with RST
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            client.getpeername()
+        except OSError:
+            break
+        time.sleep(0.01)
+    return client, accepted
+
+
+def test_tls_socket_orphaned_by_a_reset_before_the_handshake_is_closed() -> None:
+    """CPython raises out of wrap_socket without closing the TLS socket it made: no leak."""
+    tracker = _SocketTracker(ssl.create_default_context())
+    client, _ = _reset_connection()
+    fd = client.fileno()
+    with pytest.raises(OSError):
+        tracker.wrap_socket(client, server_hostname="localhost")
+    gc.collect()  # the orphan is finalised here: a ResourceWarning would fail this test
+    with pytest.raises(OSError):
+        os.fstat(fd)  # its descriptor is closed, not left to the collector's whim
+    client.close()
+
+
+def test_socket_wrapped_after_close_all_is_closed_at_once() -> None:
+    """paho's connect thread outlives a timed-out connect: its late socket does not leak."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        tracker = _SocketTracker(context)
+        tracker.close_all()
+        with pytest.raises(OSError, match="closed while it was connecting"):
+            tracker.wrap_socket(client, do_handshake_on_connect=False)
+        assert client.fileno() == -1
