@@ -30,6 +30,7 @@ peers:
 	scripts/ensure-mosquitto
 	scripts/ensure-chromium
 	scripts/ensure-sipp
+	scripts/ensure-postgres
 
 demo: setup
 	$(VENV)/bin/euccs-gw demo $(ARGS)

@@ -4,6 +4,8 @@ Subcommands::
 
     euccs-gw demo [--duration S] [--json] [--federation local|mqtt]
                                                two gateways, two simulated TETRA networks
+    euccs-gw soak [--duration S] [--json]      bounded soak run: memory, fds, queues, journal
+    euccs-gw bench [--json] [--quick]          gateway path against two bridged Mosquitto brokers
     euccs-gw run -c de.toml [-c fr.toml ...]   run gateways from configuration files
     euccs-gw config check FILE...              validate configuration files
     euccs-gw decode pei < capture.txt          decode a PEI byte stream to JSON Lines
@@ -83,15 +85,50 @@ def _demo(args: argparse.Namespace) -> int:
 
     return asyncio.run(
         run_demo(
-            duration=args.duration,
+            duration=args.duration if args.duration is not None else (0.0 if args.serve else 20.0),
             as_json=args.json,
             seed=args.seed,
             log_level=args.log_level,
             outage=not args.no_outage,
             federation=args.federation,
             console=not args.no_console,
+            serve=args.serve,
         )
     )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from loadtests.federation_bench import BenchOptions
+    from loadtests.federation_bench import main as bench_main
+
+    paths = tuple(args.paths or ("gateway", "peer"))
+    options = BenchOptions.quick(paths=paths) if args.quick else BenchOptions(paths=paths)
+    if args.seconds is not None:
+        try:
+            options = options.scaled(args.seconds)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return bench_main(options, as_json=args.json, plot=args.plot)
+
+
+def _soak(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.soak import run_soak
+
+    code, _summary = asyncio.run(
+        run_soak(
+            duration=args.duration,
+            interval=args.interval,
+            rate=args.rate,
+            out_dir=Path(args.out) if args.out else None,
+            as_json=args.json,
+            log_level=args.log_level,
+            dedup_window=args.dedup_window,
+        )
+    )
+    return code
 
 
 def _simulate_mcdata(argv: Sequence[str]) -> int:
@@ -115,7 +152,19 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run two national gateways on simulated TETRA networks")
     demo.add_argument(
-        "--duration", type=float, default=20.0, metavar="S", help="seconds of traffic (default 20)"
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds of traffic (default 20); with --serve: seconds to serve (default: until"
+        " interrupted)",
+    )
+    demo.add_argument(
+        "--serve",
+        default=None,
+        metavar="ENV_FILE",
+        help="no scripted traffic: open the simulators' HTTP control interfaces for load tests,"
+        " write their EUCCS_* environment to ENV_FILE and serve until interrupted",
     )
     demo.add_argument(
         "--json",
@@ -146,6 +195,67 @@ def _parser() -> argparse.ArgumentParser:
         help="structured gateway logs on stderr (default off)",
     )
     demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser(
+        "bench",
+        help="throughput, latency and the emergency test: gateway path vs bridged Mosquitto",
+        description=(
+            "Runs, in one invocation on this machine (loopback only), the gateway path "
+            "(TETRA PEI -> gateway -> MQTT 5 over mutual TLS -> gateway -> TETRA PEI) and the "
+            "peer path (two Mosquitto brokers bridged over mutual TLS), and reports for each "
+            "the capacity, latency at 25/50/90 %% of capacity and the emergency test at 2x "
+            "overload. Progress goes to stderr; with --json the last line of stdout is one "
+            "JSON object with the figures and the gateway/peer ratios. Needs mosquitto."
+        ),
+    )
+    bench.add_argument("--json", action="store_true", help="print the summary as JSON last")
+    bench.add_argument(
+        "--quick", action="store_true", help="short phases (about 40 s in all): a smoke run"
+    )
+    bench.add_argument(
+        "--seconds",
+        type=float,
+        metavar="S",
+        help="length of each measuring phase in seconds (default 10; the run is about 10 x S)",
+    )
+    bench.add_argument(
+        "--path",
+        dest="paths",
+        action="append",
+        choices=("gateway", "peer"),
+        help="measure only this path (repeatable; default both)",
+    )
+    bench.add_argument(
+        "--plot", metavar="PNG", help="also draw latency against load for both paths to PNG"
+    )
+    bench.set_defaults(func=_bench, paths=None)
+
+    soak = sub.add_parser("soak", help="bounded soak run: memory, fds, queues, journal over time")
+    soak.add_argument(
+        "--duration", type=float, default=600.0, metavar="S", help="seconds (default 600)"
+    )
+    soak.add_argument(
+        "--interval", type=float, default=5.0, metavar="S", help="seconds between samples"
+    )
+    soak.add_argument("--rate", type=float, default=50.0, help="messages per second (default 50)")
+    soak.add_argument(
+        "--out", metavar="DIR", help="where soak.csv and soak.png go (default ./soak-<time>)"
+    )
+    soak.add_argument(
+        "--json", action="store_true", help="progress on stderr; JSON summary as last stdout line"
+    )
+    soak.add_argument(
+        "--dedup-window",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="the gateways' duplicate-suppression window (default 60 s, so that the journal "
+        "reaches its steady size within the run; message lifetimes are half of it)",
+    )
+    soak.add_argument(
+        "--log-level", default="off", choices=["debug", "info", "warning", "error", "off"]
+    )
+    soak.set_defaults(func=_soak)
 
     run = sub.add_parser("run", help="run gateways from configuration files (one process)")
     run.add_argument("-c", "--config", action="append", required=True, metavar="FILE")

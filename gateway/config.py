@@ -205,6 +205,8 @@ class GatewayConfig:
     source: str = "<string>"
     #: Store-and-forward journal file; None: ``<state dir>/<name>.journal.sqlite3``.
     journal_path: str | None = None
+    #: PostgreSQL journal (``postgresql://user@host:port/db``); None: the SQLite file.
+    journal_url: str | None = None
     presence: PresenceSettings = field(default_factory=PresenceSettings)
     policy: Policy = field(default_factory=Policy.allow_all)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
@@ -265,6 +267,16 @@ def _parse(root: Table, source: str) -> GatewayConfig:
     journal_path = journal_table.string("path", None)
     if journal_path is not None and not journal_path.strip():
         raise journal_table.error("path", "must name a file (or leave the key out).")
+    journal_url = journal_table.string("url", None)
+    if journal_url is not None:
+        if not journal_url.startswith(("postgresql://", "postgres://")) or any(
+            c.isspace() for c in journal_url
+        ):
+            raise journal_table.error(
+                "url", f"{journal_url!r} is not a postgresql://user@host:port/database URL."
+            )
+        if journal_path is not None:
+            raise journal_table.error("url", "set path (SQLite) or url (PostgreSQL), not both.")
     journal_table.finish()
     presence = parse_presence(root.table("presence"))
     policy = parse_policy(root.table("policy")) if root.has("policy") else Policy.allow_all()
@@ -285,6 +297,7 @@ def _parse(root: Table, source: str) -> GatewayConfig:
         codebooks=codebooks,
         source=source,
         journal_path=journal_path,
+        journal_url=journal_url,
         presence=presence,
         policy=policy,
         rate_limits=rate_limits,

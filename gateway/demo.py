@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import json
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -438,12 +439,17 @@ class _Demo:
 
 async def _serve_consoles(
     stack: contextlib.AsyncExitStack, narrator: _Narrator, state: str, gateways: list[Gateway]
-) -> None:
-    """Serve each gateway's control-room API and console; say where and with which identity."""
+) -> dict[str, dict[str, str]]:
+    """Serve each gateway's control-room API and console; say where and with which identity.
+
+    Returns:
+        Nation -> ``url``, console ``cert`` and ``key``, and ``ca`` (the gateway's CA).
+    """
     from gateway.api.demo_support import demo_api_settings
     from gateway.api.server import serve_api
 
     demo_api = demo_api_settings(Path(state) / "api", gateways)
+    served: dict[str, dict[str, str]] = {}
     for gateway in gateways:
         server = await stack.enter_async_context(
             serve_api(gateway, demo_api.settings[gateway.nation])
@@ -454,6 +460,56 @@ async def _serve_consoles(
             f"certificate {credential.cert}, key {credential.key}; CA bundle "
             f"{demo_api.pki.bundle_dir})"
         )
+        served[gateway.nation] = {
+            "url": server.url,
+            "cert": str(credential.cert),
+            "key": str(credential.key),
+            "ca": str(Path(demo_api.pki.ca_dirs[gateway.nation]) / "ca.pem"),
+        }
+    return served
+
+
+async def _serve_load_tests(
+    narrator: _Narrator,
+    env_file: str,
+    controls: dict[str, str],
+    apis: dict[str, dict[str, str]],
+    duration: float | None,
+) -> None:
+    """Write the load generator's environment to ``env_file``, then serve until stopped.
+
+    Stops on SIGINT or SIGTERM, or after ``duration`` seconds when given.
+    """
+    env = {
+        "EUCCS_TETRA_CONTROL": ",".join(f"{n}={controls[n]}" for n in ("DE", "FR")),
+        "EUCCS_MCDATA_CONTROL": f"BE={controls['BE']}",
+    }
+    if "DE" in apis:
+        api = apis["DE"]
+        env |= {
+            "EUCCS_API": api["url"],
+            "EUCCS_API_CERT": api["cert"],
+            "EUCCS_API_KEY": api["key"],
+            "EUCCS_API_CA": api["ca"],
+        }
+    text = "".join(f"{k}={v}\n" for k, v in env.items())
+    await asyncio.to_thread(Path(env_file).write_text, text, encoding="utf-8")
+    for name, value in env.items():
+        narrator.say(f"  {name}={value}")
+    narrator.say(f"serving for load tests; environment written to {env_file}; Ctrl-C stops")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(duration):
+                await stop.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+    narrator.say("stopping")
 
 
 def _runs(priorities: list[str]) -> list[str]:
@@ -508,6 +564,7 @@ async def run_demo(
     outage: bool = True,
     federation: str = "local",
     console: bool = True,
+    serve: str | None = None,
 ) -> int:
     """Run the demo; return 0 when every message arrived and was receipted, else 1.
 
@@ -519,6 +576,9 @@ async def run_demo(
         outage: Cut France off in the middle of the run.
         federation: ``local`` (embedded bus) or ``mqtt`` (a local Mosquitto broker).
         console: Serve each gateway's control-room API and web console while it runs.
+        serve: Instead of the scripted traffic, open the simulators' HTTP control
+            interfaces, write the load generator's environment (``EUCCS_*=...`` lines) to
+            this file and serve until interrupted (or for ``duration`` seconds if > 0).
     """
     if federation not in ("local", "mqtt"):
         raise ValueError(f"federation must be 'local' or 'mqtt', not {federation!r}")
@@ -527,12 +587,20 @@ async def run_demo(
     narrator = _Narrator(out, time.monotonic())
     units = {n: [u.issi for u in DEMO_UNITS if u.nation == n] for n in ("DE", "FR")}
     mcdata_users = [u.issi for u in MCDATA_UNITS]
+    control_port = None if serve is None else 0
     async with (
         _state_dir() as state,
-        TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["DE"], units=units["DE"]) as sim_de,
-        TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["FR"], units=units["FR"]) as sim_fr,
+        TetraNetworkSimulator(
+            radio_issi=GATEWAY_RADIO["DE"], units=units["DE"], control_port=control_port
+        ) as sim_de,
+        TetraNetworkSimulator(
+            radio_issi=GATEWAY_RADIO["FR"], units=units["FR"], control_port=control_port
+        ) as sim_fr,
         McdataSystemSimulator(
-            users=mcdata_users, groups={GROUP_GSSI["BE"]: mcdata_users}, name="mcx-be"
+            users=mcdata_users,
+            groups={GROUP_GSSI["BE"]: mcdata_users},
+            name="mcx-be",
+            control_port=control_port,
         ) as mcx,
         contextlib.AsyncExitStack() as stack,
     ):
@@ -573,8 +641,17 @@ async def run_demo(
             mcx.gateway_port = demo.gateways["BE"].mcdata["mcx-be"].listen_port
             if backbone is not None:
                 await backbone.wait_connected(10.0)
-            if console:
-                await _serve_consoles(running, narrator, state, gateways)
+            apis = await _serve_consoles(running, narrator, state, gateways) if console else {}
+            if serve is not None:
+                controls = {
+                    n: sim.control.url
+                    for n, sim in (("DE", sim_de), ("FR", sim_fr), ("BE", mcx))
+                    if sim.control is not None
+                }
+                await _serve_load_tests(
+                    narrator, serve, controls, apis, duration if duration > 0 else None
+                )
+                return 0
             narrator.say("every gateway is connected to its national system; traffic starts")
             await demo.traffic(duration, cut if outage else None)
             narrator.say("traffic stopped; waiting for the last deliveries and receipts")

@@ -27,8 +27,11 @@ Tables:
     retransmission nor forgets one it must repeat.
 
 All operations run on one writer thread that owns the connection; the asyncio
-side only awaits futures. :class:`Journal` holds the statements (usable
-synchronously in tests), :class:`AsyncJournal` the thread.
+side only awaits futures. :class:`JournalStore` is what a backend provides (the
+statements, usable synchronously in tests): :class:`Journal` on SQLite, or
+:class:`gateway.journal_pg.PostgresJournal` when several gateways share one
+PostgreSQL database. :class:`AsyncJournal` drives either on its thread;
+:func:`open_journal` builds the one a configuration asks for.
 """
 
 from __future__ import annotations
@@ -41,19 +44,23 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from protocols.errors import GatewayError
+from protocols.errors import ConfigError, GatewayError
 
 __all__ = [
     "AsyncJournal",
     "Journal",
     "JournalEntry",
     "JournalError",
+    "JournalSettings",
+    "JournalStore",
     "NewEntry",
     "Recovered",
+    "SqliteJournal",
+    "open_journal",
 ]
 
 log = structlog.get_logger(__name__)
@@ -133,8 +140,89 @@ class Recovered:
     epoch: int
 
 
+class JournalStore(Protocol):
+    """The statements every journal backend provides (one writer at a time).
+
+    An operation is a callable ``op(store) -> result``; :meth:`run_batch` runs a
+    batch of them in one transaction, each in its own savepoint.
+    """
+
+    @property
+    def location(self) -> str:
+        """Where the journal lives, fit for logs (never a password)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection(s)."""
+        ...
+
+    def run_batch(self, ops: Sequence[Callable[[JournalStore], Any]]) -> list[tuple[bool, Any]]:
+        """Run ``ops`` in one durable transaction, each op in its own savepoint.
+
+        Returns:
+            Per op ``(True, result)`` or ``(False, exception)``; a failed op is
+            rolled back alone and the others commit.
+
+        Raises:
+            JournalError: the commit failed: nothing of the batch is durable.
+        """
+        ...
+
+    def add(self, entries: Iterable[NewEntry]) -> list[int]:
+        """Insert message copies; return their entry ids in order."""
+        ...
+
+    def remove(self, entry_ids: Iterable[int]) -> int:
+        """Delete message copies that reached their next hop; return how many existed."""
+        ...
+
+    def update_meta(self, entry_id: int, meta: dict[str, Any]) -> None:
+        """Replace the resume information of one entry."""
+        ...
+
+    def mark_seen(self, message_id: bytes, now: float) -> bool:
+        """Record a partner's message id; return False if it was already recorded."""
+        ...
+
+    def is_seen(self, message_id: bytes) -> bool:
+        """Return True if a partner's message id is recorded."""
+        ...
+
+    def prune_seen(self, before: float) -> int:
+        """Forget partner message ids recorded before ``before``; return how many."""
+        ...
+
+    def put_origin(self, message_id: bytes, record: dict[str, Any], now: float) -> None:
+        """Remember which radio is owed reports for a message it sent abroad."""
+        ...
+
+    def drop_origin(self, message_id: bytes) -> None:
+        """Forget an origin record once its radio has had its final report."""
+        ...
+
+    def prune_origins(self, before: float) -> int:
+        """Forget origin records older than ``before``; return how many."""
+        ...
+
+    def set_ref(self, adapter: str, unit: str, next_reference: int) -> None:
+        """Record the next SDS-TL message reference for a unit."""
+        ...
+
+    def next_epoch(self) -> int:
+        """Increment and return this gateway's restart epoch."""
+        ...
+
+    def recover(self) -> Recovered:
+        """Start a new epoch; read everything in custody, most urgent first, then arrival order."""
+        ...
+
+    def count(self) -> int:
+        """Number of message copies in custody."""
+        ...
+
+
 class Journal:
-    """The statements of the journal on one connection (not thread-safe by itself)."""
+    """The SQLite journal: the statements on one connection (not thread-safe by itself)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -150,6 +238,11 @@ class Journal:
             self._db.executescript(_SCHEMA)
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"{self.path}: cannot open the journal: {exc}") from exc
+
+    @property
+    def location(self) -> str:
+        """The database file."""
+        return str(self.path)
 
     def close(self) -> None:
         """Close the connection (pending WAL content is checkpointed by SQLite)."""
@@ -301,21 +394,29 @@ class Journal:
         return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
 
+#: The SQLite backend under a name that says so.
+SqliteJournal = Journal
+
+
 @dataclass
 class _Pending:
-    op: Callable[[Journal], Any]
+    op: Callable[[JournalStore], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
 
 
 class AsyncJournal:
-    """A :class:`Journal` driven by one writer thread with group commit.
+    """A journal store driven by one writer thread with group commit.
 
     ``await journal.submit(op)`` returns once ``op``'s transaction is durable.
+
+    Args:
+        store: a SQLite file (a path), or an open :class:`JournalStore`, which
+            this object then owns and closes.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.journal = Journal(path)
+    def __init__(self, store: str | Path | JournalStore) -> None:
+        self.journal: JournalStore = Journal(store) if isinstance(store, (str, Path)) else store
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._closing = False
@@ -323,6 +424,11 @@ class AsyncJournal:
         #: Commits and operations so far (operations / commits = mean group size).
         self.commits = 0
         self.operations = 0
+
+    @property
+    def location(self) -> str:
+        """Where the journal lives (a file, or a database URL without its password)."""
+        return self.journal.location
 
     def recover(self) -> Recovered:
         """Read the custody state (call before :meth:`start`)."""
@@ -332,11 +438,11 @@ class AsyncJournal:
         """Start the writer thread."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._writer, name=f"journal[{self.journal.path.name}]", daemon=True
+                target=self._writer, name=f"journal[{self.location}]", daemon=True
             )
             self._thread.start()
 
-    async def submit(self, op: Callable[[Journal], R]) -> R:
+    async def submit(self, op: Callable[[JournalStore], R]) -> R:
         """Run ``op`` in the next group commit and return its result once durable.
 
         Raises:
@@ -347,7 +453,7 @@ class AsyncJournal:
         future: asyncio.Future[R] = loop.create_future()
         with self._cond:
             if self._closing or self._thread is None:
-                raise JournalError(f"{self.journal.path}: the journal is not running")
+                raise JournalError(f"{self.location}: the journal is not running")
             self._pending.append(_Pending(op, future, loop))
             self._cond.notify()
         return await future
@@ -374,6 +480,10 @@ class AsyncJournal:
             except JournalError as exc:
                 log.error("journal.commit_failed", error=str(exc), operations=len(batch))
                 results = [(False, exc)] * len(batch)
+            except Exception as exc:  # a backend bug must not leave the waiters hanging
+                log.exception("journal.commit_failed", operations=len(batch))
+                error = JournalError(f"{self.location}: commit failed: {exc!r}")
+                results = [(False, error)] * len(batch)
             self.commits += 1
             self.operations += len(batch)
             for pending, (ok, value) in zip(batch, results, strict=True):
@@ -388,3 +498,41 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+class JournalSettings(Protocol):
+    """The journal part of a gateway's configuration (``[journal]``)."""
+
+    @property
+    def journal_path(self) -> str | None:
+        """The SQLite file, if configured."""
+        ...
+
+    @property
+    def journal_url(self) -> str | None:
+        """A ``postgresql://`` URL, if configured (it takes precedence over the file)."""
+        ...
+
+
+def open_journal(
+    settings: JournalSettings, name: str, *, path: str | Path | None = None
+) -> AsyncJournal:
+    """Open the journal ``settings`` select for the gateway called ``name``.
+
+    With ``journal_url`` set: PostgreSQL, in the gateway's own schema
+    (:func:`gateway.journal_pg.namespace_for`). Otherwise the SQLite file
+    ``path`` (the location the caller resolved, e.g. in the state directory),
+    else ``journal_path``.
+
+    Raises:
+        ConfigError: neither a URL nor a file, or PostgreSQL without its extra.
+        JournalError: the journal cannot be opened.
+    """
+    if settings.journal_url:
+        from gateway.journal_pg import PostgresJournal, namespace_for
+
+        return AsyncJournal(PostgresJournal(settings.journal_url, namespace=namespace_for(name)))
+    file = path if path is not None else settings.journal_path
+    if file is None:
+        raise ConfigError(f"{name}: the journal has neither a file nor a URL.")
+    return AsyncJournal(file)

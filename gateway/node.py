@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 import uuid
 from collections import Counter
@@ -59,7 +58,14 @@ from gateway.interworking_mcdata import (
     notification_for,
     plan_mcdata_delivery,
 )
-from gateway.journal import AsyncJournal, Journal, JournalEntry, JournalError, NewEntry
+from gateway.journal import (
+    AsyncJournal,
+    JournalEntry,
+    JournalError,
+    JournalStore,
+    NewEntry,
+    open_journal,
+)
 from gateway.liveness import CanaryTracker, PathState, StateChange
 from gateway.policy import RateLimiter
 from gateway.presence import (
@@ -98,6 +104,10 @@ _PID_TEXT = 0x82
 _PID_TEXT_IMMEDIATE = 0x89
 #: +CMGS final status meaning "sent" (EN 300 392-5; svxlink SdsSentState).
 _RETRY_DELAY = 0.5
+#: Most deliveries to one radio network whose SDS-TL references share a journal commit.
+_DELIVERY_BATCH = 32
+#: Most envelopes per partner handed to the federation link at once (it batches them).
+_MAX_CONCURRENT_SENDS = 256
 #: Text of the loopback canary sent through a national system to our own radio.
 _CANARY_TEXT = "euccs-canary"
 #: Seconds before a failed journal write is tried again.
@@ -221,6 +231,8 @@ class Gateway:
         self._window_free: dict[str, asyncio.Event] = {
             nation: asyncio.Event() for nation in config.federation.partners
         }
+        #: Per partner: the last send failed, so sends go one at a time until one succeeds.
+        self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
         self._ack_timeout = delivery.ack_timeout
         self.rate_limiter = RateLimiter(config.rate_limits)
         #: Created with the epoch when the journal opens: after a restart every unit is UNKNOWN.
@@ -286,7 +298,7 @@ class Gateway:
             await asyncio.to_thread(journal.close)
 
     def _open_journal(self) -> AsyncJournal:
-        journal = AsyncJournal(self.journal_path)
+        journal = open_journal(self.config, self.name, path=self.journal_path)
         recovered = journal.recover()
         self.epoch = recovered.epoch
         now = self.monotonic()
@@ -319,7 +331,7 @@ class Gateway:
         self.journal = journal
         self.log.info(
             "journal.recovered",
-            path=str(self.journal_path),
+            path=journal.location,
             epoch=self.epoch,
             resumed=dict(resumed),
             origins=len(recovered.origins),
@@ -452,7 +464,7 @@ class Gateway:
         ]
         origin_row = _origin_row(origin) if origin is not None else None
 
-        def op(j: Journal) -> list[int] | None:
+        def op(j: JournalStore) -> list[int] | None:
             if seen is not None and not j.mark_seen(seen, now):
                 return None
             if remove:
@@ -805,6 +817,7 @@ class Gateway:
         queue = self.queues[_egress(nation)]
         window_free = self._window_free[nation]
         window = self.config.delivery.window
+        sends = asyncio.Semaphore(min(window, _MAX_CONCURRENT_SENDS))
         while True:
             inflight = self._inflight[nation]
             while len(inflight) >= window and not _urgent_waiting(queue):
@@ -821,20 +834,32 @@ class Gateway:
                     received_at_us=envelope.created_at_us,
                     forwarded_at_us=self._now_us(),
                 )
-            try:
-                await self.link.send(nation, envelope.SerializeToString())
-            except GatewayError as exc:
-                queue.push_front(entry)
-                self.counters[f"federation_retry_{nation}"] += 1
-                self.log.warning("federation.send_failed", partner=nation, error=str(exc))
-                await asyncio.sleep(_RETRY_DELAY)
-                continue
-            if held.entry_id is None:
-                continue  # an ack: nothing to wait for
-            inflight[envelope.message_id] = _InFlight(
-                entry=entry, nation=nation, deadline=self.monotonic() + self._ack_timeout
-            )
-            if not envelope.HasField("receipt"):
+            payload = envelope.SerializeToString()
+            if held.entry_id is not None:
+                # In flight from now: the partner's acknowledgement may overtake the
+                # broker's PUBACK.
+                inflight[envelope.message_id] = _InFlight(
+                    entry=entry, nation=nation, deadline=self.monotonic() + self._ack_timeout
+                )
+            await sends.acquire()
+            if self._probing[nation]:
+                # After a failure, one send at a time until one gets through.
+                await self._send_one(nation, entry, payload, sends)
+                if self._probing[nation]:
+                    await asyncio.sleep(_RETRY_DELAY)
+            else:
+                # Sends run concurrently (up to the window) so that the link can batch them.
+                self._spawn(self._send_one(nation, entry, payload, sends), f"send[{nation}]")
+
+    async def _send_one(
+        self, nation: str, entry: Entry[Held], payload: bytes, sends: asyncio.Semaphore
+    ) -> None:
+        """Publish one envelope; on failure queue it again where it was."""
+        envelope = entry.item.envelope
+        try:
+            await self.link.send(nation, payload)
+            self._probing[nation] = False
+            if entry.item.entry_id is not None and not envelope.HasField("receipt"):
                 self.counters["forwarded"] += 1
                 self._observe(
                     "forwarded",
@@ -843,6 +868,18 @@ class Gateway:
                     priority=_enum_name(v1.Priority, envelope.priority),
                     backlog=len(self.queues[_egress(nation)]),
                 )
+        except GatewayError as exc:
+            message_id = envelope.message_id
+            inflight = self._inflight[nation].get(message_id)
+            if inflight is not None and inflight.entry is entry:
+                del self._inflight[nation][message_id]
+                self._window_free[nation].set()
+            self.queues[_egress(nation)].push_front(entry)  # keeps its place in the order
+            self._probing[nation] = True
+            self.counters[f"federation_retry_{nation}"] += 1
+            self.log.warning("federation.send_failed", partner=nation, error=str(exc))
+        finally:
+            sends.release()
 
     async def _on_ack(self, sender: str, message_id: bytes) -> None:
         """The partner has our message in its custody: release our copy."""
@@ -1118,15 +1155,58 @@ class Gateway:
                 with contextlib.suppress(TimeoutError):
                     await adapter.wait_connected(_RETRY_DELAY * 4)
                 continue
+            batch = [entry]
+            if adapter_name in self.adapters:
+                # Messages already waiting share one journal commit for their references.
+                while len(batch) < _DELIVERY_BATCH and (more := queue.pop(self.monotonic())):
+                    batch.append(more)
+            pending = list(batch)
             try:
-                await deliver(adapter_name, entry.item)
+                if len(batch) > 1:
+                    await self._stage_references(adapter_name, [e.item for e in batch])
+                while pending:
+                    if len(pending) < len(batch) and _more_urgent(queue, pending[0].priority):
+                        # An emergency arrived during the batch: it goes first.
+                        for waiting in reversed(pending):
+                            queue.push_front(waiting)
+                        break
+                    await deliver(adapter_name, pending[0].item)
+                    pending.pop(0)
             except LinkError as exc:  # the connection broke during the send: nothing lost
-                queue.push_front(entry)
+                for waiting in reversed(pending):
+                    queue.push_front(waiting)
                 self.log.warning("delivery.link_failed", adapter=adapter_name, error=str(exc))
                 await asyncio.sleep(_RETRY_DELAY)
             except JournalError as exc:
-                queue.push_front(entry)
+                for waiting in reversed(pending):
+                    queue.push_front(waiting)
                 await self._journal_trouble(exc)
+
+    async def _stage_references(self, adapter_name: str, batch: list[Held]) -> None:
+        """Allocate and journal the SDS-TL references of several deliveries in one commit.
+
+        A message whose content cannot be prepared is left alone: its own delivery
+        attempt reports the failure.
+        """
+        adapter = self.adapters[adapter_name]
+        staged: list[tuple[Held, int]] = []
+        for held in batch:
+            delivery = held.delivery
+            if delivery is None or "reference" in held.meta:
+                continue
+            try:
+                content = self._content_for(adapter, delivery, None)
+                prepared = adapter.prepare(delivery.target.issi, content)
+            except Exception as exc:  # the message's own delivery attempt reports it
+                self.log.debug("delivery.not_staged", adapter=adapter_name, error=str(exc))
+                continue
+            if prepared.references:
+                staged.append((held, prepared.references[0]))
+        if not staged:
+            return
+        await self._remember_references(adapter_name, staged)
+        for held, reference in staged:
+            held.meta["reference"] = reference
 
     async def _deliver(self, adapter_name: str, held: Held) -> None:
         adapter = self.adapters[adapter_name]
@@ -1139,7 +1219,7 @@ class Gateway:
             if prepared.references and "reference" not in held.meta:
                 # Before the radio sees it: a resend after a crash repeats these
                 # references, so the far radio recognises a retransmission.
-                await self._remember_reference(adapter_name, issi, held, prepared.references[0])
+                await self._remember_references(adapter_name, [(held, prepared.references[0])])
                 held.meta["reference"] = prepared.references[0]
             outcome = await adapter.send_prepared(prepared)
         except JournalError:
@@ -1186,19 +1266,28 @@ class Gateway:
             return
         await self._delivered_without_report(adapter_name, held, delivery.target)
 
-    async def _remember_reference(
-        self, adapter_name: str, issi: str, held: Held, reference: int
-    ) -> None:
+    async def _remember_references(self, adapter_name: str, staged: list[tuple[Held, int]]) -> None:
+        """Journal the reference of each staged delivery and each unit's next reference."""
         journal = self.journal
-        if journal is None or held.entry_id is None:
+        if journal is None:
             return
-        entry_id, meta = held.entry_id, {**held.meta, "reference": reference}
-        next_reference = self.adapters[adapter_name].next_reference(issi)
+        adapter = self.adapters[adapter_name]
+        metas = [
+            (held.entry_id, {**held.meta, "reference": reference})
+            for held, reference in staged
+            if held.entry_id is not None
+        ]
+        issis = {held.delivery.target.issi for held, _ in staged if held.delivery is not None}
+        next_refs = {issi: adapter.next_reference(issi) for issi in issis}
+        if not metas:
+            return
 
-        def op(j: Journal) -> None:
-            j.update_meta(entry_id, meta)
-            if next_reference is not None:
-                j.set_ref(adapter_name, issi, next_reference)
+        def op(j: JournalStore) -> None:
+            for entry_id, meta in metas:
+                j.update_meta(entry_id, meta)
+            for issi, next_reference in next_refs.items():
+                if next_reference is not None:
+                    j.set_ref(adapter_name, issi, next_reference)
 
         await journal.submit(op)
 
@@ -1519,12 +1608,10 @@ class Gateway:
         self._canaries(now)
         if now >= next_prune and self.journal is not None:
             wall = self.clock()  # the journal's timestamps are wall-clock (they outlive us)
-            await self.journal.submit(
-                functools.partial(Journal.prune_seen, before=wall - delivery.dedup_window)
-            )
+            await self.journal.submit(lambda j: j.prune_seen(before=wall - delivery.dedup_window))
             # A report that has not come in twice the longest lifetime will not come.
             await self.journal.submit(
-                functools.partial(Journal.prune_origins, before=wall - delivery.dedup_window)
+                lambda j: j.prune_origins(before=wall - delivery.dedup_window)
             )
             next_prune = now + 60.0
         return next_prune
@@ -1940,3 +2027,8 @@ def _summary(envelope: v1.Envelope) -> str:
     if body == "emergency":
         return "emergency alert"
     return str(body)
+
+
+def _more_urgent(queue: AsyncScheduler[Held], priority: int) -> bool:
+    """True if ``queue`` holds an entry of a more urgent class than ``priority``."""
+    return any(count and cls > priority for cls, count in queue.depths().items())

@@ -332,6 +332,9 @@ class Scheduler(Generic[T]):
     def push_front(self, entry: Entry[T]) -> None:
         """Put a popped entry back at the head of its class, ignoring both bounds.
 
+        Several entries put back keep their admission order among themselves, whatever
+        the order in which they come back (concurrent sends fail in any order).
+
         The entry keeps its ``seq``, ``enqueued_at``, ``expires_at`` and ``pinned``
         flag, so its waiting time keeps counting for aging. If it has expired, the
         next :meth:`expire` (or :meth:`pop`) will find it.
@@ -439,10 +442,15 @@ class Scheduler(Generic[T]):
     def _insert(self, entry: Entry[T], *, front: bool) -> None:
         slot = _Slot(entry)
         fifo = self._fifos[entry.priority]
-        if front:
+        if not front:
+            fifo.append(slot)
+        elif not fifo or fifo[0].entry.seq > entry.seq:
             fifo.appendleft(slot)
         else:
-            fifo.append(slot)
+            # Back ahead of everything admitted after it, behind what was admitted before
+            # and put back earlier: entries put back in any order keep their first order.
+            index = next((i for i, s in enumerate(fifo) if s.entry.seq > entry.seq), len(fifo))
+            fifo.insert(index, slot)
         self._counts[entry.priority] += 1
         self._bytes += entry.size
         self._live[entry.seq] = slot

@@ -26,6 +26,7 @@ from typing import Self
 
 import structlog
 
+from adapters._limits import AddressLimiter, peer_address
 from adapters._link import Backoff, LinkState, LinkStateChanged
 from adapters.mcdata._body import (
     ACCEPT,
@@ -133,6 +134,7 @@ class McdataAdapter:
         self._listen_port = config.listen_port
         self._outgoing: SipChannel | None = None
         self._inbound: set[SipChannel] = set()
+        self._per_address = AddressLimiter(config.per_address_limit)
         self._progress: dict[SipChannel, _InboundProgress] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -150,6 +152,8 @@ class McdataAdapter:
                 "timeouts",
                 "reconnects",
                 "connections_refused",
+                # inbound connections closed above max_connections_per_address
+                "connections_refused_per_address",
                 # inbound connections dropped at inbound_timeout: before any complete
                 # request (stalled: silent or slow-loris), or after some (idle)
                 "inbound_stalled",
@@ -406,11 +410,24 @@ class McdataAdapter:
             )
             writer.transport.abort()
             return
+        address = peer_address(writer.get_extra_info("peername"))
+        if not self._per_address.admit(address):
+            self.counters["connections_refused_per_address"] += 1
+            self._log.warning(
+                "sip_connection_refused_per_address",
+                peer=str(writer.get_extra_info("peername")),
+                address=address,
+                limit=self._per_address.limit,
+            )
+            writer.transport.abort()
+            return
         channel = self._channel(reader, writer, SipRole.SERVER)
         self._inbound.add(channel)
-        tg.create_task(self._serve_inbound(channel), name=f"adapter[{self.config.name}].inbound")
+        tg.create_task(
+            self._serve_inbound(channel, address), name=f"adapter[{self.config.name}].inbound"
+        )
 
-    async def _serve_inbound(self, channel: SipChannel) -> None:
+    async def _serve_inbound(self, channel: SipChannel, address: str) -> None:
         self._log.info("sip_connection_accepted", peer=channel.peer)
         watchdog: asyncio.Task[None] | None = None
         if self.inbound_timeout is not None:
@@ -428,6 +445,7 @@ class McdataAdapter:
                 await asyncio.wait({watchdog})
             self._progress.pop(channel, None)
             self._inbound.discard(channel)
+            self._per_address.release(address)
             self._log.info("sip_connection_closed", peer=channel.peer, reason=channel.close_reason)
 
     async def _watch_inbound(

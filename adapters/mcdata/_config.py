@@ -40,6 +40,9 @@ __all__ = [
     "SdsTarget",
 ]
 
+#: Default bound of inbound connections from one remote address (capped at max_connections).
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 16
+
 
 @dataclass(frozen=True)
 class McdataUser:
@@ -269,6 +272,10 @@ class McdataAdapterConfig:
         reconnect_max: Largest reconnect delay, in seconds.
         max_body: Largest SIP body accepted (octets); larger gives 413.
         max_connections: Most inbound connections served at once; more are closed.
+        max_connections_per_address: Most of those from one remote IP address (1 to
+            ``max_connections``); more from it are closed, so one address cannot take
+            every slot. None: :data:`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS` or
+            ``max_connections`` if lower (see :attr:`per_address_limit`).
     """
 
     name: str
@@ -290,6 +297,7 @@ class McdataAdapterConfig:
     reconnect_max: float = 30.0
     max_body: int = DEFAULT_MAX_BODY
     max_connections: int = 64
+    max_connections_per_address: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -326,6 +334,19 @@ class McdataAdapterConfig:
             raise ConfigError(f"max_body={self.max_body!r} is outside 1024..16 MiB.")
         if self.max_connections < 1:
             raise ConfigError(f"max_connections={self.max_connections!r} must be >= 1.")
+        per_address = self.max_connections_per_address
+        if per_address is not None and not 1 <= per_address <= self.max_connections:
+            raise ConfigError(
+                f"max_connections_per_address={per_address!r} must be >= 1 and at most "
+                f"max_connections ({self.max_connections})."
+            )
+
+    @property
+    def per_address_limit(self) -> int:
+        """Inbound connections one remote address may hold at once."""
+        if self.max_connections_per_address is not None:
+            return self.max_connections_per_address
+        return min(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, self.max_connections)
 
     @property
     def via_transport(self) -> str:

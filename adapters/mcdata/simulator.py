@@ -47,6 +47,7 @@ from adapters.mcdata._config import (
     McdataUser,
     SdsTarget,
 )
+from adapters.mcdata._control import McdataControl
 from protocols.errors import GatewayError, LinkError
 from protocols.mcdata import (
     ContentType,
@@ -103,6 +104,9 @@ class McdataSystemSimulator(ListeningService):
         request_timeout: Seconds to wait for the gateway's final response.
         max_body: Largest SIP body accepted.
         randbits: Random source for tags, branches, Call-IDs and boundaries.
+        control_port: Port of the HTTP control interface (:mod:`adapters.mcdata._control`);
+            None: no control interface, 0: a free port (see :attr:`control`).
+        control_host: Address the control interface listens on (loopback by default).
     """
 
     _label = "mcdata_sim"
@@ -120,8 +124,16 @@ class McdataSystemSimulator(ListeningService):
         request_timeout: float = 5.0,
         max_body: int = DEFAULT_MAX_BODY,
         randbits: RandomBits | None = None,
+        control_port: int | None = None,
+        control_host: str = "127.0.0.1",
     ) -> None:
         self.users = list(users)
+        #: The HTTP control interface, if one was asked for.
+        self.control = (
+            None
+            if control_port is None
+            else McdataControl(self, host=control_host, port=control_port)
+        )
         self.groups: dict[str, list[str]] = {g: list(m) for g, m in (groups or {}).items()}
         self.host = host
         self.port = port
@@ -605,6 +617,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--unreachable", default="", help="comma-separated users that are switched off"
     )
+    parser.add_argument(
+        "--control-port", type=int, default=None, help="HTTP control interface port (0: free)"
+    )
+    parser.add_argument("--control-host", default="127.0.0.1")
     args = parser.parse_args(argv)
     try:
         groups = _parse_groups(args.group)
@@ -618,6 +634,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         gateway_host=args.gateway_host,
         gateway_port=args.gateway_port,
+        control_port=args.control_port,
+        control_host=args.control_host,
     )
     for user in args.unreachable.split(","):
         if user.strip():
@@ -633,4 +651,6 @@ async def _serve_forever(simulator: McdataSystemSimulator) -> None:
             f"MCData simulator listening on {simulator.host}:{simulator.port} (SIP over TCP)",
             flush=True,
         )
+        if simulator.control is not None:
+            print(f"MCData simulator control interface on {simulator.control.url}", flush=True)
         await asyncio.Event().wait()

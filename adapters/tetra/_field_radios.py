@@ -12,6 +12,7 @@ PEI bytes (the codec in :mod:`protocols.tetra` does).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocols.tetra import (
@@ -45,6 +46,9 @@ class FieldRadios:
         retransmissions: Per field radio, how many SDS-TL transfers it discarded as
             retransmissions of one it already had (same sender, protocol
             identifier, message reference and content), as a terminal does.
+        on_received: Called with ``(source, destination, content)`` for every
+            non-report SDS a field radio hands to its user (load generators time
+            deliveries with it).
     """
 
     units: list[str]
@@ -52,6 +56,7 @@ class FieldRadios:
     received: dict[str, list[tuple[str, SdsContent]]] = field(default_factory=dict)
     reports: dict[str, list[tuple[str, SdsContent]]] = field(default_factory=dict)
     retransmissions: dict[str, int] = field(default_factory=dict)
+    on_received: Callable[[str, str, SdsContent], None] | None = None
     _recent: dict[tuple[str, str], OrderedDict[tuple[int, int], SdsContent]] = field(
         default_factory=dict
     )
@@ -116,6 +121,8 @@ class FieldRadios:
                 return
             content = whole
         self.received[destination].append((source, content))
+        if self.on_received is not None:
+            self.on_received(source, destination, content)
 
     def _is_retransmission(self, source: str, destination: str, content: SdsContent) -> bool:
         reference = getattr(content, "message_reference", None)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 import structlog
 
 from adapters._service import ListeningService
+from adapters.tetra._control import TetraControl
 from adapters.tetra._field_radios import FieldRadios
 from protocols.errors import LinkError, LocalProtocolError, RemoteProtocolError
 from protocols.tetra import (
@@ -63,6 +64,9 @@ class TetraNetworkSimulator(ListeningService):
         max_pdu_bits: Largest type-4 PDU announced in the ``AT+CMGS=?`` answer.
         delivery_latency: Seconds between ``+CMGS: <i>`` and ``+CMGS: <i>,4,<mr>``.
         reassembly_timeout: Seconds a field radio waits for missing text parts.
+        control_port: Port of the HTTP control interface (:mod:`adapters.tetra._control`);
+            None: no control interface, 0: a free port (see :attr:`control`).
+        control_host: Address the control interface listens on (loopback by default).
     """
 
     _label = "tetra_sim"
@@ -78,8 +82,16 @@ class TetraNetworkSimulator(ListeningService):
         max_pdu_bits: int = 2047,
         delivery_latency: float = 0.01,
         reassembly_timeout: float = 60.0,
+        control_port: int | None = None,
+        control_host: str = "127.0.0.1",
     ) -> None:
         self.radio_issi = radio_issi
+        #: The HTTP control interface, if one was asked for.
+        self.control = (
+            None
+            if control_port is None
+            else TetraControl(self, host=control_host, port=control_port)
+        )
         self.host = host
         self.port = port
         self.max_pdu_bits = max_pdu_bits
@@ -107,6 +119,11 @@ class TetraNetworkSimulator(ListeningService):
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def gateway_connected(self) -> bool:
+        """True while a gateway is connected to the simulated radio's PEI."""
+        return self._writer is not None
 
     @property
     def received(self) -> dict[str, list[tuple[str, SdsContent]]]:
@@ -459,6 +476,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--units", default="2001,2002", help="comma-separated field radio ISSIs")
     parser.add_argument("--max-pdu-bits", type=int, default=2047)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument(
+        "--control-port", type=int, default=None, help="HTTP control interface port (0: free)"
+    )
+    parser.add_argument("--control-host", default="127.0.0.1")
     args = parser.parse_args(argv)
     units = [unit.strip() for unit in args.units.split(",") if unit.strip()]
     simulator = TetraNetworkSimulator(
@@ -468,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         max_pdu_bits=args.max_pdu_bits,
         delivery_latency=args.latency,
+        control_port=args.control_port,
+        control_host=args.control_host,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve_forever(simulator))
@@ -477,4 +500,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _serve_forever(simulator: TetraNetworkSimulator) -> None:
     async with simulator:
         print(f"TETRA simulator listening on {simulator.host}:{simulator.port}", flush=True)
+        if simulator.control is not None:
+            print(f"TETRA simulator control interface on {simulator.control.url}", flush=True)
         await asyncio.Event().wait()

@@ -13,11 +13,13 @@ subclass installed on the context: asyncio itself swallows them silently.
 
 Hostile clients are bounded on the HTTPS listener (:class:`_GuardedListener`): at most
 ``max_connections`` connections at once (more are closed at once, API rejection
-``too_many_connections``), ``handshake_timeout`` seconds for the TLS handshake (TLS failure
-``handshake_timeout``), ``header_timeout`` seconds for each request head (API rejection
-``header_timeout``: slow-loris), and a ``Content-Length`` above ``max_body_bytes`` is
-answered 413 before any of the body is read (API rejection ``body_too_large``). Each
-refusal is logged and exported by ``/metrics``.
+``too_many_connections``), of which at most ``max_connections_per_address`` from one remote
+IP address (more from it are closed at once, API rejection
+``too_many_connections_from_address``), ``handshake_timeout`` seconds for the TLS
+handshake (TLS failure ``handshake_timeout``), ``header_timeout`` seconds for each
+request head (API rejection ``header_timeout``: slow-loris), and a ``Content-Length``
+above ``max_body_bytes`` is answered 413 before any of the body is read (API rejection
+``body_too_large``). Each refusal is logged and exported by ``/metrics``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from adapters._limits import AddressLimiter, peer_address
 from certs import load_bundle, reload_context, server_context
 from gateway.api.app import ApiError, Auth, Handler, create_app, create_monitoring_app
 from gateway.api.recorder import Recorder
@@ -134,6 +137,7 @@ class _GuardedConnection(asyncio.Protocol):
         self._served = 0  # requests handled
         self._partial = False  # bytes received while no request is being handled
         self.peer = ""
+        self.address = ""  # the remote IP address (per-address limit)
 
     # ------------------------------------------------------------------ TCP, then TLS
 
@@ -143,6 +147,7 @@ class _GuardedConnection(asyncio.Protocol):
         raw = cast(asyncio.Transport, transport)
         self._raw = raw
         self.peer = _peer(raw)
+        self.address = peer_address(raw.get_extra_info("peername"))
         if not self._listener.admit(self):
             raw.abort()
             return
@@ -280,6 +285,7 @@ class _GuardedListener:
         self.settings = settings
         self.recorder = recorder
         self.connections: set[_GuardedConnection] = set()
+        self.per_address = AddressLimiter(settings.max_connections_per_address)
         self.by_transport: dict[asyncio.BaseTransport, _GuardedConnection] = {}
         self._server: web.Server | None = None
 
@@ -298,18 +304,33 @@ class _GuardedListener:
         return _GuardedConnection(self)
 
     def admit(self, connection: _GuardedConnection) -> bool:
-        """Count a new connection in, or refuse it (log, metric) above ``max_connections``."""
+        """Count a new connection in, or refuse it (log, metric).
+
+        Refused above ``max_connections`` in all, or above ``max_connections_per_address``
+        from the connection's remote address.
+        """
         limit = self.settings.max_connections
         if len(self.connections) >= limit:
             self.recorder.api_rejections["too_many_connections"] += 1
             log.warning("api.connection_refused", peer=connection.peer, limit=limit)
+            return False
+        if not self.per_address.admit(connection.address):
+            self.recorder.api_rejections["too_many_connections_from_address"] += 1
+            log.warning(
+                "api.connection_refused_per_address",
+                peer=connection.peer,
+                address=connection.address,
+                limit=self.per_address.limit,
+            )
             return False
         self.connections.add(connection)
         return True
 
     def release(self, connection: _GuardedConnection) -> None:
         """Count a connection out (idempotent)."""
-        self.connections.discard(connection)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.per_address.release(connection.address)
         for transport in [t for t, c in self.by_transport.items() if c is connection]:
             del self.by_transport[transport]
 

@@ -12,6 +12,7 @@
     handshake_timeout = 10.0             # seconds for a client to complete the TLS handshake
     header_timeout = 10.0                # seconds for a complete request head (and keep-alive)
     max_connections = 256                # connections served at once; more are refused
+    max_connections_per_address = 32     # of those, from one remote address at most
 
 Relative paths are taken from the working directory, as for ``[journal] path``.
 """
@@ -39,6 +40,8 @@ DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 DEFAULT_HEADER_TIMEOUT = 10.0
 #: Default number of connections (handshaking or served) on the HTTPS listener at once.
 DEFAULT_MAX_CONNECTIONS = 256
+#: Default number of those one remote address may hold (capped at ``max_connections``).
+DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 32
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +69,10 @@ class ApiSettings:
             connection is closed quietly).
         max_connections: Connections on the HTTPS listener at once (TLS handshakes
             included); more are closed at once (API rejection ``too_many_connections``).
+        max_connections_per_address: Connections one remote IP address may hold at once
+            (1 to ``max_connections``; default 32 or ``max_connections`` if lower); more
+            from it are closed at once (API rejection
+            ``too_many_connections_from_address``), so one address cannot take every slot.
     """
 
     host: str
@@ -82,6 +89,7 @@ class ApiSettings:
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_connections_per_address: int = DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -153,6 +161,21 @@ def parse_api(table: Table) -> ApiSettings | None:
     assert listen is not None
     metrics = _listen(table, "metrics_listen", required=False)
     console: str | None = table.string("console_dir", None)
+    max_connections = int(
+        table.number("max_connections", float(DEFAULT_MAX_CONNECTIONS), minimum=1)
+    )
+    per_address = int(
+        table.number(
+            "max_connections_per_address",
+            float(min(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, max_connections)),
+            minimum=1,
+        )
+    )
+    if per_address > max_connections:
+        raise table.error(
+            "max_connections_per_address",
+            f"{per_address} must be at most max_connections ({max_connections}).",
+        )
     settings = ApiSettings(
         host=listen[0],
         port=listen[1],
@@ -167,9 +190,8 @@ def parse_api(table: Table) -> ApiSettings | None:
         console_dir=Path(console) if console else None,
         handshake_timeout=_seconds(table, "handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT),
         header_timeout=_seconds(table, "header_timeout", DEFAULT_HEADER_TIMEOUT),
-        max_connections=int(
-            table.number("max_connections", float(DEFAULT_MAX_CONNECTIONS), minimum=1)
-        ),
+        max_connections=max_connections,
+        max_connections_per_address=per_address,
     )
     table.finish()
     if metrics is not None and metrics == listen and listen[1] != 0:

@@ -1,15 +1,37 @@
-"""The store-and-forward journal: durability order, recovery order, duplicates, group commit."""
+"""The store-and-forward journal: durability order, recovery order, duplicates, group commit.
+
+The shared tests run on both backends (SQLite and PostgreSQL, fixture ``store``); the
+PostgreSQL server is a private one (``tests/postgres.py``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
-from gateway.journal import AsyncJournal, Journal, JournalError, NewEntry
+from gateway.config import parse_config
+from gateway.journal import (
+    AsyncJournal,
+    Journal,
+    JournalError,
+    JournalStore,
+    NewEntry,
+    SqliteJournal,
+    open_journal,
+)
+from gateway.journal_pg import PostgresJournal, namespace_for, redact_url
+from protocols.errors import ConfigError
 from protocols.schema import v1
 
 
@@ -23,6 +45,33 @@ def entry(message_id: bytes, priority: int, queue: str = "egress:FR", **kw: obje
     )
 
 
+@dataclass
+class Stores:
+    """Opens journals of one backend, all at the same place (a file, or a schema)."""
+
+    kind: str
+    opener: Callable[[], JournalStore]
+    opened: list[JournalStore] = field(default_factory=list)
+
+    def open(self) -> JournalStore:
+        store = self.opener()
+        self.opened.append(store)
+        return store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stores]:
+    if request.param == "sqlite":
+        stores = Stores("sqlite", lambda: Journal(tmp_path / "j.sqlite3"))
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        namespace = f"euccs_test_{uuid.uuid4().hex[:12]}"
+        stores = Stores("postgres", lambda: PostgresJournal(url, namespace=namespace))
+    yield stores
+    for opened in stores.opened:
+        opened.close()
+
+
 def test_wal_mode_and_full_sync_are_in_force(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     db = sqlite3.connect(tmp_path / "j.sqlite3")
@@ -31,9 +80,8 @@ def test_wal_mode_and_full_sync_are_in_force(tmp_path: Path) -> None:
     db.close()
 
 
-def test_recovery_is_most_urgent_first_then_arrival_order(tmp_path: Path) -> None:
-    path = tmp_path / "j.sqlite3"
-    journal = Journal(path)
+def test_recovery_is_most_urgent_first_then_arrival_order(store: Stores) -> None:
+    journal = store.open()
     journal.run_batch(
         [
             lambda j: j.add([entry(b"r1", v1.PRIORITY_ROUTINE)]),
@@ -45,7 +93,7 @@ def test_recovery_is_most_urgent_first_then_arrival_order(tmp_path: Path) -> Non
         ]
     )
     journal.close()
-    recovered = Journal(path).recover()
+    recovered = store.open().recover()
     assert [e.message_id for e in recovered.entries] == [b"e1", b"h1", b"r1", b"r2"]
     assert recovered.entries[0].expires_at == 99.5
     assert recovered.entries[3].meta == {"issi": "1001"}
@@ -55,29 +103,49 @@ def test_recovery_is_most_urgent_first_then_arrival_order(tmp_path: Path) -> Non
     assert recovered.epoch == 1
 
 
-def test_epoch_grows_with_every_recovery(tmp_path: Path) -> None:
-    path = tmp_path / "j.sqlite3"
+def test_epoch_grows_with_every_recovery(store: Stores) -> None:
     epochs = []
     for _ in range(3):
-        journal = Journal(path)
+        journal = store.open()
         epochs.append(journal.recover().epoch)
         journal.close()
     assert epochs == [1, 2, 3]
 
 
-def test_removed_entries_do_not_come_back(tmp_path: Path) -> None:
-    path = tmp_path / "j.sqlite3"
-    journal = Journal(path)
+def test_removed_entries_do_not_come_back(store: Stores) -> None:
+    journal = store.open()
     [[ok, ids]] = journal.run_batch([lambda j: j.add([entry(b"a", 1), entry(b"b", 1)])])
     assert ok
     assert journal.run_batch([lambda j: j.remove([ids[0], 12345])]) == [(True, 1)]
     assert journal.count() == 1
     journal.close()
-    assert [e.message_id for e in Journal(path).recover().entries] == [b"b"]
+    assert [e.message_id for e in store.open().recover().entries] == [b"b"]
 
 
-def test_seen_ids_suppress_duplicates_until_pruned(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.sqlite3")
+def test_meta_and_origins_are_replaced_and_dropped(store: Stores) -> None:
+    journal = store.open()
+    [[_, [entry_id]]] = journal.run_batch([lambda j: j.add([entry(b"m", 1, meta={"a": 1})])])
+    journal.run_batch(
+        [
+            lambda j: j.update_meta(entry_id, {"reference": 42, "target": "2001"}),
+            lambda j: j.put_origin(b"o1", {"v": 1}, 10.0),
+            lambda j: j.put_origin(b"o1", {"v": 2}, 20.0),
+            lambda j: j.put_origin(b"o2", {"v": 3}, 5.0),
+            lambda j: j.put_origin(b"o3", {"v": 4}, 30.0),
+            lambda j: j.drop_origin(b"o3"),
+            lambda j: j.set_ref("tetra", "2001", 5),
+            lambda j: j.set_ref("tetra", "2001", 6),
+        ]
+    )
+    assert journal.run_batch([lambda j: j.prune_origins(before=15.0)]) == [(True, 1)]
+    recovered = journal.recover()
+    assert recovered.entries[0].meta == {"reference": 42, "target": "2001"}
+    assert recovered.origins == {b"o1": {"v": 2}}
+    assert recovered.refs == {("tetra", "2001"): 6}
+
+
+def test_seen_ids_suppress_duplicates_until_pruned(store: Stores) -> None:
+    journal = store.open()
     results = journal.run_batch(
         [
             lambda j: j.mark_seen(b"m1", 100.0),
@@ -91,10 +159,10 @@ def test_seen_ids_suppress_duplicates_until_pruned(tmp_path: Path) -> None:
     assert [value for _ok, value in results] == [True, False, True, 1, False, True]
 
 
-def test_a_failing_operation_is_rolled_back_alone(tmp_path: Path) -> None:
-    journal = Journal(tmp_path / "j.sqlite3")
+def test_a_failing_operation_is_rolled_back_alone(store: Stores) -> None:
+    journal = store.open()
 
-    def half_then_fail(j: Journal) -> None:
+    def half_then_fail(j: JournalStore) -> None:
         j.add([entry(b"half", 1)])
         raise ValueError("boom")
 
@@ -106,6 +174,24 @@ def test_a_failing_operation_is_rolled_back_alone(tmp_path: Path) -> None:
     assert sorted(e.message_id for e in journal.recover().entries) == [b"x", b"y"]
 
 
+def test_a_failing_statement_is_a_journal_error_for_its_operation_only(store: Stores) -> None:
+    journal = store.open()
+
+    def bad_statement(j: JournalStore) -> None:
+        j.add([entry(b"half", 1)])
+        j.set_ref("tetra", "2001", 2**40)  # out of range for the stored column
+
+    results = journal.run_batch(
+        [lambda j: j.add([entry(b"x", 1)]), bad_statement, lambda j: j.add([entry(b"y", 1)])]
+    )
+    if store.kind == "sqlite":  # SQLite stores any integer: the op succeeds there
+        assert [ok for ok, _ in results] == [True, True, True]
+        return
+    assert [ok for ok, _ in results] == [True, False, True]
+    assert isinstance(results[1][1], JournalError)
+    assert sorted(e.message_id for e in journal.recover().entries) == [b"x", b"y"]
+
+
 def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -113,8 +199,8 @@ def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
         Journal(blocker / "j.sqlite3")
 
 
-async def test_concurrent_submissions_share_commits(tmp_path: Path) -> None:
-    journal = AsyncJournal(tmp_path / "j.sqlite3")
+async def test_concurrent_submissions_share_commits(store: Stores) -> None:
+    journal = AsyncJournal(store.open())
     journal.recover()
     journal.start()
     try:
@@ -123,7 +209,7 @@ async def test_concurrent_submissions_share_commits(tmp_path: Path) -> None:
         )
         assert sorted(i for [i] in ids) == list(range(1, 201))
         assert journal.operations == 200
-        assert journal.commits < 200  # grouped: fewer fsyncs than operations
+        assert journal.commits < 200  # grouped: fewer commits than operations
         with pytest.raises(ValueError, match="bad op"):
             await journal.submit(_bad_op)
         assert journal.journal.count() == 200
@@ -133,9 +219,225 @@ async def test_concurrent_submissions_share_commits(tmp_path: Path) -> None:
         await journal.submit(lambda j: j.count())
 
 
-def _add_one(i: int, j: Journal) -> list[int]:
+def test_async_journal_still_opens_a_sqlite_file(tmp_path: Path) -> None:
+    journal = AsyncJournal(tmp_path / "j.sqlite3")
+    assert isinstance(journal.journal, SqliteJournal)
+    assert journal.location == str(tmp_path / "j.sqlite3")
+    journal.close()
+
+
+def _add_one(i: int, j: JournalStore) -> list[int]:
     return j.add([entry(bytes([i]), 1)])
 
 
-def _bad_op(j: Journal) -> None:
+def _bad_op(j: JournalStore) -> None:
     raise ValueError("bad op")
+
+
+# ---------------------------------------------------------------------- PostgreSQL only
+
+
+def _terminate(url: str, pid: int) -> None:
+    """Kill one server connection from another and wait until the server has let it go."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        deadline = time.monotonic() + 30.0
+        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+            assert time.monotonic() < deadline, "the server kept the terminated connection"
+            time.sleep(0.01)
+
+
+def _backend_pid(journal: PostgresJournal) -> int:
+    [(ok, pid)] = journal.run_batch([lambda _j: _pid_of_batch(journal)])
+    assert ok
+    return int(pid)
+
+
+def _pid_of_batch(journal: PostgresJournal) -> int:
+    row = journal._current().execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture
+def pg(postgres_url: str) -> Iterator[PostgresJournal]:
+    journal = PostgresJournal(postgres_url, namespace=f"euccs_test_{uuid.uuid4().hex[:12]}")
+    yield journal
+    journal.close()
+
+
+def test_durability_settings_are_in_force(pg: PostgresJournal) -> None:
+    def settings(_j: JournalStore) -> tuple[Any, ...]:
+        row = (
+            pg._current()
+            .execute("SELECT current_setting('synchronous_commit'), current_setting('fsync')")
+            .fetchone()
+        )
+        assert row is not None
+        return tuple(row)
+
+    assert pg.run_batch([settings]) == [(True, ("on", "on"))]
+
+
+def test_a_connection_killed_while_idle_is_replaced(postgres_url: str, pg: PostgresJournal) -> None:
+    pg.run_batch([lambda j: j.add([entry(b"before", 1)])])
+    _terminate(postgres_url, _backend_pid(pg))
+    [(ok, ids)] = pg.run_batch([lambda j: j.add([entry(b"after", 1)])])
+    assert ok, ids
+    assert _backend_pid(pg) > 0
+    assert [e.message_id for e in pg.recover().entries] == [b"before", b"after"]
+
+
+def test_a_connection_killed_in_a_batch_fails_that_batch_only(
+    postgres_url: str, pg: PostgresJournal
+) -> None:
+    def killed_midway(j: JournalStore) -> None:
+        j.add([entry(b"lost-1", 1)])
+        _terminate(postgres_url, _pid_of_batch(pg))
+        j.add([entry(b"lost-2", 1)])
+
+    with pytest.raises(JournalError, match="connection lost"):
+        pg.run_batch([lambda j: j.add([entry(b"lost-0", 1)]), killed_midway])
+    assert pg.run_batch([lambda j: j.add([entry(b"next", 1)])])[0][0]
+    assert [e.message_id for e in pg.recover().entries] == [b"next"]
+
+
+async def test_async_journal_survives_a_lost_connection(postgres_url: str) -> None:
+    store = PostgresJournal(postgres_url, namespace=f"euccs_test_{uuid.uuid4().hex[:12]}")
+    journal = AsyncJournal(store)
+    journal.recover()
+    journal.start()
+    try:
+
+        def killed_midway(j: JournalStore) -> None:
+            _terminate(postgres_url, _pid_of_batch(store))
+            j.add([entry(b"lost", 1)])
+
+        with pytest.raises(JournalError, match="connection lost"):
+            await journal.submit(killed_midway)
+        [kept] = await journal.submit(lambda j: j.add([entry(b"kept", 1)]))
+        assert await journal.submit(lambda j: j.count()) == 1
+        assert await journal.submit(lambda j: j.remove([kept])) == 1
+    finally:
+        journal.close()
+
+
+def test_two_gateways_share_a_database_without_seeing_each_other(postgres_url: str) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    kehl = PostgresJournal(postgres_url, namespace=namespace_for(f"gw-de-kehl-{suffix}"))
+    strasbourg = PostgresJournal(postgres_url, namespace=namespace_for(f"gw-fr-sxb-{suffix}"))
+    try:
+        kehl.run_batch(
+            [
+                lambda j: j.add([entry(b"de-1", 1)]),
+                lambda j: j.mark_seen(b"m", 1.0),
+                lambda j: j.set_ref("tetra", "1", 3),
+            ]
+        )
+        strasbourg.run_batch([lambda j: j.add([entry(b"fr-1", 2), entry(b"fr-2", 1)])])
+        assert kehl.recover().epoch == 1
+        de, fr = kehl.recover(), strasbourg.recover()
+        assert [e.message_id for e in de.entries] == [b"de-1"]
+        assert [e.message_id for e in fr.entries] == [b"fr-1", b"fr-2"]
+        assert (de.refs, fr.refs) == ({("tetra", "1"): 3}, {})
+        assert (de.epoch, fr.epoch) == (2, 1)
+        assert strasbourg.run_batch([lambda j: j.is_seen(b"m")]) == [(True, False)]
+    finally:
+        kehl.close()
+        strasbourg.close()
+
+
+def test_an_unreachable_server_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(JournalError, match="cannot open the journal") as caught:
+        PostgresJournal(f"postgresql://u:secret@127.0.0.1:{port}/db", namespace="euccs_x")
+    assert "secret" not in str(caught.value)
+
+
+def test_long_and_odd_gateway_names_make_valid_distinct_namespaces() -> None:
+    assert namespace_for("gw-de-kehl") == "euccs_gw-de-kehl"
+    long_a, long_b = namespace_for("a" * 64), namespace_for("a" * 63 + "b")
+    assert long_a != long_b
+    assert max(len(long_a.encode()), len(long_b.encode())) <= 63
+    with pytest.raises(ConfigError, match="namespace"):
+        PostgresJournal("postgresql://127.0.0.1/db", namespace="x" * 64)
+
+
+def test_the_location_never_shows_a_password() -> None:
+    assert redact_url("postgresql://gw:s3cret@db.example:5432/euccs") == (
+        "postgresql://gw:***@db.example:5432/euccs"
+    )
+    assert redact_url("postgres://db/euccs?password=s3cret&sslmode=require") == (
+        "postgres://db/euccs?password=***&sslmode=require"
+    )
+    assert redact_url("postgresql://gw@db/euccs") == "postgresql://gw@db/euccs"
+
+
+# ---------------------------------------------------------------------- configuration
+
+_CONFIG = """
+[gateway]
+name = "gw-de-kehl"
+nation = "DE"
+[federation]
+transport = "local"
+partners = ["FR"]
+"""
+
+
+def test_journal_url_selects_postgresql_and_path_stays_the_default() -> None:
+    config = parse_config(_CONFIG + '[journal]\nurl = "postgresql://gw@db.example:5432/euccs"\n')
+    assert config.journal_url == "postgresql://gw@db.example:5432/euccs"
+    assert config.journal_path is None
+    assert parse_config(_CONFIG + '[journal]\nurl = "postgres://db/euccs"\n').journal_url
+    plain = parse_config(_CONFIG + '[journal]\npath = "/var/lib/euccs/j.sqlite3"\n')
+    assert (plain.journal_url, plain.journal_path) == (None, "/var/lib/euccs/j.sqlite3")
+
+
+@pytest.mark.parametrize(
+    ("journal", "message"),
+    [
+        ('url = "mysql://db/euccs"', r"journal\.url: .*postgresql://"),
+        ('url = "db.example:5432"', r"journal\.url: .*postgresql://"),
+        ('url = ""', r"journal\.url: .*postgresql://"),
+        ('url = "postgresql://db/e"\npath = "j.sqlite3"', r"journal\.url: .*not both"),
+    ],
+)
+def test_journal_url_is_validated(journal: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_CONFIG + "[journal]\n" + journal + "\n")
+
+
+async def test_open_journal_follows_the_configuration(postgres_url: str, tmp_path: Path) -> None:
+    name = f"gw-de-{uuid.uuid4().hex[:8]}"
+    config = parse_config(
+        _CONFIG.replace("gw-de-kehl", name) + f'[journal]\nurl = "{postgres_url}"\n'
+    )
+    journal = open_journal(config, config.name, path=tmp_path / "unused.sqlite3")
+    try:
+        assert isinstance(journal.journal, PostgresJournal)
+        assert journal.journal.namespace == f"euccs_{name}"
+        assert journal.location.startswith(postgres_url)
+        assert journal.recover().epoch == 1
+        journal.start()
+        assert await journal.submit(lambda j: j.add([entry(b"a", 1)])) == [1]
+    finally:
+        journal.close()
+    assert not (tmp_path / "unused.sqlite3").exists()
+    sqlite = open_journal(parse_config(_CONFIG), "gw-de-kehl", path=tmp_path / "j.sqlite3")
+    try:
+        assert sqlite.location == str(tmp_path / "j.sqlite3")
+    finally:
+        sqlite.close()
+
+
+def test_without_the_postgres_extra_the_error_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed
+    with pytest.raises(ConfigError, match=r"pip install 'euccs-gateway\[postgres\]'"):
+        PostgresJournal("postgresql://db/euccs", namespace="euccs_x")

@@ -440,6 +440,24 @@ def test_push_front_returns_entry_to_head_keeping_seq_and_enqueue_time() -> None
     assert (again.seq, again.enqueued_at) == (0, 0.0)
 
 
+@given(st.permutations(range(6)), st.integers(min_value=0, max_value=3))
+def test_entries_put_back_in_any_order_keep_their_admission_order(
+    order: list[int], later: int
+) -> None:
+    """Concurrent sends fail in any order: put back, they go out in their first order."""
+    s = make()
+    for i in range(6):
+        s.offer(f"r{i}", R, size=1, now=0.0)
+    taken = [s.pop(0.0) for _ in range(6)]
+    for i in range(later):  # admitted while the others were out
+        s.offer(f"late{i}", R, size=1, now=1.0)
+    for index in order:
+        entry = taken[index]
+        assert entry is not None
+        s.push_front(entry)
+    assert drain(s, 1.0) == [f"r{i}" for i in range(6)] + [f"late{i}" for i in range(later)]
+
+
 def test_pushed_back_entry_keeps_aging_from_its_first_enqueue() -> None:
     s = make()
     s.offer("r", R, size=1, now=0.0)

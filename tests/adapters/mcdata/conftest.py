@@ -142,6 +142,32 @@ class RawSip:
             await self.writer.wait_closed()
 
 
+@contextlib.asynccontextmanager
+async def mcx_and_adapter(
+    *, inbound_timeout: float, **options: Any
+) -> AsyncIterator[tuple[McdataAdapter, McdataSystemSimulator]]:
+    """A simulated MCX system (no groups) and an adapter connected to it.
+
+    ``options`` go into the adapter's config (:func:`make_config`).
+    """
+    recorder = Recorder()
+    async with McdataSystemSimulator(
+        users=(ALICE, BOB, CAROL), groups={}, request_timeout=2.0
+    ) as sim:
+        rng = random.Random(7)
+        adapter = McdataAdapter(
+            make_config(sim.port, **options),
+            recorder,
+            random=rng.random,
+            randbits=rng.getrandbits,
+            inbound_timeout=inbound_timeout,
+        )
+        async with adapter:
+            sim.gateway_port = adapter.listen_port
+            await adapter.wait_connected(5.0)
+            yield adapter, sim
+
+
 @pytest.fixture
 def sim_options() -> dict[str, Any]:
     return {}

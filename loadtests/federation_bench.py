@@ -1,0 +1,777 @@
+"""``euccs-gw bench``: the gateway path against two TLS-bridged Mosquitto brokers, one run.
+
+Both paths carry the same traffic from a radio network in country A to one in country B:
+
+gateway path
+    simulated TETRA network (PEI over TCP) -> gateway A (adapter, interworking, journal,
+    priority queues) -> MQTT 5 over mutual TLS through Mosquitto -> gateway B -> simulated
+    TETRA network. Every message is a real SDS-TL text (or, for emergencies, a LIP
+    emergency location), decoded, journalled, federated in the protobuf schema and
+    delivered to a field radio with ``AT+CMGS``.
+peer path
+    an MQTT client publishes raw payloads at QoS 1 to broker A, which is bridged to
+    broker B over mutual TLS (``topic euccs/# out 1``); a client on B receives them.
+
+For each path the harness measures
+
+* capacity: messages per second delivered end to end while the sender keeps the path
+  saturated;
+* latency p50/p95/p99/max at 25 %, 50 % and 90 % of that capacity (open-loop senders at a
+  fixed rate);
+* the emergency test: routine traffic at 2x capacity plus one emergency message every
+  100 ms on its own connection; the emergencies' latency percentiles and losses.
+
+Latency is measured from the moment the sender hands a message to its first hop (the PEI
+write, the PUBLISH) to the moment the receiving radio (client) has it; both ends run in
+this process on one monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = ["BenchOptions", "PathFigures", "run_bench"]
+
+#: Share of capacity of the three fixed-rate latency runs.
+LOAD_LEVELS = (0.25, 0.50, 0.90)
+#: One emergency message every this many seconds during the overload test.
+EMERGENCY_EVERY = 0.100
+#: Routine payload (bytes) of the peer path; the gateway path's texts give envelopes of
+#: about this size on the federation link.
+PAYLOAD_BYTES = 256
+#: How a routine text carries its number (the gateway prefixes the sender's identity).
+_NUMBERED = re.compile(r"\bB(\d{8})\b")
+#: Text length of the gateway path's routine SDS (one SDS-TL PDU, no concatenation).
+TEXT_CHARS = 120
+
+
+@dataclass
+class BenchOptions:
+    """What to measure and for how long (the defaults keep a run under 3 minutes)."""
+
+    capacity_seconds: float = 10.0
+    level_seconds: float = 8.0
+    overload_seconds: float = 10.0
+    drain_seconds: float = 15.0
+    paths: tuple[str, ...] = ("gateway", "peer")
+    out: TextIO = field(default_factory=lambda: sys.stderr)
+
+    @classmethod
+    def quick(cls, paths: tuple[str, ...] = ("gateway", "peer")) -> BenchOptions:
+        """Short phases: a smoke run of the whole harness (figures are rough)."""
+        return cls(
+            capacity_seconds=3.0,
+            level_seconds=2.0,
+            overload_seconds=3.0,
+            drain_seconds=10.0,
+            paths=paths,
+        )
+
+    def scaled(self, seconds: float) -> BenchOptions:
+        """The same run with measuring phases of ``seconds``."""
+        if not 1.0 <= seconds <= 600.0:
+            raise ValueError(f"--seconds must be between 1 and 600, not {seconds}")
+        return BenchOptions(
+            capacity_seconds=seconds,
+            level_seconds=seconds * 0.8,
+            overload_seconds=seconds,
+            drain_seconds=max(10.0, seconds * 1.5),
+            paths=self.paths,
+            out=self.out,
+        )
+
+    def say(self, text: str) -> None:
+        """Progress output (never on stdout, which carries the JSON line)."""
+        print(text, file=self.out, flush=True)
+
+
+@dataclass
+class Latency:
+    """Latency percentiles in milliseconds, and what was sent and lost."""
+
+    offered_rate: float
+    sent: int
+    delivered: int
+    lost: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
+@dataclass
+class PathFigures:
+    """Everything measured on one path."""
+
+    name: str
+    capacity_msg_s: float = 0.0
+    levels: dict[str, Latency] = field(default_factory=dict)
+    overload_routine: Latency | None = None
+    overload_emergency: Latency | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Probe:
+    """Send and delivery times of numbered messages on one monotonic clock."""
+
+    def __init__(self) -> None:
+        self.sent: dict[int, float] = {}
+        self.delivered: dict[int, float] = {}
+        self._next = 0
+        self.arrived = asyncio.Event()
+
+    def number(self) -> int:
+        """Reserve the next message number."""
+        self._next += 1
+        return self._next
+
+    def mark_sent(self, number: int) -> None:
+        """The message left the sender."""
+        self.sent[number] = time.perf_counter()
+
+    def mark_delivered(self, number: int) -> None:
+        """The message reached its receiver (a duplicate keeps its first time)."""
+        self.delivered.setdefault(number, time.perf_counter())
+        self.arrived.set()
+
+    def window(self, numbers: range) -> Latency:
+        """Latency of the messages numbered in ``numbers`` that were sent."""
+        sent = [n for n in numbers if n in self.sent]
+        delays = sorted(
+            (self.delivered[n] - self.sent[n]) * 1000.0 for n in sent if n in self.delivered
+        )
+        return Latency(
+            offered_rate=0.0,
+            sent=len(sent),
+            delivered=len(delays),
+            lost=len(sent) - len(delays),
+            p50_ms=_percentile(delays, 50),
+            p95_ms=_percentile(delays, 95),
+            p99_ms=_percentile(delays, 99),
+            max_ms=round(delays[-1], 3) if delays else None,
+        )
+
+    async def wait_delivered(self, numbers: range, seconds: float) -> None:
+        """Wait until every sent message of ``numbers`` arrived, or ``seconds`` passed."""
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            if all(n in self.delivered for n in numbers if n in self.sent):
+                return
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), 0.2)
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile of sorted ``values``."""
+    if not values:
+        return None
+    rank = max(1, math.ceil(pct / 100.0 * len(values)))
+    return round(values[rank - 1], 3)
+
+
+SendOne = Callable[[int], Awaitable[None]]
+
+
+async def _open_loop(send: SendOne, probe: Probe, rate: float, seconds: float) -> range:
+    """Send at ``rate`` messages per second for ``seconds``; return the numbers used.
+
+    The sender never waits for deliveries; if the first hop pushes back (a full TCP
+    window), the rate it reaches is lower and counted as such.
+    """
+    first = probe._next + 1
+    start = time.perf_counter()
+    done = 0
+    tick = 0.002
+    while (elapsed := time.perf_counter() - start) < seconds:
+        due = int(rate * elapsed) - done
+        for _ in range(max(0, due)):
+            number = probe.number()
+            probe.mark_sent(number)
+            await send(number)
+            done += 1
+        await asyncio.sleep(tick)
+    return range(first, probe._next + 1)
+
+
+async def _saturate(
+    send: SendOne, probe: Probe, seconds: float, outstanding: int
+) -> tuple[range, float]:
+    """Keep ``outstanding`` messages in flight for ``seconds``; return numbers and rate.
+
+    The rate counts deliveries in the second half of the run (steady state).
+    """
+    first = probe._next + 1
+    start = time.perf_counter()
+    half = start + seconds / 2
+    while time.perf_counter() - start < seconds:
+        in_flight = sum(1 for n in range(first, probe._next + 1) if n not in probe.delivered)
+        for _ in range(max(0, outstanding - in_flight)):
+            number = probe.number()
+            probe.mark_sent(number)
+            await send(number)
+        probe.arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(probe.arrived.wait(), 0.05)
+    end = time.perf_counter()
+    numbers = range(first, probe._next + 1)
+    late = sum(1 for n in numbers if half <= probe.delivered.get(n, 0.0) <= end)
+    return numbers, late / (end - half)
+
+
+@dataclass
+class PathDriver:
+    """How a path's harness sends and observes messages."""
+
+    name: str
+    routine: SendOne
+    emergency: SendOne
+    probe: Probe
+    emergency_probe: Probe
+    outstanding: int
+    notes: list[str] = field(default_factory=list)
+
+
+async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
+    """Capacity, latency at fixed loads, and the emergency test on one path."""
+    figures = PathFigures(name=driver.name, notes=driver.notes)
+    say = options.say
+    say(f"[{driver.name}] capacity: saturating for {options.capacity_seconds:.0f} s")
+    numbers, capacity = await _saturate(
+        driver.routine, driver.probe, options.capacity_seconds, driver.outstanding
+    )
+    await driver.probe.wait_delivered(numbers, options.drain_seconds)
+    figures.capacity_msg_s = round(capacity, 1)
+    say(f"[{driver.name}] capacity {capacity:,.0f} msg/s delivered end to end")
+    if capacity <= 0:
+        figures.notes.append("nothing was delivered: no latency figures")
+        return figures
+    for level in LOAD_LEVELS:
+        rate = capacity * level
+        numbers = await _open_loop(driver.routine, driver.probe, rate, options.level_seconds)
+        await driver.probe.wait_delivered(numbers, options.drain_seconds)
+        latency = driver.probe.window(numbers)
+        latency.offered_rate = round(len(numbers) / options.level_seconds, 1)
+        figures.levels[f"{round(level * 100)}%"] = latency
+        say(
+            f"[{driver.name}] {level:.0%} load ({rate:,.0f} msg/s): p50 {latency.p50_ms} ms, "
+            f"p99 {latency.p99_ms} ms, lost {latency.lost}"
+        )
+    say(
+        f"[{driver.name}] emergency test: routine at 2x capacity ({2 * capacity:,.0f} msg/s) "
+        f"for {options.overload_seconds:.0f} s, one emergency every "
+        f"{EMERGENCY_EVERY * 1000:.0f} ms"
+    )
+    routine_task = asyncio.create_task(
+        _open_loop(driver.routine, driver.probe, 2 * capacity, options.overload_seconds)
+    )
+    emergencies = await _open_loop(
+        driver.emergency, driver.emergency_probe, 1 / EMERGENCY_EVERY, options.overload_seconds
+    )
+    routine = await routine_task
+    await driver.emergency_probe.wait_delivered(emergencies, options.drain_seconds)
+    await driver.probe.wait_delivered(routine, options.drain_seconds)
+    figures.overload_emergency = driver.emergency_probe.window(emergencies)
+    figures.overload_emergency.offered_rate = 1 / EMERGENCY_EVERY
+    figures.overload_routine = driver.probe.window(routine)
+    figures.overload_routine.offered_rate = round(len(routine) / options.overload_seconds, 1)
+    e = figures.overload_emergency
+    say(
+        f"[{driver.name}] emergencies: p50 {e.p50_ms} ms, p99 {e.p99_ms} ms, "
+        f"max {e.max_ms} ms, lost {e.lost} of {e.sent}; routine lost "
+        f"{figures.overload_routine.lost} of {figures.overload_routine.sent}"
+    )
+    return figures
+
+
+# ---------------------------------------------------------------------- gateway path
+
+
+@contextlib.asynccontextmanager
+async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[PathDriver]:
+    """Two gateways federated over Mosquitto with mutual TLS, TETRA simulators on both ends."""
+    from adapters.tetra import TetraNetworkSimulator
+    from gateway.config import parse_config
+    from gateway.demo import _mqtt_backbone
+    from gateway.demo_configs import DEMO_UNITS, GATEWAY_RADIO, demo_config_text
+    from gateway.federation import LocalFederationBus
+    from gateway.runner import build_gateways
+    from protocols.tetra import LocationReport, TextSds
+
+    sender = next(u for u in DEMO_UNITS if u.nation == "DE")
+    target = next(u for u in DEMO_UNITS if u.nation == "FR")
+    sos_radio, sos_unit = "9000001", "2099"
+    probe, emergency_probe = Probe(), Probe()
+
+    def received(_source: str, _destination: str, content: Any) -> None:
+        if isinstance(content, TextSds) and (match := _NUMBERED.search(content.text)):
+            probe.mark_delivered(int(match[1]))
+        elif isinstance(content, LocationReport) and content.longitude is not None:
+            emergency_probe.mark_delivered(round((content.longitude - 7.0) * 10_000))
+
+    units_de = [u.issi for u in DEMO_UNITS if u.nation == "DE"]
+    units_fr = [u.issi for u in DEMO_UNITS if u.nation == "FR"]
+    delivery = "\n".join(
+        [
+            "queue_max_messages = 20000",
+            "window = 1024",
+        ]
+    )
+    async with (
+        TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["DE"], units=units_de) as sim_de,
+        TetraNetworkSimulator(radio_issi=sos_radio, units=[sos_unit]) as sim_sos,
+        TetraNetworkSimulator(
+            radio_issi=GATEWAY_RADIO["FR"], units=units_fr, delivery_latency=0.0
+        ) as sim_fr,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        sim_fr.radios.on_received = received
+        de_text = demo_config_text("DE", partner="FR", pei_port=sim_de.port, delivery=delivery)
+        de_text += _sos_adapter(sim_sos.port, sos_radio, sos_unit, target.unit, target.alias_abroad)
+        configs = [
+            parse_config(de_text, source="bench:DE"),
+            parse_config(
+                demo_config_text("FR", partner="DE", pei_port=sim_fr.port, delivery=delivery),
+                source="bench:FR",
+            ),
+        ]
+        backbone = await stack.enter_async_context(_mqtt_backbone(state, configs))
+        gateways = build_gateways(
+            configs, LocalFederationBus(), state_dir=state, link_factory=backbone.link
+        )
+        for gateway in gateways:
+            await stack.enter_async_context(gateway.running())
+        for gateway in gateways:
+            await gateway.wait_ready(15.0)
+        await backbone.wait_connected(15.0)
+        padding = "x" * TEXT_CHARS
+
+        async def routine(number: int) -> None:
+            text = f"B{number:08d} {padding}"[:TEXT_CHARS]
+            await sim_de.send_text(sender.issi, target.alias_abroad, text, report_request=0)
+
+        async def emergency(number: int) -> None:
+            lon = 7.0 + number / 10_000
+            await sim_sos.send_location(sos_unit, target.alias_abroad, 48.5, lon, reason=2)
+
+        yield PathDriver(
+            name="gateway",
+            routine=routine,
+            emergency=emergency,
+            probe=probe,
+            emergency_probe=emergency_probe,
+            outstanding=512,
+            notes=[
+                "TETRA PEI in -> gateway DE -> MQTT 5 / mutual TLS 1.3 (Mosquitto) -> "
+                "gateway FR -> TETRA PEI out; journal fsync on every group commit",
+                f"routine: {TEXT_CHARS}-character SDS-TL texts; emergencies: LIP emergency "
+                "reports from a second radio network (own PEI line)",
+            ],
+        )
+
+
+def _sos_adapter(port: int, radio: str, unit: str, target_unit: str, alias: str) -> str:
+    """A second TETRA adapter of gateway A for the emergency sender (its own PEI line)."""
+    return "\n".join(
+        [
+            "",
+            "[[adapters]]",
+            'name = "tetra-de-sos"',
+            'type = "tetra"',
+            'organisation = "bos"',
+            'codebook = "de-bos"',
+            f'url = "tcp://127.0.0.1:{port}"',
+            f'radio_issi = "{radio}"',
+            "",
+            "[[units]]",
+            'unit = "de.bos.sos-bench"',
+            'adapter = "tetra-de-sos"',
+            f'issi = "{unit}"',
+            'label = "Emergency sender"',
+            "",
+            "[[aliases]]",
+            f'issi = "{alias}"',
+            f'unit = "{target_unit}"',
+            'nation = "FR"',
+            'adapter = "tetra-de-sos"',
+            'label = "Bench target"',
+            "",
+        ]
+    )
+
+
+# ---------------------------------------------------------------------- peer path
+
+
+@contextlib.asynccontextmanager
+async def peer_path(state: Path, options: BenchOptions) -> AsyncIterator[PathDriver]:
+    """Broker A bridged to broker B over mutual TLS; raw payloads, QoS 1, FIFO."""
+    from loadtests.mqtt_wire import connect
+
+    pki = await asyncio.to_thread(_mint_bridge_pki, state)
+    broker_b, tls_b = _free_port(), _free_port()
+    broker_a = _free_port()
+    (state / "b.conf").write_text(
+        "\n".join(
+            [
+                "per_listener_settings false",
+                "allow_anonymous true",
+                "persistence false",
+                *(["user root"] if os.geteuid() == 0 else []),
+                f"listener {broker_b} 127.0.0.1",
+                f"listener {tls_b} 127.0.0.1",
+                f"cafile {pki['ca']}",
+                f"certfile {pki['server_cert']}",
+                f"keyfile {pki['server_key']}",
+                "require_certificate true",
+                "tls_version tlsv1.3",
+                "",
+            ]
+        )
+    )
+    (state / "a.conf").write_text(
+        "\n".join(
+            [
+                "allow_anonymous true",
+                "persistence false",
+                *(["user root"] if os.geteuid() == 0 else []),
+                f"listener {broker_a} 127.0.0.1",
+                "connection bridge-a-b",
+                f"address 127.0.0.1:{tls_b}",
+                "topic euccs/# out 1",
+                "cleansession true",
+                f"bridge_cafile {pki['ca']}",
+                f"bridge_certfile {pki['client_cert']}",
+                f"bridge_keyfile {pki['client_key']}",
+                "bridge_tls_version tlsv1.3",
+                "",
+            ]
+        )
+    )
+    probe, emergency_probe = Probe(), Probe()
+
+    def received(topic: str, payload: bytes) -> None:
+        number = int.from_bytes(payload[:8], "big")
+        (emergency_probe if topic.endswith("emergency") else probe).mark_delivered(number)
+
+    async with contextlib.AsyncExitStack() as stack:
+        for name, port in (("b", broker_b), ("a", broker_a)):
+            await stack.enter_async_context(_mosquitto(state / f"{name}.conf", port))
+        receiver = await connect("127.0.0.1", broker_b, "bench-rx", subscribe="euccs/#")
+        stack.callback(receiver.close)
+        receiver.on_message = received
+        sender = await connect("127.0.0.1", broker_a, "bench-tx")
+        stack.callback(sender.close)
+        sos_sender = await connect("127.0.0.1", broker_a, "bench-sos")
+        stack.callback(sos_sender.close)
+        await _wait_bridged(sender, probe)
+        padding = bytes(PAYLOAD_BYTES - 8)
+
+        async def routine(number: int) -> None:
+            sender.publish("euccs/routine", number.to_bytes(8, "big") + padding)
+            await sender.drain()
+
+        async def emergency(number: int) -> None:
+            sos_sender.publish("euccs/emergency", number.to_bytes(8, "big") + padding)
+            await sos_sender.drain()
+
+        yield PathDriver(
+            name="peer",
+            routine=routine,
+            emergency=emergency,
+            probe=probe,
+            emergency_probe=emergency_probe,
+            outstanding=2048,
+            notes=[
+                "client -> Mosquitto A -> bridge (topic euccs/# out 1, mutual TLS 1.3) -> "
+                "Mosquitto B -> client; QoS 1, persistence off, default queue limits",
+                f"{PAYLOAD_BYTES}-byte raw payloads; emergencies on their own topic and "
+                "connection (the bridge itself is one FIFO link)",
+            ],
+        )
+
+
+async def _wait_bridged(sender: Any, probe: Probe) -> None:
+    """Publish probes until one crosses the bridge (it connects asynchronously)."""
+    async with asyncio.timeout(15):
+        while not probe.delivered:
+            sender.publish("euccs/routine", (0).to_bytes(8, "big") + bytes(PAYLOAD_BYTES - 8))
+            probe.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(probe.arrived.wait(), 0.2)
+    probe.delivered.clear()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def _mosquitto(conf: Path, port: int) -> AsyncIterator[None]:
+    """Run ``mosquitto -c conf`` until the context ends; wait until ``port`` accepts."""
+    from gateway.mqtt_broker import find_mosquitto
+
+    log = conf.with_suffix(".log").open("w")
+    process = await asyncio.create_subprocess_exec(
+        find_mosquitto(), "-c", str(conf), stdout=log, stderr=log
+    )
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                if process.returncode is not None:
+                    raise RuntimeError(f"mosquitto exited: {conf.with_suffix('.log').read_text()}")
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                break
+        yield
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+        log.close()
+
+
+def _mint_bridge_pki(state: Path) -> dict[str, Path]:
+    """A throwaway CA, broker B's server certificate and the bridge's client certificate."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def issue(
+        subject: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+        *,
+        ca: bool = False,
+        usage: x509.ObjectIdentifier | None = None,
+    ) -> x509.Certificate:
+        issuer_name, issuer_key = issuer or (name(subject), key)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if usage == ExtendedKeyUsageOID.SERVER_AUTH:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    paths: dict[str, Path] = {}
+
+    def write(label: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        paths[f"{label}_cert"] = state / f"{label}.crt"
+        paths[f"{label}_key"] = state / f"{label}.key"
+        paths[f"{label}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        paths[f"{label}_key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        paths[f"{label}_key"].chmod(0o600)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = issue("bench bridge CA", ca_key, None, ca=True)
+    write("ca_", ca, ca_key)
+    paths["ca"] = paths["ca__cert"]
+    for label, usage in (
+        ("server", ExtendedKeyUsageOID.SERVER_AUTH),
+        ("client", ExtendedKeyUsageOID.CLIENT_AUTH),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        write(label, issue(f"bench {label}", key, (ca.subject, ca_key), usage=usage), key)
+    return paths
+
+
+# ---------------------------------------------------------------------- the run
+
+
+async def run_bench(options: BenchOptions) -> dict[str, Any]:
+    """Run the selected paths; return the summary (figures and ratios)."""
+    results: dict[str, PathFigures] = {}
+    with tempfile.TemporaryDirectory(prefix="euccs-bench-") as tmp:
+        for name in options.paths:
+            state = Path(tmp) / name
+            state.mkdir()
+            factory = gateway_path if name == "gateway" else peer_path
+            async with factory(state, options) as driver:
+                results[name] = await measure(driver, options)
+    return summarise(results)
+
+
+def summarise(results: dict[str, PathFigures]) -> dict[str, Any]:
+    """Figures of each path plus the gateway/peer ratios."""
+    summary: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "paths": {name: asdict(figures) for name, figures in results.items()},
+    }
+    gateway, peer = results.get("gateway"), results.get("peer")
+    if gateway and peer:
+        summary["ratios"] = ratios(gateway, peer)
+    return summary
+
+
+def ratios(gateway: PathFigures, peer: PathFigures) -> dict[str, float | None]:
+    """Gateway/peer throughput ratio and peer/gateway emergency-latency ratios."""
+
+    def div(a: float | None, b: float | None) -> float | None:
+        if a is None or b is None or b == 0:
+            return None
+        return round(a / b, 3)
+
+    ge, pe = gateway.overload_emergency, peer.overload_emergency
+    return {
+        "throughput_gateway_over_peer": div(gateway.capacity_msg_s, peer.capacity_msg_s),
+        "emergency_p99_peer_over_gateway": div(
+            pe.p99_ms if pe else None, ge.p99_ms if ge else None
+        ),
+        "emergency_lost_gateway": float(ge.lost) if ge else None,
+        "emergency_lost_peer": float(pe.lost) if pe else None,
+    }
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The human-readable table of a summary."""
+    lines = [f"{'':28}" + "".join(f"{name:>18}" for name in summary["paths"])]
+
+    def row(label: str, pick: Callable[[dict[str, Any]], Any]) -> None:
+        cells = []
+        for figures in summary["paths"].values():
+            try:
+                value = pick(figures)
+            except (KeyError, TypeError):
+                value = None
+            cells.append(f"{'-' if value is None else value:>18}")
+        lines.append(f"{label:28}" + "".join(cells))
+
+    row("capacity msg/s", lambda f: f"{f['capacity_msg_s']:,.0f}")
+    for level in ("25%", "50%", "90%"):
+        row(f"p50/p99 ms at {level}", functools.partial(_level_pair, level))
+    row("emergency p50/p99 ms (2x)", lambda f: _pair(f["overload_emergency"]))
+    row("emergency max ms (2x)", lambda f: f["overload_emergency"]["max_ms"])
+    row(
+        "emergency lost (2x)",
+        lambda f: f"{f['overload_emergency']['lost']}/{f['overload_emergency']['sent']}",
+    )
+    row(
+        "routine lost (2x)",
+        lambda f: f"{f['overload_routine']['lost']}/{f['overload_routine']['sent']}",
+    )
+    for key, value in summary.get("ratios", {}).items():
+        lines.append(f"{key:40} {value}")
+    return "\n".join(lines)
+
+
+def _level_pair(level: str, figures: dict[str, Any]) -> str:
+    return _pair(figures["levels"][level])
+
+
+def _pair(latency: dict[str, Any]) -> str:
+    return f"{latency['p50_ms']}/{latency['p99_ms']}"
+
+
+def main(options: BenchOptions, *, as_json: bool, plot: str | None = None) -> int:
+    """Run, print the table (and the JSON line); 0 when every path produced figures."""
+    from gateway.logs import configure_logging
+    from gateway.mqtt_broker import BrokerError, find_mosquitto
+
+    configure_logging("error")
+    try:
+        find_mosquitto()
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = asyncio.run(run_bench(options))
+    print(table(summary), file=options.out if as_json else sys.stdout)
+    if plot:
+        draw(summary, Path(plot))
+        options.say(f"plot written to {plot}")
+    if as_json:
+        print(json.dumps(summary, sort_keys=True))
+    ok = all(p["capacity_msg_s"] > 0 for p in summary["paths"].values())
+    return 0 if ok else 1
+
+
+def draw(summary: dict[str, Any], png: Path) -> None:
+    """Latency (p50, p99) against offered load for each path, log scale, to ``png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, figures in summary["paths"].items():
+        levels = figures["levels"]
+        rates = [levels[k]["offered_rate"] for k in levels if levels[k]["p50_ms"] is not None]
+        for pct, style in (("p50_ms", "-o"), ("p99_ms", "--s")):
+            values = [levels[k][pct] for k in levels if levels[k]["p50_ms"] is not None]
+            left.plot(rates, values, style, label=f"{name} {pct[:-3]}")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("offered load (messages/s, 25/50/90 % of each path's capacity)")
+    left.set_ylabel("end-to-end latency (ms)")
+    left.set_title("Latency against load")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend()
+    names = list(summary["paths"])
+    emergency = [summary["paths"][n]["overload_emergency"] or {} for n in names]
+    positions = range(len(names))
+    right.bar(
+        [p - 0.2 for p in positions],
+        [e.get("p99_ms") or 0 for e in emergency],
+        width=0.4,
+        label="p99 latency (ms)",
+    )
+    right.bar(
+        [p + 0.2 for p in positions],
+        [e.get("lost") or 0 for e in emergency],
+        width=0.4,
+        label="emergencies lost",
+    )
+    right.set_xticks(list(positions), names)
+    right.set_title("Emergency messages under 2x overload")
+    right.legend()
+    figure.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png, dpi=110)
+    plt.close(figure)

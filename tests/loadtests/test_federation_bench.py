@@ -1,0 +1,130 @@
+"""``euccs-gw bench``: its arithmetic, its MQTT load client, and a short real run of both paths."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests import federation_bench as fb
+from loadtests.mqtt_wire import connect
+from tests.gateway.federation import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert fb._percentile(values, 50) == 50.0
+    assert fb._percentile(values, 99) == 99.0
+    assert fb._percentile(values, 100) == 100.0
+    assert fb._percentile([], 50) is None
+    assert fb._percentile([7.0], 99) == 7.0
+
+
+async def test_probe_counts_losses_and_keeps_the_first_arrival() -> None:
+    probe = fb.Probe()
+    numbers = [probe.number() for _ in range(4)]
+    for number in numbers:
+        probe.sent[number] = 10.0
+    probe.delivered[1] = 10.002
+    probe.delivered[2] = 10.004
+    probe.mark_delivered(2)  # a duplicate keeps its first time
+    window = probe.window(range(1, 5))
+    assert (window.sent, window.delivered, window.lost) == (4, 2, 2)
+    assert window.p50_ms == pytest.approx(2.0)
+    assert window.max_ms == pytest.approx(4.0)
+
+
+def _figures(name: str, capacity: float, p99: float, lost: int) -> fb.PathFigures:
+    emergency = fb.Latency(10.0, 30, 30 - lost, lost, 1.0, 2.0, p99, p99)
+    return fb.PathFigures(name=name, capacity_msg_s=capacity, overload_emergency=emergency)
+
+
+def test_ratios_compare_gateway_and_peer() -> None:
+    ratios = fb.ratios(_figures("gateway", 500.0, 2.0, 0), _figures("peer", 1000.0, 40.0, 7))
+    assert ratios["throughput_gateway_over_peer"] == 0.5
+    assert ratios["emergency_p99_peer_over_gateway"] == 20.0
+    assert ratios["emergency_lost_gateway"] == 0.0
+    assert ratios["emergency_lost_peer"] == 7.0
+    missing = fb.ratios(_figures("gateway", 0.0, 2.0, 0), _figures("peer", 0.0, 40.0, 0))
+    assert missing["throughput_gateway_over_peer"] is None
+
+
+def test_summary_table_shows_missing_figures_as_dashes() -> None:
+    summary = fb.summarise({"gateway": _figures("gateway", 500.0, 2.0, 0)})
+    text = fb.table(summary)
+    assert "capacity msg/s" in text and "500" in text
+    assert "p50/p99 ms at 25%" in text and " -" in text  # no level was measured
+    assert "ratios" not in summary
+
+
+def test_phase_lengths_are_validated() -> None:
+    assert fb.BenchOptions().scaled(20).capacity_seconds == 20
+    with pytest.raises(ValueError, match="between 1 and 600"):
+        fb.BenchOptions().scaled(0.1)
+
+
+@pytest.mark.interop
+async def test_wire_client_round_trip_through_a_real_broker(tmp_path: Path) -> None:
+    port = fb._free_port()
+    conf = tmp_path / "m.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    got: list[tuple[str, bytes]] = []
+    async with fb._mosquitto(conf, port):
+        receiver = await connect("127.0.0.1", port, "rx", subscribe="t/#", on_message=None)
+        receiver.on_message = lambda topic, payload: got.append((topic, payload))
+        sender = await connect("127.0.0.1", port, "tx")
+        for n in range(100):
+            sender.publish("t/x", n.to_bytes(4, "big") * 64)
+        await sender.drain()
+        await eventually(lambda: len(got) >= 100 and sender.acked >= 100, 10.0)
+        sender.close()
+        receiver.close()
+    assert [int.from_bytes(p[:4], "big") for _, p in got] == list(range(100))
+    assert {len(p) for _, p in got} == {256}
+    assert sender.acked == 100  # every QoS 1 publish was acknowledged
+
+
+@pytest.mark.slow
+@pytest.mark.interop
+async def test_short_run_of_both_paths_gives_figures_and_ratios() -> None:
+    out = io.StringIO()
+    options = fb.BenchOptions(
+        capacity_seconds=1.5,
+        level_seconds=0.6,
+        overload_seconds=1.0,
+        drain_seconds=4.0,
+        out=out,
+    )
+    summary = await fb.run_bench(options)
+    json.dumps(summary)  # the --json line is serialisable
+    for name in ("gateway", "peer"):
+        figures = summary["paths"][name]
+        assert figures["capacity_msg_s"] > 0, name
+        assert set(figures["levels"]) == {"25%", "50%", "90%"}
+        for latency in figures["levels"].values():
+            assert latency["sent"] > 0 and latency["delivered"] > 0
+        assert figures["overload_emergency"]["sent"] >= 5
+    # The gateway never loses an emergency message, whatever the routine overload.
+    assert summary["paths"]["gateway"]["overload_emergency"]["lost"] == 0
+    assert summary["ratios"]["throughput_gateway_over_peer"] is not None
+    progress = out.getvalue()
+    assert "[gateway] capacity" in progress and "[peer] emergencies" in progress
+
+
+def test_bench_command_line_refuses_bad_phase_length() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "bench", "--seconds", "0.1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "error: --seconds must be between 1 and 600" in result.stderr
