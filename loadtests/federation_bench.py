@@ -304,11 +304,11 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
 async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[PathDriver]:
     """Two gateways federated over Mosquitto with mutual TLS, TETRA simulators on both ends."""
     from adapters.tetra import TetraNetworkSimulator
+    from gateway import runner
     from gateway.config import parse_config
     from gateway.demo import _mqtt_backbone
     from gateway.demo_configs import DEMO_UNITS, GATEWAY_RADIO, demo_config_text
     from gateway.federation import LocalFederationBus
-    from gateway.runner import build_gateways
     from protocols.tetra import LocationReport, TextSds
 
     sender = next(u for u in DEMO_UNITS if u.nation == "DE")
@@ -341,15 +341,17 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
         sim_fr.radios.on_received = received
         de_text = demo_config_text("DE", partner="FR", pei_port=sim_de.port, delivery=delivery)
         de_text += _sos_adapter(sim_sos.port, sos_radio, sos_unit, target.unit, target.alias_abroad)
+        de_text += _UNLIMITED
         configs = [
             parse_config(de_text, source="bench:DE"),
             parse_config(
-                demo_config_text("FR", partner="DE", pei_port=sim_fr.port, delivery=delivery),
+                demo_config_text("FR", partner="DE", pei_port=sim_fr.port, delivery=delivery)
+                + _UNLIMITED,
                 source="bench:FR",
             ),
         ]
         backbone = await stack.enter_async_context(_mqtt_backbone(state, configs))
-        gateways = build_gateways(
+        gateways = runner.build_gateways(
             configs, LocalFederationBus(), state_dir=state, link_factory=backbone.link
         )
         for gateway in gateways:
@@ -381,6 +383,17 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                 "reports from a second radio network (own PEI line)",
             ],
         )
+
+
+#: The bench measures capacity: the per-partner rate limits (a policy, 200 msg/s by
+#: default) would refuse the load before the gateway is saturated.
+_UNLIMITED = """
+[rate_limits]
+messages_per_second = 1e6
+burst = 1e6
+bytes_per_second = 1e9
+bytes_burst = 1e9
+"""
 
 
 def _sos_adapter(port: int, radio: str, unit: str, target_unit: str, alias: str) -> str:
