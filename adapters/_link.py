@@ -11,10 +11,13 @@ pure: the caller supplies the random source and does the waiting.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 
 __all__ = ["Backoff", "LinkState", "LinkStateChanged", "full_jitter_delay"]
 
@@ -121,3 +124,31 @@ class Backoff:
     def reset(self) -> None:
         """Forget past failures after a successful connection."""
         self.attempt = 0
+
+
+class RunsInBackground:
+    """``async with`` starts an adapter's ``run()`` as a task; leaving it stops the task.
+
+    The adapter sets ``_run_task`` (the task, or None) and ``_log`` (a bound logger).
+    """
+
+    _run_task: asyncio.Task[None] | None
+    _log: Any
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop the task started by ``async with`` and wait for it to finish."""
+        task, self._run_task = self._run_task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("adapter_run_failed", exc_info=task.exception())

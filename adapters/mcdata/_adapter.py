@@ -21,13 +21,12 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 from typing import Self
 
 import structlog
 
 from adapters._limits import AddressLimiter, peer_address
-from adapters._link import Backoff, LinkState, LinkStateChanged
+from adapters._link import Backoff, LinkState, LinkStateChanged, RunsInBackground
 from adapters.mcdata._body import (
     ACCEPT,
     ALLOWED_METHODS,
@@ -91,7 +90,7 @@ class _InboundProgress:
         self.served = 0  # requests answered
 
 
-class McdataAdapter:
+class McdataAdapter(RunsInBackground):
     """Gateway side of the SIP interface to one national MCX system's MCData service.
 
     Args:
@@ -359,24 +358,6 @@ class McdataAdapter:
             self._run_task = None
             await task  # the listener could not start: raise why
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def stop(self) -> None:
-        """Stop the task started by ``async with`` and wait for it to finish."""
-        task, self._run_task = self._run_task, None
-        if task is None:
-            return
-        task.cancel()
-        await asyncio.wait({task})
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("adapter_run_failed", exc_info=task.exception())
 
     # ------------------------------------------------------------------ connections
 

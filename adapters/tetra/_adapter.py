@@ -21,12 +21,11 @@ import random as _random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Self
 
 import structlog
 
-from adapters._link import Backoff, LinkState, LinkStateChanged
+from adapters._link import Backoff, LinkState, LinkStateChanged, RunsInBackground
 from adapters.tetra._channel import PeiChannel
 from adapters.tetra._config import (
     AdapterEvent,
@@ -87,7 +86,7 @@ class _Session:
     tg: asyncio.TaskGroup
 
 
-class TetraAdapter:
+class TetraAdapter(RunsInBackground):
     """Gateway side of one TETRA radio's PEI.
 
     Args:
@@ -315,24 +314,6 @@ class TetraAdapter:
     async def __aenter__(self) -> Self:
         self._run_task = asyncio.create_task(self.run(), name=f"adapter[{self.config.name}].run")
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def stop(self) -> None:
-        """Stop the task started by ``async with`` and wait for it to finish."""
-        task, self._run_task = self._run_task, None
-        if task is None:
-            return
-        task.cancel()
-        await asyncio.wait({task})
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("adapter_run_failed", exc_info=task.exception())
 
     # ------------------------------------------------------------------ connection
 
