@@ -330,7 +330,13 @@ class _SocketTracker:
         self._context.check_hostname = value
 
     def wrap_socket(self, sock: socket.socket, **kwargs: Any) -> ssl.SSLSocket:
-        """Wrap ``sock`` with the real context and remember the result."""
+        """Wrap ``sock`` with the real context and remember the result.
+
+        Nagle's algorithm is switched off first: a small PUBLISH or PUBACK would otherwise
+        wait for the peer's delayed ACK (tens of milliseconds) behind the previous one.
+        """
+        with contextlib.suppress(OSError):  # not a TCP socket (tests): nothing to tune
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         wrapped = self._context.wrap_socket(sock, **kwargs)
         if isinstance(wrapped, _OrphanSafeSocket):
             wrapped.handed_out = True

@@ -243,6 +243,9 @@ class PathDriver:
     emergency_probe: Probe
     outstanding: int
     notes: list[str] = field(default_factory=list)
+    #: Waits until the path has finished the work a phase left behind (receipts,
+    #: acknowledgements), so that the next phase starts from an idle system.
+    settle: Callable[[], Awaitable[None]] = field(default=lambda: asyncio.sleep(0))
 
 
 async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
@@ -254,6 +257,7 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
         driver.routine, driver.probe, options.capacity_seconds, driver.outstanding
     )
     await driver.probe.wait_delivered(numbers, options.drain_seconds)
+    await driver.settle()
     figures.capacity_msg_s = round(capacity, 1)
     say(f"[{driver.name}] capacity {capacity:,.0f} msg/s delivered end to end")
     if capacity <= 0:
@@ -263,6 +267,7 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
         rate = capacity * level
         numbers = await _open_loop(driver.routine, driver.probe, rate, options.level_seconds)
         await driver.probe.wait_delivered(numbers, options.drain_seconds)
+        await driver.settle()
         latency = driver.probe.window(numbers)
         latency.offered_rate = round(len(numbers) / options.level_seconds, 1)
         figures.levels[f"{round(level * 100)}%"] = latency
@@ -369,8 +374,15 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
             lon = 7.0 + number / 10_000
             await sim_sos.send_location(sos_unit, target.alias_abroad, 48.5, lon, reason=2)
 
+        async def settle() -> None:
+            deadline = time.perf_counter() + options.drain_seconds
+            # Gateway queues have no change notification: poll them.
+            while time.perf_counter() < deadline and not all(_idle(g) for g in gateways):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
         yield PathDriver(
             name="gateway",
+            settle=settle,
             routine=routine,
             emergency=emergency,
             probe=probe,
@@ -394,6 +406,13 @@ burst = 1e6
 bytes_per_second = 1e9
 bytes_burst = 1e9
 """
+
+
+def _idle(gateway: Any) -> bool:
+    """No message queued and none in flight to a partner."""
+    return not any(len(q) for q in gateway.queues.values()) and not any(
+        gateway.in_flight(p) for p in gateway.config.federation.partners
+    )
 
 
 def _sos_adapter(port: int, radio: str, unit: str, target_unit: str, alias: str) -> str:
