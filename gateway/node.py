@@ -897,9 +897,24 @@ class Gateway:
             self._observe("custody", message_id, partner=sender)
 
     def _ack(self, sender: str, envelope: v1.Envelope) -> None:
-        """Tell the partner its message is in our custody (or was already)."""
+        """Tell the partner its message is in our custody (or was already).
+
+        Acknowledgements bypass the egress queue and its send window: queued behind
+        messages that wait for the partner's acknowledgements, they would make both
+        gateways wait for each other until every window timed out. One that is lost is
+        not a loss: the partner sends its message again and gets a new acknowledgement.
+        """
         ack = self._receipt_envelope(envelope, v1.DELIVERY_STATE_ACCEPTED)
-        self._enqueue(Held(envelope=ack, entry_id=None, queue=_egress(sender)))
+        self._spawn(self._send_ack(sender, ack.SerializeToString()), f"ack[{sender}]")
+
+    async def _send_ack(self, sender: str, payload: bytes) -> None:
+        try:
+            await self.link.send(sender, payload)
+        except GatewayError as exc:
+            self.counters["acks_not_sent"] += 1
+            self.log.info("federation.ack_not_sent", partner=sender, error=str(exc))
+        else:
+            self.counters["acks_sent"] += 1
 
     # ------------------------------------------------------------------ federation inbound
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 from gateway.presence import Availability
 from protocols.schema import v1
 from protocols.tetra import StatusSds, TextSds
 from tests.gateway.federation import (
+    ALIAS_OF_DE_RTW,
     ALIAS_OF_FR_VSAV,
     DE_HLF,
     DE_RTW,
@@ -220,3 +223,23 @@ async def test_message_expiring_in_an_outage_fails_back_to_its_radio(tmp_path: P
         fed.bus.cut("FR", down=False)
         await eventually(lambda: fed.de.liveness["federation:FR"].state.value != "degraded")
         assert fed.sim_fr.received[FR_VSAV] == []
+
+
+async def test_acknowledgement_goes_out_while_the_send_window_is_full(tmp_path: Path) -> None:
+    """A full window to a partner holds back our messages, never our acknowledgements.
+
+    Queued behind messages that wait for the partner's acknowledgements, ours would make
+    both gateways wait for each other until the ack timeout (30 s here) under load.
+    """
+    small = "window = 1\nack_timeout = 30.0"
+    async with federation(tmp_path, delivery={"DE": small, "FR": small}) as fed:
+        # The German window to France is full: one message awaits France's acknowledgement.
+        fed.de._inflight["FR"][b"\xff" * 16] = SimpleNamespace(  # type: ignore[assignment]
+            deadline=math.inf, entry=None, nation="FR"
+        )
+        for text in ("bonjour", "encore", "merci"):
+            await fed.sim_fr.send_text(FR_VSAV, ALIAS_OF_DE_RTW, text, report_request=0)
+        await eventually(lambda: fed.fr.counters["acked"] >= 3, seconds=5)
+        assert fed.fr.in_flight("DE") == 0  # France's copies were released at once
+        assert fed.de.counters["acks_sent"] >= 3
+        assert fed.fr.counters["retransmissions"] == 0
