@@ -231,6 +231,8 @@ class Gateway:
         self._window_free: dict[str, asyncio.Event] = {
             nation: asyncio.Event() for nation in config.federation.partners
         }
+        #: Acknowledgements being sent to each partner (bounded; see :meth:`_ack`).
+        self._acks_sending: Counter[str] = Counter()
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
         self._ack_timeout = delivery.ack_timeout
@@ -904,7 +906,13 @@ class Gateway:
         gateways wait for each other until every window timed out. One that is lost is
         not a loss: the partner sends its message again and gets a new acknowledgement.
         """
+        if self._acks_sending[sender] >= _MAX_CONCURRENT_SENDS:
+            # A partner flooding us cannot make us hold unbounded work: it will send
+            # again and be acknowledged then.
+            self.counters["acks_not_sent"] += 1
+            return
         ack = self._receipt_envelope(envelope, v1.DELIVERY_STATE_ACCEPTED)
+        self._acks_sending[sender] += 1
         self._spawn(self._send_ack(sender, ack.SerializeToString()), f"ack[{sender}]")
 
     async def _send_ack(self, sender: str, payload: bytes) -> None:
@@ -915,6 +923,8 @@ class Gateway:
             self.log.info("federation.ack_not_sent", partner=sender, error=str(exc))
         else:
             self.counters["acks_sent"] += 1
+        finally:
+            self._acks_sending[sender] -= 1
 
     # ------------------------------------------------------------------ federation inbound
 

@@ -243,3 +243,20 @@ async def test_acknowledgement_goes_out_while_the_send_window_is_full(tmp_path: 
         assert fed.fr.in_flight("DE") == 0  # France's copies were released at once
         assert fed.de.counters["acks_sent"] >= 3
         assert fed.fr.counters["retransmissions"] == 0
+
+
+async def test_acknowledgements_held_back_under_a_flood_are_recovered_by_retransmission(
+    tmp_path: Path,
+) -> None:
+    """Acks in progress are bounded; one not sent costs a retransmission, never a message."""
+    quick = "ack_timeout = 1.0"
+    async with federation(tmp_path, delivery={"DE": quick, "FR": quick}) as fed:
+        fed.de._acks_sending["FR"] = 10**6  # as if a flood had every slot busy
+        await fed.sim_fr.send_text(FR_VSAV, ALIAS_OF_DE_RTW, "une fois", report_request=0)
+        await eventually(lambda: fed.de.counters["acks_not_sent"] >= 1, seconds=5)
+        assert fed.fr.in_flight("DE") == 1  # France keeps its copy: no acknowledgement came
+        fed.de._acks_sending["FR"] = 0  # the flood is over
+        await eventually(lambda: fed.fr.in_flight("DE") == 0, seconds=10)
+        assert fed.fr.counters["retransmissions"] >= 1
+        got = [c.text[-8:] for _s, c in fed.sim_de.received[DE_RTW] if isinstance(c, TextSds)]
+        assert got == ["une fois"]  # delivered once, the retransmission recognised
