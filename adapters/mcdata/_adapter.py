@@ -38,7 +38,7 @@ from adapters.mcdata._body import (
     send_outcome,
     warning_header,
 )
-from adapters.mcdata._channel import SipChannel
+from adapters.mcdata._channel import SipChannel, respond
 from adapters.mcdata._config import (
     McdataAdapterConfig,
     McdataEvent,
@@ -65,8 +65,6 @@ from protocols.sip import (
     SipRequest,
     SipResponse,
     SipRole,
-    build_response,
-    make_tag,
 )
 
 __all__ = ["DEFAULT_INBOUND_TIMEOUT", "McdataAdapter"]
@@ -534,9 +532,7 @@ class McdataAdapter(RunsInBackground):
         reason: str | None = None,
         extra: Iterable[tuple[str, str]] = (),
     ) -> SipResponse:
-        return build_response(
-            request.headers, status, reason, to_tag=make_tag(self._randbits), extra_headers=extra
-        )
+        return respond(request, status, reason, extra, randbits=self._randbits)
 
     async def _handle(self, request: SipRequest, channel: SipChannel) -> SipResponse | None:
         progress = self._progress.get(channel)

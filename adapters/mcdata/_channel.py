@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from adapters.mcdata._body import warning_header
@@ -45,7 +45,13 @@ from protocols.sip import (
     make_tag,
 )
 
-__all__ = ["ProtocolErrorHandler", "RequestHandler", "SipChannel", "transaction_key"]
+__all__ = [
+    "ProtocolErrorHandler",
+    "RequestHandler",
+    "SipChannel",
+    "respond",
+    "transaction_key",
+]
 
 _READ_SIZE = 65536
 _QUEUE_SIZE = 64
@@ -58,6 +64,20 @@ RequestHandler = Callable[[SipRequest, "SipChannel"], Awaitable[SipResponse | No
 ProtocolErrorHandler = Callable[[SipProtocolError, "SipChannel", int | None], Awaitable[None]]
 
 _Item = SipRequest | SipProtocolError | None
+
+
+def respond(
+    request: SipRequest,
+    status: int,
+    reason: str | None = None,
+    extra: Iterable[tuple[str, str]] = (),
+    *,
+    randbits: RandomBits,
+) -> SipResponse:
+    """The response to ``request``, with a fresh To tag drawn from ``randbits``."""
+    return build_response(
+        request.headers, status, reason, to_tag=make_tag(randbits), extra_headers=extra
+    )
 
 
 def transaction_key(headers: SipHeaders) -> tuple[str, str, str]:

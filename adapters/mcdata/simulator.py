@@ -37,7 +37,7 @@ from adapters.mcdata._body import (
     send_outcome,
     warning_header,
 )
-from adapters.mcdata._channel import SipChannel
+from adapters.mcdata._channel import SipChannel, respond
 from adapters.mcdata._config import (
     McdataGroup,
     McdataNotificationReceived,
@@ -66,8 +66,6 @@ from protocols.sip import (
     SipRequest,
     SipResponse,
     SipRole,
-    build_response,
-    make_tag,
 )
 
 __all__ = ["McdataSystemSimulator", "main"]
@@ -451,9 +449,7 @@ class McdataSystemSimulator(ListeningService):
         reason: str | None = None,
         extra: Iterable[tuple[str, str]] = (),
     ) -> SipResponse:
-        return build_response(
-            request.headers, status, reason, to_tag=make_tag(self._randbits), extra_headers=extra
-        )
+        return respond(request, status, reason, extra, randbits=self._randbits)
 
     async def _handle(self, request: SipRequest, channel: SipChannel) -> SipResponse | None:
         self.requests.append(request)
