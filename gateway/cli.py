@@ -76,8 +76,7 @@ def _run(args: argparse.Namespace) -> int:
 
     configs = [load_config(path) for path in args.config]
     configure_logging(args.log_level)
-    asyncio.run(run_gateways(configs, state_dir=args.state_dir))
-    return 0
+    return asyncio.run(run_gateways(configs, state_dir=args.state_dir, instance=args.instance))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -267,6 +266,12 @@ def _parser() -> argparse.ArgumentParser:
         default="state",
         metavar="DIR",
         help="where journals live unless a configuration names its own (default ./state)",
+    )
+    run.add_argument(
+        "--instance",
+        metavar="ID",
+        help="this instance's id for [cluster] configurations (default: [cluster] instance, "
+        "else $EUCCS_INSTANCE, else <host>-<pid>)",
     )
     run.set_defaults(func=_run)
 

@@ -51,6 +51,7 @@ from protocols.errors import ConfigError
 __all__ = [
     "AdapterConfig",
     "AliasConfig",
+    "ClusterConfig",
     "DeliveryConfig",
     "FederationConfig",
     "GatewayConfig",
@@ -190,6 +191,21 @@ class LivenessConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClusterConfig:
+    """``[cluster]``: several instances of this gateway, one active at a time (by lease).
+
+    Every instance runs with the same configuration and a unique instance id; they share
+    the PostgreSQL journal, where the lease ``gateway:<name>`` says which one is active
+    (the leases live in the journal's database, so journal writes can be fenced by them).
+    """
+
+    #: This instance's id; None: ``--instance``, else ``EUCCS_INSTANCE``, else host-pid.
+    instance: str | None = None
+    #: Seconds a lease lasts without renewal: the bound on a takeover after a crash.
+    lease_ttl: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class GatewayConfig:
     """The whole validated configuration of one gateway."""
 
@@ -213,6 +229,8 @@ class GatewayConfig:
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     #: The control-room API (``[api]``); None: not served.
     api: ApiSettings | None = None
+    #: ``[cluster]``: active/standby instances by lease; None: a single instance.
+    cluster: ClusterConfig | None = None
 
     def adapter(self, name: str) -> AdapterConfig:
         """Return the adapter called ``name`` (KeyError if there is none)."""
@@ -283,6 +301,7 @@ def _parse(root: Table, source: str) -> GatewayConfig:
     rate_limits = parse_rate_limits(root.table("rate_limits"))
     liveness = _liveness(root.table("liveness"))
     api = parse_api(root.table("api"))
+    cluster = _cluster(root, journal_url, federation) if root.has("cluster") else None
     root.finish()
     _check_unique_identities(units, aliases, groups)
     return GatewayConfig(
@@ -303,7 +322,36 @@ def _parse(root: Table, source: str) -> GatewayConfig:
         rate_limits=rate_limits,
         liveness=liveness,
         api=api,
+        cluster=cluster,
     )
+
+
+_INSTANCE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _cluster(root: Table, journal_url: str | None, federation: FederationConfig) -> ClusterConfig:
+    table = root.table("cluster")
+    instance = table.string("instance", None)
+    if instance is not None and not _INSTANCE.match(instance):
+        raise table.error(
+            "instance", f"{instance!r} is not an instance id (1-64 of A-Z a-z 0-9 _.:-)."
+        )
+    ttl = table.number("lease_ttl", ClusterConfig.lease_ttl, minimum=1)
+    if ttl > 300:
+        raise table.error("lease_ttl", f"{ttl:g} s is too long (at most 300 s).")
+    table.finish()
+    if journal_url is None:
+        raise root.error(
+            "cluster",
+            "instances of one gateway must share their journal: set [journal] url to a "
+            "PostgreSQL database.",
+        )
+    if federation.transport != "mqtt":
+        raise root.error(
+            "cluster",
+            "instances run in separate processes: set federation.transport = 'mqtt'.",
+        )
+    return ClusterConfig(instance=instance, lease_ttl=ttl)
 
 
 def _match(table: Table, key: str, pattern: re.Pattern[str], what: str, default: Any = None) -> str:

@@ -44,11 +44,14 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 
 from protocols.errors import ConfigError, GatewayError
+
+if TYPE_CHECKING:
+    from gateway.leases import Lease
 
 __all__ = [
     "AsyncJournal",
@@ -515,7 +518,11 @@ class JournalSettings(Protocol):
 
 
 def open_journal(
-    settings: JournalSettings, name: str, *, path: str | Path | None = None
+    settings: JournalSettings,
+    name: str,
+    *,
+    path: str | Path | None = None,
+    fence: Lease | None = None,
 ) -> AsyncJournal:
     """Open the journal ``settings`` select for the gateway called ``name``.
 
@@ -527,11 +534,18 @@ def open_journal(
     Raises:
         ConfigError: neither a URL nor a file, or PostgreSQL without its extra.
         JournalError: the journal cannot be opened.
+
+    ``fence``: the lease under which this instance writes (PostgreSQL only; see
+    :class:`gateway.journal_pg.PostgresJournal`).
     """
     if settings.journal_url:
         from gateway.journal_pg import PostgresJournal, namespace_for
 
-        return AsyncJournal(PostgresJournal(settings.journal_url, namespace=namespace_for(name)))
+        return AsyncJournal(
+            PostgresJournal(settings.journal_url, namespace=namespace_for(name), fence=fence)
+        )
+    if fence is not None:
+        raise ConfigError(f"{name}: a fenced journal needs PostgreSQL ([journal] url).")
     file = path if path is not None else settings.journal_path
     if file is None:
         raise ConfigError(f"{name}: the journal has neither a file nor a URL.")

@@ -38,6 +38,8 @@ from protocols.errors import ConfigError
 if TYPE_CHECKING:
     import psycopg
 
+    from gateway.leases import Lease
+
 __all__ = ["PostgresJournal", "namespace_for", "redact_url"]
 
 log = structlog.get_logger(__name__)
@@ -135,6 +137,11 @@ class PostgresJournal:
         namespace: the schema holding this gateway's tables (:func:`namespace_for`).
         connect_timeout: seconds to wait for the server when connecting.
         pool_timeout: seconds a batch waits for a connection before it fails.
+        fence: the lease under which this instance writes (several instances of one
+            gateway, :mod:`gateway.cluster`): every batch first checks, in its own
+            transaction, that the lease is still ours and fails with
+            :class:`~gateway.journal.JournalError` otherwise, so an instance that lost
+            its lease (paused, cut off) cannot write behind its successor's back.
 
     Raises:
         ConfigError: psycopg is not installed, or ``namespace`` is not a valid schema name.
@@ -148,6 +155,7 @@ class PostgresJournal:
         namespace: str,
         connect_timeout: float = 10.0,
         pool_timeout: float = 15.0,
+        fence: Lease | None = None,
     ) -> None:
         if not namespace or "\x00" in namespace or len(namespace.encode()) > _MAX_IDENTIFIER:
             raise ConfigError(
@@ -163,6 +171,7 @@ class PostgresJournal:
         self._location = f"{redact_url(url)} (schema {namespace})"
         self._pool_timeout = pool_timeout
         self._local = threading.local()
+        self._fence = fence
         from psycopg import sql
 
         ns = sql.Identifier(namespace)
@@ -200,6 +209,11 @@ class PostgresJournal:
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         # Durability as with SQLite's synchronous=FULL, whatever the server's default.
         conn.execute("SET synchronous_commit TO on")
+        if self._fence is not None:
+            # A holder that dies inside a transaction keeps the lease row share-locked
+            # (FENCE_CHECK) until the server drops its session: bound that by the ttl.
+            timeout_ms = max(1000, round(self._fence.ttl * 1000))
+            conn.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
 
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
         # Two gateways starting at once must not race on CREATE SCHEMA.
@@ -267,6 +281,8 @@ class PostgresJournal:
             self._local.conn = conn
             step = "batch"
             try:
+                if self._fence is not None:
+                    self._check_fence(conn)
                 for op in ops:
                     conn.execute("SAVEPOINT op")
                     try:
@@ -297,6 +313,25 @@ class PostgresJournal:
             finally:
                 self._local.conn = None
         return results
+
+    def _check_fence(self, conn: psycopg.Connection[Any]) -> None:
+        from gateway.leases import FENCE_CHECK
+
+        fence = self._fence
+        assert fence is not None
+        if conn.execute(FENCE_CHECK, fence.fence_params()).fetchone() is None:
+            conn.execute("ROLLBACK")
+            log.error(
+                "journal.fenced",
+                location=self._location,
+                resource=fence.resource,
+                owner=fence.owner,
+                fencing=fence.fencing,
+            )
+            raise JournalError(
+                f"{self._location}: fenced: instance {fence.owner} no longer holds "
+                f"{fence.resource} (token {fence.fencing}); nothing was written."
+            )
 
     # ------------------------------------------------------------------ statements
 

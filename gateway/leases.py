@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
+    "FENCE_CHECK",
     "Lease",
     "LeaseError",
     "LeaseKeeper",
@@ -129,6 +130,18 @@ SELECT resource, owner, fencing, expires_at FROM euccs_leases
 WHERE resource = %(resource)s AND expires_at > now()
 """
 
+#: Run first in each journal transaction of a lease holder (see :class:`Lease`): a row only
+#: while the lease is still the holder's. ``FOR SHARE`` makes a takeover (an UPDATE of the
+#: row) wait for that transaction's end, so the new owner, which reads the journal after
+#: taking the lease, sees every write the old one committed, and the old one commits
+#: nothing after the takeover.
+FENCE_CHECK = """
+SELECT 1 FROM euccs_leases
+WHERE resource = %(resource)s AND owner = %(owner)s AND fencing = %(fencing)s
+  AND expires_at > now()
+FOR SHARE
+"""
+
 
 class LeaseError(GatewayError):
     """The lease store cannot be reached or used: ownership is unknown."""
@@ -151,6 +164,10 @@ class Lease:
     fencing: int
     expires_at: dt.datetime
     ttl: float
+
+    def fence_params(self) -> dict[str, Any]:
+        """The parameters of :data:`FENCE_CHECK` for this lease."""
+        return {"resource": self.resource, "owner": self.owner, "fencing": self.fencing}
 
 
 class LeaseStoreProtocol(Protocol):

@@ -564,7 +564,12 @@ class MqttFederationLink:
         self.reason = ""
         self.counters: Counter[str] = Counter()
         self.partners: dict[str, PartnerPresence] = {}
+        #: Called with a partner's nation when it comes online with a greater epoch (it
+        #: restarted, or another instance took over): what it had not acknowledged may
+        #: never have reached its custody.
+        self.on_partner_restart: Callable[[str], None] | None = None
         self.session = 0
+        self._connections = 0
         self._credentials: _Credentials | None = None
         self._verifier: BatchVerifier | None = None
         self._client: _Client | None = None
@@ -781,7 +786,10 @@ class MqttFederationLink:
             settings.port,
             identifier=credentials.identity.uri,
             protocol=ProtocolVersion.V5,
-            clean_start=False,
+            # A new process starts a new session: what the broker still holds for the
+            # previous one was never acknowledged, and its senders resend it in order
+            # when they see our new epoch. Reconnects of this process resume the session.
+            clean_start=self._connections == 0,
             properties=properties,
             will=Will(
                 presence_topic(self.nation),
@@ -797,6 +805,7 @@ class MqttFederationLink:
             max_inflight_messages=100,
         )
         async with client:
+            self._connections += 1
             self._check_broker(client, credentials)
             try:
                 await self._join(client)
@@ -1009,12 +1018,14 @@ class MqttFederationLink:
             self.log.warning("mqtt.presence_malformed", nation=nation, error=str(exc))
             return
         seen = self.partners.get(nation)
+        restarted = False
         if seen is not None:
             key, seen_key = (epoch, session), (seen.epoch, seen.session)
             if key < seen_key or (key == seen_key and online and not seen.online):
                 self.counters["presence_stale"] += 1
                 self.log.info("mqtt.presence_stale", nation=nation, epoch=epoch, newest=seen.epoch)
                 return
+            restarted = online and epoch > seen.epoch and nation != self.nation
         self.partners[nation] = PartnerPresence(
             nation=nation,
             online=online,
@@ -1024,6 +1035,10 @@ class MqttFederationLink:
             at=float(body.get("at", 0.0)),
         )
         self.log.info("mqtt.presence", nation=nation, online=online, epoch=epoch, retained=retained)
+        if restarted and self.on_partner_restart is not None:
+            # Before anyone is woken: what goes out to the partner next must be in order.
+            self.counters["partner_restarts"] += 1
+            self.on_partner_restart(nation)
         self._notify()
 
     # ------------------------------------------------------------------ housekeeping

@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -94,6 +94,9 @@ from protocols.tetra import (
     TextSds,
     choose_coding_scheme,
 )
+
+if TYPE_CHECKING:
+    from gateway.leases import Lease
 
 __all__ = ["Gateway", "Held", "Observation"]
 
@@ -173,6 +176,8 @@ class Gateway:
         config: The validated configuration.
         link: The federation transport.
         journal: Path of the store-and-forward journal (created if missing).
+        fence: The lease under which this instance is the active one of several
+            (:mod:`gateway.cluster`); every journal write checks it.
         clock: Wall clock in seconds (injectable for tests).
         monotonic: Monotonic clock in seconds for local timers (injectable for tests).
     """
@@ -183,10 +188,12 @@ class Gateway:
         link: FederationLink,
         *,
         journal: str | Path,
+        fence: Lease | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.fence = fence
         self.name = config.name
         self.nation = config.nation
         self.directory = Directory(config)
@@ -259,6 +266,10 @@ class Gateway:
             }
         self._timer_wakeup = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        #: The task of :meth:`run` while :meth:`running`; it ends only on failure.
+        self.task: asyncio.Task[None] | None = None
+        if hasattr(link, "on_partner_restart"):  # links that see partners' epochs
+            link.on_partner_restart = self._partner_restarted
         self.log = log.bind(gateway=self.name, nation=self.nation)
 
     def _new_queue(self) -> AsyncScheduler[Held]:
@@ -300,7 +311,7 @@ class Gateway:
             await asyncio.to_thread(journal.close)
 
     def _open_journal(self) -> AsyncJournal:
-        journal = open_journal(self.config, self.name, path=self.journal_path)
+        journal = open_journal(self.config, self.name, path=self.journal_path, fence=self.fence)
         recovered = journal.recover()
         self.epoch = recovered.epoch
         now = self.monotonic()
@@ -381,6 +392,7 @@ class Gateway:
     async def running(self) -> AsyncIterator[Gateway]:
         """Run the gateway in a background task for the duration of the block."""
         task = asyncio.create_task(self.run(), name=f"gateway[{self.name}]")
+        self.task = task
         try:
             yield self
         finally:
@@ -876,12 +888,32 @@ class Gateway:
             if inflight is not None and inflight.entry is entry:
                 del self._inflight[nation][message_id]
                 self._window_free[nation].set()
-            self.queues[_egress(nation)].push_front(entry)  # keeps its place in the order
+            queue = self.queues[_egress(nation)]
+            if not queue.holds(entry):  # a retransmission may have put it back already
+                queue.push_front(entry)  # keeps its place in the order
             self._probing[nation] = True
             self.counters[f"federation_retry_{nation}"] += 1
             self.log.warning("federation.send_failed", partner=nation, error=str(exc))
         finally:
             sends.release()
+
+    def _partner_restarted(self, nation: str) -> None:
+        """``nation``'s gateway restarted (or another instance took over): resend in order.
+
+        What it had not acknowledged may have died with its previous process before its
+        custody. Sending it again at once, ahead of anything newer, keeps the order per
+        origin and destination (a retransmission after the ack timeout would come after
+        newer messages); copies that did reach its custody are recognised as duplicates.
+        """
+        inflight = self._inflight.get(nation)
+        if not inflight:
+            return
+        queue = self.queues[_egress(nation)]
+        for message_id in list(inflight):
+            queue.push_front(inflight.pop(message_id).entry)
+        self.counters["resent_after_partner_restart"] += 1
+        self._window_free[nation].set()
+        self.log.info("federation.partner_restarted", partner=nation, resent=len(queue))
 
     async def _on_ack(self, sender: str, message_id: bytes) -> None:
         """The partner has our message in its custody: release our copy."""

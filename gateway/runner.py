@@ -1,6 +1,8 @@
 """Run one or more gateways in this process, federated over the embedded bus or MQTT.
 
-Used by ``euccs-gw run``. Stops cleanly on SIGINT and SIGTERM. Each gateway gets the link of
+Used by ``euccs-gw run``. Stops cleanly on SIGINT and SIGTERM. A configuration with a
+``[cluster]`` table runs active/standby by lease (:mod:`gateway.cluster`). Each gateway
+gets the link of
 its configuration's ``[federation] transport``: ``local`` attaches it to the embedded bus,
 ``mqtt`` builds a :class:`gateway.mqtt_link.MqttFederationLink` from ``[federation.mqtt]``.
 """
@@ -9,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -21,6 +24,9 @@ from gateway.config import GatewayConfig
 from gateway.federation import FederationLink, LocalFederationBus
 from gateway.node import Gateway
 from protocols.errors import ConfigError, GatewayError
+
+if TYPE_CHECKING:
+    from gateway.leases import Lease
 
 __all__ = [
     "LinkFactory",
@@ -73,9 +79,7 @@ def build_gateways(
     link_factory: LinkFactory = default_link,
 ) -> list[Gateway]:
     """Create one gateway per configuration, each with the link ``link_factory`` builds."""
-    nations = [c.nation for c in configs]
-    if len(set(nations)) != len(nations):
-        raise ConfigError("two configurations are for the same nation; run them in two processes.")
+    _check_nations(configs)
     gateways: list[Gateway] = []
     for config in configs:
         made: list[Gateway] = []
@@ -89,31 +93,100 @@ def build_gateways(
     return gateways
 
 
-async def run_gateways(configs: Sequence[GatewayConfig], *, state_dir: str | Path) -> None:
-    """Run gateways until SIGINT or SIGTERM; SIGHUP reloads certificates, keys and CRLs."""
+async def run_gateways(
+    configs: Sequence[GatewayConfig], *, state_dir: str | Path, instance: str | None = None
+) -> int:
+    """Run gateways until SIGINT or SIGTERM; SIGHUP reloads certificates, keys and CRLs.
+
+    A configuration with ``[cluster]`` runs active/standby (:mod:`gateway.cluster`): the
+    gateway starts only while this instance (``instance``, see
+    :func:`gateway.cluster.instance_id`) holds its lease.
+
+    Returns:
+        0 after a signal; 1 when a gateway stopped on its own (it failed), so that a
+        supervisor restarts the process and, in a cluster, another instance takes over.
+    """
     bus = LocalFederationBus()
-    gateways = build_gateways(configs, bus, state_dir=state_dir)
+    _check_nations(configs)
+    gateways = build_gateways([c for c in configs if c.cluster is None], bus, state_dir=state_dir)
     stop = asyncio.Event()
-    reloadable: list[Any] = [g.link for g in gateways if hasattr(g.link, "reload")]
+    reloadable: list[Any] = []
     loop = asyncio.get_running_loop()
     if sys.platform != "win32":  # the event loop has no signal handlers there
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_credentials, reloadable)
     async with contextlib.AsyncExitStack() as stack:
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        watched: list[asyncio.Task[Any]] = []
         for gateway in gateways:
-            await stack.enter_async_context(gateway.running())
-            log.info("gateway.started", gateway=gateway.name, nation=gateway.nation)
-            if gateway.config.api is not None:
-                from gateway.api.server import serve_api
+            watched.append(await stack.enter_async_context(_serving(gateway, reloadable)))
+        from gateway.cluster import ActiveStandby, instance_id
 
-                api = await stack.enter_async_context(serve_api(gateway, gateway.config.api))
-                reloadable.append(api)
-                log.info(
-                    "api.listening", gateway=gateway.name, url=api.url, metrics=api.metrics_url
-                )
-        await stop.wait()
-        log.info("gateway.stopping")
+        for config in (c for c in configs if c.cluster is not None):
+            member = ActiveStandby(
+                config,
+                instance=instance_id(config, instance),
+                start=functools.partial(_active, config, bus, state_dir, reloadable),
+            )
+            await stack.enter_async_context(member)
+            waiters.append(asyncio.ensure_future(member.failed.wait()))
+        await asyncio.wait([*waiters, *watched], return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        for task in watched:
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                log.error("gateway.failed", task=task.get_name(), error=repr(error))
+        failed = not stop.is_set()
+        log.info("gateway.stopping", failed=failed)
+    return 1 if failed else 0
+
+
+def _check_nations(configs: Sequence[GatewayConfig]) -> None:
+    nations = [c.nation for c in configs]
+    if len(set(nations)) != len(nations):
+        raise ConfigError("two configurations are for the same nation; run them in two processes.")
+
+
+@contextlib.asynccontextmanager
+async def _serving(gateway: Gateway, reloadable: list[Any]) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``gateway`` and its API; yield the gateway's task (it ends only on failure)."""
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(gateway.running())
+        log.info("gateway.started", gateway=gateway.name, nation=gateway.nation)
+        if hasattr(gateway.link, "reload"):
+            reloadable.append(gateway.link)
+            stack.callback(reloadable.remove, gateway.link)
+        if gateway.config.api is not None:
+            from gateway.api.server import serve_api
+
+            api = await stack.enter_async_context(serve_api(gateway, gateway.config.api))
+            reloadable.append(api)
+            stack.callback(reloadable.remove, api)
+            log.info("api.listening", gateway=gateway.name, url=api.url, metrics=api.metrics_url)
+        assert gateway.task is not None
+        yield gateway.task
+
+
+@contextlib.asynccontextmanager
+async def _active(
+    config: GatewayConfig,
+    bus: LocalFederationBus,
+    state_dir: str | Path,
+    reloadable: list[Any],
+    lease: Lease,
+) -> AsyncIterator[asyncio.Task[None]]:
+    """The gateway of ``config`` while this instance holds ``lease`` (writes fenced by it)."""
+    made: list[Gateway] = []
+
+    def epoch() -> int:
+        return made[0].epoch if made else 0
+
+    link = default_link(config, bus, epoch)
+    made.append(Gateway(config, link, journal=journal_path(config, state_dir), fence=lease))
+    async with _serving(made[0], reloadable) as task:
+        yield task
 
 
 def reload_credentials(endpoints: Sequence[Any]) -> None:

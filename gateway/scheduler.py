@@ -329,6 +329,10 @@ class Scheduler(Generic[T]):
         else:
             self._append(entry)
 
+    def holds(self, entry: Entry[T]) -> bool:
+        """Return True if ``entry`` is queued here now (it was offered or put back)."""
+        return entry.seq in self._live
+
     def push_front(self, entry: Entry[T]) -> None:
         """Put a popped entry back at the head of its class, ignoring both bounds.
 

@@ -173,3 +173,15 @@ def running_postgres(bindir: Path) -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def fresh_database(url: str) -> str:
+    """Create an empty database on the server of ``url``; return the URL of the new one."""
+    import uuid
+
+    import psycopg
+
+    name = f"euccs_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + f"/{name}"

@@ -7,6 +7,7 @@ PostgreSQL server is a private one (``tests/postgres.py``).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import sqlite3
 import sys
@@ -31,6 +32,7 @@ from gateway.journal import (
     open_journal,
 )
 from gateway.journal_pg import PostgresJournal, namespace_for, redact_url
+from gateway.leases import Lease
 from protocols.errors import ConfigError
 from protocols.schema import v1
 
@@ -441,3 +443,64 @@ def test_without_the_postgres_extra_the_error_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if psycopg were not installed
     with pytest.raises(ConfigError, match=r"pip install 'euccs-gateway\[postgres\]'"):
         PostgresJournal("postgresql://db/euccs", namespace="euccs_x")
+
+
+# ---------------------------------------------------------------------- fencing
+
+
+def test_a_fenced_journal_writes_only_while_its_lease_holds(postgres_url: str) -> None:
+    from gateway.leases import LeaseStore
+
+    leases = LeaseStore(postgres_url)
+    namespace = f"euccs_test_{uuid.uuid4().hex[:12]}"
+    resource = f"gateway:{namespace}"
+    first = leases.acquire(resource, "kehl-1", 30.0)
+    assert first is not None
+    old = PostgresJournal(postgres_url, namespace=namespace, fence=first)
+    new: PostgresJournal | None = None
+    try:
+        [kept] = old.add(
+            [NewEntry(message_id=b"m1", queue="egress:FR", priority=1, envelope=b"before")]
+        )
+        assert leases.release(first)
+        second = leases.acquire(resource, "kehl-2", 30.0)
+        assert second is not None and second.fencing > first.fencing
+        new = PostgresJournal(postgres_url, namespace=namespace, fence=second)
+        with pytest.raises(JournalError, match="fenced: instance kehl-1 no longer holds"):
+            old.add(
+                [
+                    NewEntry(
+                        message_id=b"m2",
+                        queue="egress:FR",
+                        priority=1,
+                        envelope=b"after the takeover",
+                    )
+                ]
+            )
+        with pytest.raises(JournalError, match="fenced"):
+            old.run_batch([lambda s: s.remove([kept]), lambda s: s.mark_seen(b"x", 1.0)])
+        # The new holder sees what the old one wrote before the takeover, nothing after.
+        assert [e.envelope for e in new.recover().entries] == [b"before"]
+        assert not new.is_seen(b"x")
+        new.add(
+            [
+                NewEntry(
+                    message_id=b"m3", queue="egress:FR", priority=1, envelope=b"by the new holder"
+                )
+            ]
+        )
+        assert new.count() == 2
+    finally:
+        old.close()
+        if new is not None:
+            new.close()
+        leases.close()
+
+
+def test_a_fenced_journal_needs_postgresql(tmp_path: Path) -> None:
+    lease = Lease(
+        resource="gateway:x", owner="a", fencing=1, expires_at=dt.datetime.now(dt.UTC), ttl=5
+    )
+    config = parse_config(_CONFIG)
+    with pytest.raises(ConfigError, match="fenced journal needs PostgreSQL"):
+        open_journal(config, "gw", path=tmp_path / "j.sqlite3", fence=lease)

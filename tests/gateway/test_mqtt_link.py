@@ -94,6 +94,8 @@ async def test_presence_birth_will_and_epochs(mqtt_world: MqttWorld) -> None:
     de = _link(mqtt_world, "DE")
     it = _link(mqtt_world, "IT")
     epoch = it.epoch
+    restarts: list[str] = []
+    de.on_partner_restart = restarts.append
     async with serving(de):
         async with serving(it):
             await it.wait_until(lambda: it.connected)
@@ -114,10 +116,13 @@ async def test_presence_birth_will_and_epochs(mqtt_world: MqttWorld) -> None:
             await asyncio.gather(stale_task, return_exceptions=True)
         # the restarted gateway (newer epoch) wins
         restarted = _link(mqtt_world, "IT")
+        assert restarts == [], "a first sighting, an offline or a stale birth is no restart"
         async with serving(restarted):
             await de.wait_until(
                 lambda: de.reachable("IT") and de.partners["IT"].epoch == restarted.epoch
             )
+        assert restarts == ["IT"]
+        assert de.counters["partner_restarts"] == 1
 
 
 async def test_last_will_marks_a_vanished_gateway_offline(mqtt_world: MqttWorld) -> None:

@@ -260,3 +260,34 @@ async def test_acknowledgements_held_back_under_a_flood_are_recovered_by_retrans
         assert fed.fr.counters["retransmissions"] >= 1
         got = [c.text[-8:] for _s, c in fed.sim_de.received[DE_RTW] if isinstance(c, TextSds)]
         assert got == ["une fois"]  # delivered once, the retransmission recognised
+
+
+async def test_a_partner_restart_resends_what_it_had_not_acknowledged_at_once(
+    tmp_path: Path,
+) -> None:
+    """Unacknowledged copies go again as soon as the partner shows a new epoch, in order.
+
+    They may have died with the partner's previous process; waiting for the ack timeout
+    (30 s here) would put them behind newer messages.
+    """
+    slow = "ack_timeout = 30.0"
+    async with federation(tmp_path, delivery={"DE": slow, "FR": slow}) as fed:
+        fed.de._acks_sending["FR"] = 10**6  # Germany takes custody but cannot acknowledge
+        for text in ("un", "deux"):
+            await fed.sim_fr.send_text(FR_VSAV, ALIAS_OF_DE_RTW, text, report_request=0)
+        await eventually(lambda: fed.de.counters["acks_not_sent"] >= 2, seconds=5)
+        assert fed.fr.in_flight("DE") == 2
+        fed.de._acks_sending["FR"] = 0
+        fed.fr._partner_restarted("DE")  # what the MQTT link reports on a new epoch
+        assert fed.fr.in_flight("DE") == 0  # back in the queue, ahead of anything newer
+        await eventually(lambda: fed.fr.counters["acked"] >= 2 and fed.fr.in_flight("DE") == 0)
+        assert fed.de.counters["duplicates"] >= 2
+        assert fed.fr.counters["resent_after_partner_restart"] == 1
+        assert fed.fr.counters["retransmissions"] == 0
+
+        def got() -> list[str]:
+            received = fed.sim_de.received[DE_RTW]
+            return [c.text.split("] ")[-1] for _s, c in received if isinstance(c, TextSds)]
+
+        await eventually(lambda: len(got()) >= 2)
+        assert got() == ["un", "deux"]  # the copies were recognised: delivered once each

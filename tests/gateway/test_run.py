@@ -67,3 +67,29 @@ async def test_run_two_gateways_from_files_and_stop_on_sigterm(tmp_path: Path) -
     assert {"gateway.started", "gateway.stopping"} <= events
     assert all(line["level"] in {"info", "warning", "error", "debug"} for line in lines)
     assert SECRET not in err.decode()  # no payload text in logs
+
+
+async def test_run_exits_1_when_a_gateway_cannot_run(tmp_path: Path) -> None:
+    """A gateway that stops on its own ends the process (a supervisor restarts it)."""
+    config = tmp_path / "de.toml"
+    config.write_text(
+        demo_config_text("DE", partner="FR", pei_port=9)
+        + f'\n[journal]\npath = "{tmp_path / "missing" / "dir" / "j.sqlite3"}"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "missing").write_text("a file where the journal's folder should be")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "run",
+        "-c",
+        str(config),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1, err.decode()[-2000:]
+    failed = [json.loads(line) for line in err.decode().splitlines() if "gateway.failed" in line]
+    assert failed and "journal" in failed[0]["error"].lower()

@@ -425,6 +425,15 @@ def test_next_expiry_stays_exact_after_many_removals() -> None:
 # push_front ------------------------------------------------------------------------------------
 
 
+def test_holds_tells_whether_an_entry_is_queued() -> None:
+    s = make()
+    s.offer("r1", R, size=1, now=0.0)
+    entry = s.pop(0.0)
+    assert entry is not None and not s.holds(entry)
+    s.push_front(entry)
+    assert s.holds(entry)
+
+
 def test_push_front_returns_entry_to_head_keeping_seq_and_enqueue_time() -> None:
     s = make(max_items=2)
     s.offer("r1", R, size=1, now=0.0)

@@ -1,0 +1,204 @@
+"""Several instances of one gateway: one active at a time, the others standing by, by lease.
+
+A gateway configuration with a ``[cluster]`` table may run as several ``euccs-gw run``
+processes, on several machines, all with the same configuration and each with its own
+instance id. They share the PostgreSQL journal (``[journal] url``). The lease
+``gateway:<name>`` in that database (:mod:`gateway.leases`) says which instance is
+*active*: that one runs the whole gateway (adapters, federation link, API); the others
+keep trying to take the lease and start the gateway the moment they get it.
+
+What a takeover keeps:
+
+* **Custody.** Every message the active instance acknowledged (to a radio, an MCX
+  system or a partner) is in the shared journal; the next active instance resumes it,
+  in the order it was admitted, as after a restart of a single instance.
+* **No double delivery.** The SDS-TL message reference of a delivery is journaled before
+  the delivery is attempted, so a resent copy carries the same reference and the far
+  end recognises it; partner message ids seen are in the journal too.
+* **No split brain.** The lease is given up locally before the database can hand it to
+  another instance (argument in :mod:`gateway.leases`), the gateway is cancelled at once
+  when it is, and every journal transaction first checks the lease and its fencing token
+  under a row lock (:data:`gateway.leases.FENCE_CHECK`): an instance that was paused or
+  cut off cannot write behind its successor's back.
+
+A takeover after a crash takes at most the lease ttl (``[cluster] lease_ttl``), plus one
+acquisition interval (ttl/3) and the gateway's start; a clean stop (SIGTERM) releases the
+lease at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import structlog
+
+from gateway.config import GatewayConfig
+from gateway.leases import Lease, LeaseError, LeaseKeeper, LeaseStore
+
+__all__ = ["ActiveStandby", "instance_id", "lease_resource"]
+
+log = structlog.get_logger(__name__)
+
+#: Starts the gateway under a lease for the duration of the context, and yields what to
+#: await: it ends (or raises) only if the gateway stops on its own.
+Starter = Callable[[Lease], AbstractAsyncContextManager[Awaitable[Any]]]
+
+
+def lease_resource(gateway_name: str) -> str:
+    """The lease resource of a gateway: ``gateway:<name>``."""
+    return f"gateway:{gateway_name}"
+
+
+def instance_id(config: GatewayConfig, override: str | None = None) -> str:
+    """This instance's id.
+
+    In order: ``override`` (``--instance``), ``[cluster] instance``, the environment
+    variable ``EUCCS_INSTANCE``, else ``<host name>-<process id>``.
+    """
+    configured = config.cluster.instance if config.cluster is not None else None
+    return (
+        override
+        or configured
+        or os.environ.get("EUCCS_INSTANCE")
+        or f"{socket.gethostname()}-{os.getpid()}"
+    )
+
+
+class ActiveStandby:
+    """Runs ``start(lease)`` while this instance holds the gateway's lease.
+
+    Args:
+        config: The gateway's configuration (with ``[cluster]`` and a journal URL).
+        instance: This instance's unique id.
+        start: Builds and runs the gateway under the lease, for the duration of the
+            context (it must stop promptly when cancelled).
+        store: The lease store (default: one on the journal's database).
+
+    Attributes:
+        failure: The exception the gateway ended with, if it stopped on its own; the
+            caller should then stop this instance so that another one takes over.
+        activations: How many times this instance became active.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        instance: str,
+        start: Starter,
+        store: LeaseStore | None = None,
+    ) -> None:
+        if config.cluster is None or not config.journal_url:
+            raise ValueError("active/standby needs [cluster] and a PostgreSQL journal")
+        self.config = config
+        self.instance = instance
+        self.resource = lease_resource(config.name)
+        self._start = start
+        self._store = store
+        self._own_store = False
+        self._main: asyncio.Task[None] | None = None
+        self._keeper: LeaseKeeper | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
+        self.failed = asyncio.Event()
+        self.activations = 0
+        self.log = log.bind(gateway=config.name, instance=instance)
+
+    @property
+    def active(self) -> bool:
+        """True while the gateway runs here."""
+        return self._task is not None and not self._task.done()
+
+    async def __aenter__(self) -> ActiveStandby:
+        self._main = asyncio.create_task(self._stand_by(), name=f"cluster[{self.config.name}]")
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        main, self._main = self._main, None
+        if main is not None:
+            main.cancel()
+            await asyncio.gather(main, return_exceptions=True)
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            await keeper.stop(release=True)  # stops the gateway, then releases
+        await self._stop_gateway()
+        store, self._store = self._store, None
+        if store is not None and self._own_store:
+            await asyncio.to_thread(store.close)
+
+    async def _stand_by(self) -> None:
+        """Open the lease store (until the database answers), then keep trying for the lease."""
+        cluster = self.config.cluster
+        assert cluster is not None and self.config.journal_url
+        try:
+            delay = 0.5
+            while self._store is None:
+                try:
+                    self._store = await asyncio.to_thread(LeaseStore, self.config.journal_url)
+                    self._own_store = True
+                except LeaseError as exc:
+                    self.log.warning("cluster.leases_unreachable", error=str(exc), retry_s=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, cluster.lease_ttl)
+            self._keeper = LeaseKeeper(
+                self._store,
+                [self.resource],
+                self.instance,
+                ttl=cluster.lease_ttl,
+                on_acquired=self._acquired,
+                on_lost=self._lost,
+            )
+            await self._keeper.start()
+        except Exception as exc:  # e.g. the postgres extra is missing: nothing to wait for
+            self.failure = exc
+            self.log.error("cluster.cannot_stand_by", error=str(exc))
+            self.failed.set()
+            return
+        self.log.info("cluster.standby", resource=self.resource, lease_ttl=cluster.lease_ttl)
+
+    async def _acquired(self, _resource: str, lease: Lease) -> None:
+        await self._stop_gateway()  # a lease taken again after a lapse: start afresh
+        self.activations += 1
+        self.log.info("cluster.active", resource=self.resource, fencing=lease.fencing)
+        self._task = asyncio.create_task(
+            self._serve(lease), name=f"cluster[{self.config.name}].active"
+        )
+
+    async def _lost(self, _resource: str) -> None:
+        await self._stop_gateway()
+        self.log.warning("cluster.standby", resource=self.resource, reason="lease lost")
+
+    async def _serve(self, lease: Lease) -> None:
+        began = time.monotonic()
+        try:
+            async with self._start(lease) as running:
+                self.log.info(
+                    "cluster.serving",
+                    fencing=lease.fencing,
+                    start_s=round(time.monotonic() - began, 3),
+                )
+                await running
+            raise RuntimeError("the gateway stopped on its own")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the gateway could not run: let another instance try
+            self.failure = exc
+            self.log.error(
+                "cluster.gateway_failed", fencing=lease.fencing, error=str(exc) or repr(exc)
+            )
+            self.failed.set()
+
+    async def _stop_gateway(self) -> None:
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
