@@ -178,6 +178,9 @@ class DeliveryConfig:
     dedup_window: float = 7200.0
     #: Send SDS-TL 0x21 "message stored" once a radio's message is in custody.
     stored_report: bool = True
+    #: A queue at its bound keeps further non-urgent copies in the journal only (read
+    #: back in order as it drains) instead of refusing them; False: refuse (0x4C).
+    spill: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -404,6 +407,7 @@ def _delivery(table: Table) -> DeliveryConfig:
         window=int(table.number("window", float(defaults.window), minimum=1)),
         dedup_window=dedup_window,
         stored_report=table.boolean("stored_report", defaults.stored_report),
+        spill=table.boolean("spill", defaults.spill),
     )
     table.finish()
     return result

@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS entries (
     meta       TEXT    NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS entries_by_message ON entries (message_id);
+CREATE INDEX IF NOT EXISTS entries_by_queue ON entries (queue, priority, entry_id);
 CREATE TABLE IF NOT EXISTS seen (
     message_id BLOB PRIMARY KEY,
     seen_at    REAL NOT NULL
@@ -203,6 +204,10 @@ class JournalStore(Protocol):
         """Forget an origin record once its radio has had its final report."""
         ...
 
+    def get_origin(self, message_id: bytes) -> dict[str, Any] | None:
+        """The origin record of a message, if it is still kept."""
+        ...
+
     def prune_origins(self, before: float) -> int:
         """Forget origin records older than ``before``; return how many."""
         ...
@@ -217,6 +222,12 @@ class JournalStore(Protocol):
 
     def recover(self) -> Recovered:
         """Start a new epoch; read everything in custody, most urgent first, then arrival order."""
+        ...
+
+    def entries_after(
+        self, queue: str, priority: int, after: int, limit: int
+    ) -> list[JournalEntry]:
+        """Up to ``limit`` copies in ``queue`` at ``priority`` after id ``after``, by id."""
         ...
 
     def count(self) -> int:
@@ -349,6 +360,13 @@ class Journal:
         """Forget an origin record once its radio has had its final report."""
         self._db.execute("DELETE FROM origins WHERE message_id = ?", (message_id,))
 
+    def get_origin(self, message_id: bytes) -> dict[str, Any] | None:
+        """The origin record of a message, if it is still kept."""
+        row = self._db.execute(
+            "SELECT record FROM origins WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
     def prune_origins(self, before: float) -> int:
         """Forget origin records older than ``before`` (their reports can no longer come)."""
         return self._db.execute("DELETE FROM origins WHERE created_at < ?", (before,)).rowcount
@@ -370,7 +388,25 @@ class Journal:
     def recover(self) -> Recovered:
         """Read everything still in custody, most urgent first, then in arrival order."""
         epoch = self.run_batch([Journal.next_epoch])[0][1]
-        entries = [
+        entries = self._entries("ORDER BY priority DESC, entry_id", ())
+        origins = {
+            row[0]: json.loads(row[1])
+            for row in self._db.execute("SELECT message_id, record FROM origins")
+        }
+        refs = {(a, u): n for a, u, n in self._db.execute("SELECT adapter, unit, next FROM refs")}
+        return Recovered(entries=entries, origins=origins, refs=refs, epoch=int(epoch))
+
+    def entries_after(
+        self, queue: str, priority: int, after: int, limit: int
+    ) -> list[JournalEntry]:
+        """Up to ``limit`` copies in ``queue`` at ``priority`` after id ``after``, by id."""
+        return self._entries(
+            "WHERE queue = ? AND priority = ? AND entry_id > ? ORDER BY entry_id LIMIT ?",
+            (queue, priority, after, limit),
+        )
+
+    def _entries(self, clause: str, params: tuple[Any, ...]) -> list[JournalEntry]:
+        return [
             JournalEntry(
                 entry_id=row[0],
                 message_id=row[1],
@@ -381,16 +417,11 @@ class Journal:
                 meta=json.loads(row[6]),
             )
             for row in self._db.execute(
-                "SELECT entry_id, message_id, queue, priority, expires_at, envelope, meta"
-                " FROM entries ORDER BY priority DESC, entry_id"
+                "SELECT entry_id, message_id, queue, priority, expires_at, envelope, meta"  # noqa: S608
+                f" FROM entries {clause}",  # constant clauses, values bound
+                params,
             )
         ]
-        origins = {
-            row[0]: json.loads(row[1])
-            for row in self._db.execute("SELECT message_id, record FROM origins")
-        }
-        refs = {(a, u): n for a, u, n in self._db.execute("SELECT adapter, unit, next FROM refs")}
-        return Recovered(entries=entries, origins=origins, refs=refs, epoch=int(epoch))
 
     def count(self) -> int:
         """Number of message copies in custody."""

@@ -76,6 +76,7 @@ _SCHEMA = (
         meta       JSONB            NOT NULL DEFAULT '{{}}'
     )""",
     "CREATE INDEX IF NOT EXISTS entries_by_message ON {ns}.entries (message_id)",
+    "CREATE INDEX IF NOT EXISTS entries_by_queue ON {ns}.entries (queue, priority, entry_id)",
     """CREATE TABLE IF NOT EXISTS {ns}.seen (
         message_id BYTEA PRIMARY KEY,
         seen_at    DOUBLE PRECISION NOT NULL
@@ -111,6 +112,7 @@ _STATEMENTS = {
     " ON CONFLICT (message_id)"
     " DO UPDATE SET record = EXCLUDED.record, created_at = EXCLUDED.created_at",
     "drop_origin": "DELETE FROM {ns}.origins WHERE message_id = %s",
+    "get_origin": "SELECT record FROM {ns}.origins WHERE message_id = %s",
     "prune_origins": "DELETE FROM {ns}.origins WHERE created_at < %s",
     "set_ref": "INSERT INTO {ns}.refs (adapter, unit, next_reference) VALUES (%s, %s, %s)"
     " ON CONFLICT (adapter, unit) DO UPDATE SET next_reference = EXCLUDED.next_reference",
@@ -118,6 +120,9 @@ _STATEMENTS = {
     " DO UPDATE SET value = (m.value::bigint + 1)::text RETURNING value",
     "entries": "SELECT entry_id, message_id, queue, priority, expires_at, envelope, meta"
     " FROM {ns}.entries ORDER BY priority DESC, entry_id",
+    "entries_after": "SELECT entry_id, message_id, queue, priority, expires_at, envelope, meta"
+    " FROM {ns}.entries WHERE queue = %s AND priority = %s AND entry_id > %s"
+    " ORDER BY entry_id LIMIT %s",
     "origins": "SELECT message_id, record FROM {ns}.origins",
     "refs": "SELECT adapter, unit, next_reference FROM {ns}.refs",
     "count": "SELECT COUNT(*) FROM {ns}.entries",
@@ -393,6 +398,12 @@ class PostgresJournal:
         """Forget an origin record once its radio has had its final report."""
         self._run(lambda c: c.execute(self._q["drop_origin"], (message_id,)))
 
+    def get_origin(self, message_id: bytes) -> dict[str, Any] | None:
+        """The origin record of a message, if it is still kept."""
+        query = self._q["get_origin"]
+        row = self._run(lambda c: c.execute(query, (message_id,)).fetchone())
+        return None if row is None else dict(row[0])
+
     def prune_origins(self, before: float) -> int:
         """Forget origin records older than ``before`` (their reports can no longer come)."""
         return self._run(lambda c: c.execute(self._q["prune_origins"], (before,)).rowcount)
@@ -419,21 +430,18 @@ class PostgresJournal:
         self,
     ) -> tuple[list[JournalEntry], dict[bytes, dict[str, Any]], dict[tuple[str, str], int]]:
         conn = self._current()
-        entries = [
-            JournalEntry(
-                entry_id=int(row[0]),
-                message_id=bytes(row[1]),
-                queue=row[2],
-                priority=row[3],
-                expires_at=row[4],
-                envelope=bytes(row[5]),
-                meta=row[6],
-            )
-            for row in conn.execute(self._q["entries"])
-        ]
+        entries = [_entry(row) for row in conn.execute(self._q["entries"])]
         origins = {bytes(row[0]): row[1] for row in conn.execute(self._q["origins"])}
         refs = {(row[0], row[1]): int(row[2]) for row in conn.execute(self._q["refs"])}
         return entries, origins, refs
+
+    def entries_after(
+        self, queue: str, priority: int, after: int, limit: int
+    ) -> list[JournalEntry]:
+        """Up to ``limit`` copies in ``queue`` at ``priority`` after id ``after``, by id."""
+        query = self._q["entries_after"]
+        params = (queue, priority, after, limit)
+        return self._run(lambda c: [_entry(row) for row in c.execute(query, params)])
 
     def count(self) -> int:
         """Number of message copies in custody."""
@@ -443,3 +451,15 @@ class PostgresJournal:
         row = conn.execute(self._q[statement]).fetchone()
         assert row is not None
         return int(row[0])
+
+
+def _entry(row: Sequence[Any]) -> JournalEntry:
+    return JournalEntry(
+        entry_id=int(row[0]),
+        message_id=bytes(row[1]),
+        queue=row[2],
+        priority=row[3],
+        expires_at=row[4],
+        envelope=bytes(row[5]),
+        meta=row[6],
+    )

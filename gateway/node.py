@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections import Counter
@@ -117,6 +118,8 @@ _CANARY_TEXT = "euccs-canary"
 _JOURNAL_RETRY = 1.0
 #: Seconds between expiry, retransmission and pruning passes.
 _HOUSEKEEPING_INTERVAL = 0.25
+#: Most spilled copies read back from the journal into a queue at once.
+_UNSPILL_BATCH = 256
 _RECEIPT_STATE_NAMES: dict[int, str] = {
     v1.DELIVERY_STATE_DELIVERED: "delivered",
     v1.DELIVERY_STATE_READ: "read",
@@ -155,6 +158,8 @@ class Held:
     queue: str
     delivery: TetraDelivery | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Kept in the journal only (its queue was at its bound); not journaled itself.
+    spilled: bool = False
 
     @property
     def size(self) -> int:
@@ -167,6 +172,29 @@ class _InFlight:
     entry: Entry[Held]
     nation: str
     deadline: float
+
+
+@dataclass
+class _Spill:
+    """A queue's copies kept in the journal only, because the queue reached its bound.
+
+    While a queue has spilled copies every new non-urgent copy for it is spilled too,
+    so for each priority the spilled copies are exactly the queue's journal rows of that
+    priority with ids above ``after[priority]``: they are read back in arrival order.
+    """
+
+    counts: Counter[int] = field(default_factory=Counter)
+    after: dict[int, int] = field(default_factory=dict)
+    loading: bool = False
+
+    def add(self, priority: int, entry_id: int) -> None:
+        if priority not in self.after:
+            self.after[priority] = entry_id - 1
+        self.counts[priority] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
 class Gateway:
@@ -238,6 +266,8 @@ class Gateway:
         self._window_free: dict[str, asyncio.Event] = {
             nation: asyncio.Event() for nation in config.federation.partners
         }
+        #: Per queue: copies in the journal only (``[delivery] spill``, see :class:`_Spill`).
+        self._spilled: dict[str, _Spill] = {}
         #: Acknowledgements being sent to each partner (bounded; see :meth:`_ack`).
         self._acks_sending: Counter[str] = Counter()
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
@@ -317,10 +347,21 @@ class Gateway:
         now = self.monotonic()
         resumed = Counter[str]()
         for row in recovered.entries:
+            queue = self.queues.get(row.queue)
+            if (
+                queue is not None
+                and self.config.delivery.spill
+                and row.priority < v1.PRIORITY_IMMINENT_PERIL
+                and (row.queue in self._spilled or _full(queue, len(row.envelope)))
+            ):
+                # Beyond the queue's bound: stays in the journal, read back as it drains.
+                self._spilled.setdefault(row.queue, _Spill()).add(row.priority, row.entry_id)
+                resumed[row.queue] += 1
+                continue
             held = self._resume(row)
             if held is None:
                 continue
-            queue = self.queues[row.queue]
+            assert queue is not None
             queue.force(
                 held, row.priority, size=held.size, now=now, expires_at=self._local(row.expires_at)
             )
@@ -516,7 +557,10 @@ class Gateway:
             raise DeliveryRefused(
                 f"cannot take custody: {exc}", reason_code=DeliveryStatus.NETWORK_OVERLOAD
             ) from exc
-        self.tracker.add_origin(origin)
+        if not all(c.spilled for c in copies):
+            # A spilled message costs no memory: its record is read back from the journal
+            # when a receipt comes (see _apply_receipt).
+            self.tracker.add_origin(origin)
         self.counters["accepted"] += 1
         self._observe(
             "accepted",
@@ -575,6 +619,11 @@ class Gateway:
                 self.counters["shed_control"] += 1
                 return
             queue.offer(held, envelope.priority, size=held.size, now=now, expires_at=expires_at)
+        elif self._spills(held, queue):
+            self._spill(held.queue, envelope.priority, held)
+        elif self.config.delivery.spill and envelope.priority >= v1.PRIORITY_IMMINENT_PERIL:
+            # Urgent copies are never spilled nor shed, and displace nothing.
+            queue.force(held, envelope.priority, size=held.size, now=now, expires_at=expires_at)
         else:
             try:
                 evicted = queue.offer(
@@ -589,6 +638,77 @@ class Gateway:
                 )
         if envelope.priority >= v1.PRIORITY_IMMINENT_PERIL and held.queue.startswith("egress:"):
             self._window_free[held.queue.removeprefix("egress:")].set()
+
+    def _spills(self, held: Held, queue: AsyncScheduler[Held]) -> bool:
+        """True if ``held`` (journaled) stays in the journal only instead of its queue."""
+        if not self.config.delivery.spill or held.entry_id is None:
+            return False
+        if held.envelope.priority >= v1.PRIORITY_IMMINENT_PERIL:
+            return False
+        return held.queue in self._spilled or _full(queue, held.size)
+
+    def _spill(self, name: str, priority: int, held: Held) -> None:
+        assert held.entry_id is not None
+        spill = self._spilled.get(name)
+        if spill is None:
+            spill = self._spilled[name] = _Spill()
+            self.log.warning("queue.spilling", queue=name, queued=len(self.queues[name]))
+        spill.add(priority, held.entry_id)
+        held.spilled = True
+        self.counters["spilled"] += 1
+
+    def spilled(self, name: str) -> int:
+        """Copies of queue ``name`` waiting in the journal only."""
+        spill = self._spilled.get(name)
+        return spill.total if spill is not None else 0
+
+    def _unspill_soon(self, name: str) -> None:
+        """Read spilled copies back once the queue has drained to half its bound."""
+        spill = self._spilled.get(name)
+        if spill is None or spill.loading or self.journal is None:
+            return
+        queue = self.queues[name]
+        if len(queue) > queue.max_items // 2 or queue.bytes > queue.max_bytes // 2:
+            return
+        spill.loading = True
+        self._spawn(self._unspill(name, spill), f"unspill[{name}]")
+
+    async def _unspill(self, name: str, spill: _Spill) -> None:
+        queue = self.queues[name]
+        try:
+            for priority in sorted(spill.counts, reverse=True):  # most urgent class first
+                room = min(queue.max_items - len(queue), _UNSPILL_BATCH)
+                if spill.counts[priority] <= 0 or room <= 0:
+                    continue
+                journal = self.journal
+                if journal is None:
+                    return
+                rows = await journal.submit(
+                    functools.partial(_entries_after, name, priority, spill.after[priority], room)
+                )
+                now = self.monotonic()
+                # Counts are exact (nothing else removes a spilled row): a copy committed
+                # in the same batch after this read is counted and found next time.
+                for row in rows:
+                    held = self._resume(row)
+                    if held is not None and _full(queue, held.size) and len(queue):
+                        break  # no room for it after all: it stays spilled, in order
+                    spill.after[priority] = row.entry_id
+                    spill.counts[priority] -= 1
+                    self.counters["unspilled"] += 1
+                    if held is not None:
+                        queue.force(
+                            held,
+                            row.priority,
+                            size=held.size,
+                            now=now,
+                            expires_at=self._local(row.expires_at),
+                        )
+        finally:
+            spill.loading = False
+            if spill.total <= 0 and self._spilled.get(name) is spill:
+                del self._spilled[name]
+                self.log.info("queue.spill_drained", queue=name)
 
     async def _shed(self, held: Held, reason: str) -> None:
         """A queue had no room: fail the message back to its sender and release it."""
@@ -838,6 +958,7 @@ class Gateway:
                 window_free.clear()
                 await window_free.wait()
             entry = await queue.get(self.monotonic)
+            self._unspill_soon(_egress(nation))
             held = entry.item
             envelope = held.envelope
             if envelope.origin.nation == self.nation and not envelope.HasField("receipt"):
@@ -1207,6 +1328,7 @@ class Gateway:
             adapter, deliver = self.adapters[adapter_name], self._deliver
         while True:
             entry = await queue.get(self.monotonic)
+            self._unspill_soon(_local(adapter_name))
             if adapter.state is not LinkState.CONNECTED:
                 queue.push_front(entry)
                 with contextlib.suppress(TimeoutError):
@@ -1651,9 +1773,10 @@ class Gateway:
         """One pass of the housekeeping loop; returns when pruning is next due."""
         delivery = self.config.delivery
         now = self.monotonic()
-        for queue in self.queues.values():
+        for name, queue in self.queues.items():
             for entry in queue.expire(now):
                 await self._expired(entry.item)
+            self._unspill_soon(name)
         for nation, inflight in self._inflight.items():
             late = [m for m, f in inflight.items() if f.deadline <= now]
             for message_id in late:
@@ -1818,6 +1941,13 @@ class Gateway:
 
     async def _apply_receipt(self, receipt: v1.DeliveryReceipt) -> None:
         record = self.tracker.origins.get(receipt.message_id)
+        if record is None and self.journal is not None:
+            # Not in memory: it was spilled, or evicted from a full tracker.
+            row = await self.journal.submit(functools.partial(_get_origin, receipt.message_id))
+            if row is not None:
+                record = _origin_from_row(receipt.message_id, row)
+                self.tracker.add_origin(record)
+                self.counters["origins_from_journal"] += 1
         state_name = _RECEIPT_STATE_NAMES.get(receipt.state, str(receipt.state))
         self.counters[f"receipts_{state_name}"] += 1
         if record is None:
@@ -2002,6 +2132,21 @@ def _egress(nation: str) -> str:
 
 def _local(adapter: str) -> str:
     return f"local:{adapter}"
+
+
+def _get_origin(message_id: bytes, journal: JournalStore) -> dict[str, Any] | None:
+    return journal.get_origin(message_id)
+
+
+def _entries_after(
+    queue: str, priority: int, after: int, limit: int, journal: JournalStore
+) -> list[JournalEntry]:
+    return journal.entries_after(queue, priority, after, limit)
+
+
+def _full(queue: AsyncScheduler[Held], size: int) -> bool:
+    """True if ``queue`` has no room for one more copy of ``size`` bytes."""
+    return len(queue) >= queue.max_items or queue.bytes + size > queue.max_bytes
 
 
 def _urgent_waiting(queue: AsyncScheduler[Held]) -> bool:

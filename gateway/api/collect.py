@@ -96,6 +96,11 @@ def render_metrics(gateway: Gateway, recorder: Recorder, journal_backlog: int | 
     out.gauge("euccs_queue_depth", "Messages waiting per queue and priority.", depths)
     out.gauge("euccs_queue_bytes", "Bytes waiting per queue.", sizes)
     out.gauge(
+        "euccs_queue_spilled",
+        "Messages of each queue beyond its memory bound, kept in the journal only.",
+        {_lab(queue=name): gateway.spilled(name) for name in gateway.queues},
+    )
+    out.gauge(
         "euccs_in_flight",
         "Messages sent to a partner and not yet acknowledged.",
         {_lab(partner=n): gateway.in_flight(n) for n in gateway.config.federation.partners},

@@ -105,6 +105,40 @@ def test_recovery_is_most_urgent_first_then_arrival_order(store: Stores) -> None
     assert recovered.epoch == 1
 
 
+def test_entries_after_reads_one_class_of_one_queue_in_arrival_order(store: Stores) -> None:
+    journal = store.open()
+    routine, high = v1.PRIORITY_ROUTINE, v1.PRIORITY_HIGH
+    ids = journal.add(
+        [
+            entry(b"r1", routine),
+            entry(b"h1", high),
+            entry(b"x1", routine, queue="local:tetra-de"),
+            entry(b"r2", routine, meta={"reference": 7}),
+            entry(b"r3", routine, expires_at=12.5),
+        ]
+    )
+    after_first = journal.entries_after("egress:FR", routine, ids[0], 10)
+    assert [e.message_id for e in after_first] == [b"r2", b"r3"]
+    assert after_first[0].meta == {"reference": 7} and after_first[1].expires_at == 12.5
+    assert after_first[0].envelope == b"env-r2" and after_first[0].queue == "egress:FR"
+    assert [e.message_id for e in journal.entries_after("egress:FR", routine, 0, 2)] == [
+        b"r1",
+        b"r2",
+    ]
+    assert [e.message_id for e in journal.entries_after("egress:FR", high, 0, 10)] == [b"h1"]
+    assert journal.entries_after("egress:FR", routine, ids[4], 10) == []
+    assert journal.entries_after("egress:IT", routine, 0, 10) == []
+
+
+def test_an_origin_record_is_read_back_until_dropped(store: Stores) -> None:
+    journal = store.open()
+    journal.put_origin(b"m1", {"adapter": "tetra-de", "issi": "2001", "reference": 3}, 1.0)
+    assert journal.get_origin(b"m1") == {"adapter": "tetra-de", "issi": "2001", "reference": 3}
+    assert journal.get_origin(b"m2") is None
+    journal.drop_origin(b"m1")
+    assert journal.get_origin(b"m1") is None
+
+
 def test_epoch_grows_with_every_recovery(store: Stores) -> None:
     epochs = []
     for _ in range(3):

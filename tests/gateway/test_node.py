@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from pathlib import Path
 
 import pytest
 
+from gateway.config import parse_config
+from gateway.demo_configs import demo_config_text
+from gateway.federation import LocalFederationBus
+from gateway.journal import Journal, NewEntry
+from gateway.node import Gateway
 from protocols.schema import v1
 from protocols.tetra import LocationReport, StatusSds, TextSds
 from tests.gateway.federation import (
@@ -192,3 +198,44 @@ async def test_long_text_is_split_for_the_far_radio(fed: Federation) -> None:
     await eventually(lambda: bool(texts(fed.sim_fr, FR_VSAV)))
     assert texts(fed.sim_fr, FR_VSAV)[0].text.endswith(long_text[:200])
     await eventually(lambda: fed.de.counters["receipts_delivered"] == 1)
+
+
+async def test_a_restart_keeps_the_backlog_beyond_the_bound_in_the_journal(tmp_path: Path) -> None:
+    """Resuming a large backlog fills each queue to its bound; the rest is read back later."""
+    config = parse_config(
+        demo_config_text("DE", partner="FR", pei_port=9, delivery="queue_max_messages = 4")
+    )
+    journal = Journal(tmp_path / "de.sqlite3")
+    ids = journal.add(
+        [
+            NewEntry(
+                message_id=bytes([n]) * 16,
+                queue="egress:FR",
+                priority=v1.PRIORITY_EMERGENCY if n == 9 else v1.PRIORITY_ROUTINE,
+                envelope=v1.Envelope(
+                    message_id=bytes([n]) * 16,
+                    priority=v1.PRIORITY_EMERGENCY if n == 9 else v1.PRIORITY_ROUTINE,
+                ).SerializeToString(),
+            )
+            for n in range(10)
+        ]
+    )
+    journal.close()
+    gateway = Gateway(config, LocalFederationBus().attach("DE"), journal=tmp_path / "de.sqlite3")
+    opened = gateway._open_journal()
+    try:
+        queue = gateway.queues["egress:FR"]
+        # The emergency and the three oldest routine copies; six wait in the journal.
+        assert len(queue) == 4 and gateway.spilled("egress:FR") == 6
+        order: list[int | None] = []
+        while len(order) < 10:
+            entry = queue.pop(time.monotonic())
+            if entry is None:
+                gateway._unspill_soon("egress:FR")
+                await asyncio.sleep(0.01)
+                continue
+            order.append(entry.item.entry_id)
+        assert order == [ids[9], *ids[:9]]
+        assert gateway.spilled("egress:FR") == 0
+    finally:
+        await asyncio.to_thread(opened.close)

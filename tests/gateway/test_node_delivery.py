@@ -188,7 +188,8 @@ async def test_group_text_reaches_the_partner_group_and_reports_sent_to_group(
 async def test_full_queue_sheds_routine_with_a_negative_report_never_the_emergency(
     tmp_path: Path,
 ) -> None:
-    async with federation(tmp_path, delivery={"DE": "queue_max_messages = 3"}) as fed:
+    shedding = "queue_max_messages = 3\nspill = false"
+    async with federation(tmp_path, delivery={"DE": shedding}) as fed:
         fed.bus.cut("FR")
         references = [
             await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"routine {n}", report_request=1)
@@ -291,3 +292,33 @@ async def test_a_partner_restart_resends_what_it_had_not_acknowledged_at_once(
 
         await eventually(lambda: len(got()) >= 2)
         assert got() == ["un", "deux"]  # the copies were recognised: delivered once each
+
+
+async def test_a_full_queue_spills_to_the_journal_and_drains_in_order(tmp_path: Path) -> None:
+    """Beyond its bound a queue keeps copies in the journal only; nothing is refused."""
+    async with federation(tmp_path, delivery={"DE": "queue_max_messages = 4"}) as fed:
+        fed.bus.cut("FR")
+        for n in range(12):
+            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"routine {n:02d}")
+        await eventually(lambda: fed.de.counters["accepted"] == 12)
+        queue = fed.de.queues["egress:FR"]
+        assert len(queue) <= 4 and fed.de.spilled("egress:FR") == 12 - len(queue)
+        await fed.sim_de.send_status(DE_HLF, ALIAS_OF_FR_VSAV, 0)  # urgent: never spilled
+        await eventually(lambda: fed.de.counters["accepted"] == 13)
+        assert fed.de.spilled("egress:FR") == 12 - 4
+        assert reports(fed.sim_de, DE_RTW) == []  # nothing refused, nothing shed
+        assert fed.de.counters["shed"] == 0
+        fed.bus.cut("FR", down=False)
+        await eventually(lambda: len(fed.sim_fr.received[FR_VSAV]) == 13, seconds=10)
+        contents = [c for _s, c in fed.sim_fr.received[FR_VSAV]]
+        assert contents[0] == StatusSds(status=0)  # the emergency first
+        assert [c.text[-10:] for c in contents[1:] if isinstance(c, TextSds)] == [
+            f"routine {n:02d}" for n in range(12)
+        ]
+        assert fed.de.spilled("egress:FR") == 0 and "egress:FR" not in fed.de._spilled
+        assert fed.de.counters["unspilled"] == fed.de.counters["spilled"] == 8
+        # Spilled messages kept no origin record in memory: their receipts find it in the
+        # journal, and every radio gets its delivery report.
+        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 12, seconds=10)
+        assert {r.delivery_status for r in reports(fed.sim_de, DE_RTW)} == {0x00}
+        assert fed.de.counters["origins_from_journal"] == 8

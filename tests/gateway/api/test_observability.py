@@ -39,6 +39,7 @@ async def test_metrics_cover_traffic_queues_presence_and_latency(api: Api) -> No
     assert f'{bucket},le="+Inf"}} 1' in text
     assert 'euccs_hop_latency_seconds_count{gateway="gw-de-kehl",stage="link"} 1' in text
     assert 'euccs_queue_depth{priority="emergency",queue="egress:FR"} 0' in text
+    assert 'euccs_queue_spilled{queue="egress:FR"} 0' in text
     assert "euccs_journal_backlog " in text
     assert 'euccs_presence_units{availability="online",scope="remote"}' in text
     assert 'euccs_link_up{path="federation:FR"} 1' in text
