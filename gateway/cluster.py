@@ -17,9 +17,9 @@ What a takeover keeps:
   end recognises it; partner message ids seen are in the journal too.
 * **No split brain.** The lease is given up locally before the database can hand it to
   another instance (argument in :mod:`gateway.leases`), the gateway is cancelled at once
-  when it is, and every journal transaction first checks the lease and its fencing token
-  under a row lock (:data:`gateway.leases.FENCE_CHECK`): an instance that was paused or
-  cut off cannot write behind its successor's back.
+  when it is, and every journal transaction checks the lease and its fencing token before
+  it commits, under a row lock (:data:`gateway.leases.FENCE_CHECK`): an instance that was
+  paused or cut off cannot write behind its successor's back.
 
 A takeover after a crash takes at most the lease ttl (``[cluster] lease_ttl``), plus one
 acquisition interval (ttl/3) and the gateway's start; a clean stop (SIGTERM) releases the
@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -99,6 +100,9 @@ class ActiveStandby:
             raise ValueError("active/standby needs [cluster] and a PostgreSQL journal")
         self.config = config
         self.instance = instance
+        #: The lease owner: the instance id and a random part of this process, so that two
+        #: processes started with the same id by mistake can never both be active.
+        self.owner = f"{instance}/{secrets.token_hex(4)}"
         self.resource = lease_resource(config.name)
         self._start = start
         self._store = store
@@ -109,7 +113,7 @@ class ActiveStandby:
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
         self.activations = 0
-        self.log = log.bind(gateway=config.name, instance=instance)
+        self.log = log.bind(gateway=config.name, instance=instance, owner=self.owner)
 
     @property
     def active(self) -> bool:
@@ -150,7 +154,7 @@ class ActiveStandby:
             self._keeper = LeaseKeeper(
                 self._store,
                 [self.resource],
-                self.instance,
+                self.owner,
                 ttl=cluster.lease_ttl,
                 on_acquired=self._acquired,
                 on_lost=self._lost,

@@ -143,10 +143,11 @@ class PostgresJournal:
         connect_timeout: seconds to wait for the server when connecting.
         pool_timeout: seconds a batch waits for a connection before it fails.
         fence: the lease under which this instance writes (several instances of one
-            gateway, :mod:`gateway.cluster`): every batch first checks, in its own
-            transaction, that the lease is still ours and fails with
-            :class:`~gateway.journal.JournalError` otherwise, so an instance that lost
-            its lease (paused, cut off) cannot write behind its successor's back.
+            gateway, :mod:`gateway.cluster`): every batch checks, in its own transaction
+            just before the commit, that the lease is still ours and fails with
+            :class:`~gateway.journal.JournalError` otherwise (nothing of it is
+            written), so an instance that lost its lease (paused, cut off) cannot write
+            behind its successor's back.
 
     Raises:
         ConfigError: psycopg is not installed, or ``namespace`` is not a valid schema name.
@@ -286,8 +287,6 @@ class PostgresJournal:
             self._local.conn = conn
             step = "batch"
             try:
-                if self._fence is not None:
-                    self._check_fence(conn)
                 for op in ops:
                     conn.execute("SAVEPOINT op")
                     try:
@@ -300,6 +299,9 @@ class PostgresJournal:
                             exc = JournalError(f"{self._location}: {exc}")
                         results.append((False, exc))
                     conn.execute("RELEASE SAVEPOINT op")
+                if self._fence is not None:
+                    # Last, so the lease row is locked only from here to the commit.
+                    self._check_fence(conn)
                 step = "commit"
                 conn.execute("COMMIT")
             except psycopg.Error as exc:

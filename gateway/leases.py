@@ -130,11 +130,11 @@ SELECT resource, owner, fencing, expires_at FROM euccs_leases
 WHERE resource = %(resource)s AND expires_at > now()
 """
 
-#: Run first in each journal transaction of a lease holder (see :class:`Lease`): a row only
-#: while the lease is still the holder's. ``FOR SHARE`` makes a takeover (an UPDATE of the
-#: row) wait for that transaction's end, so the new owner, which reads the journal after
-#: taking the lease, sees every write the old one committed, and the old one commits
-#: nothing after the takeover.
+#: Run last, before the commit, in each journal transaction of a lease holder (see
+#: :class:`Lease`): a row only while the lease is still the holder's. ``FOR SHARE`` makes a
+#: takeover (an UPDATE of the row) wait for that transaction's end, so the new owner, which
+#: reads the journal after taking the lease, sees every write the old one committed, and
+#: the old one commits nothing after the takeover.
 FENCE_CHECK = """
 SELECT 1 FROM euccs_leases
 WHERE resource = %(resource)s AND owner = %(owner)s AND fencing = %(fencing)s

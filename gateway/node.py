@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -65,6 +65,7 @@ from gateway.journal import (
     JournalError,
     JournalStore,
     NewEntry,
+    Recovered,
     open_journal,
 )
 from gateway.liveness import CanaryTracker, PathState, StateChange
@@ -102,6 +103,8 @@ if TYPE_CHECKING:
 __all__ = ["Gateway", "Held", "Observation"]
 
 log = structlog.get_logger(__name__)
+
+_R = TypeVar("_R")
 
 #: SDS-TL protocol identifiers used for text we deliver.
 _PID_TEXT = 0x82
@@ -178,9 +181,11 @@ class _InFlight:
 class _Spill:
     """A queue's copies kept in the journal only, because the queue reached its bound.
 
-    While a queue has spilled copies every new non-urgent copy for it is spilled too,
-    so for each priority the spilled copies are exactly the queue's journal rows of that
-    priority with ids above ``after[priority]``: they are read back in arrival order.
+    While a queue has spilled copies every new journaled non-urgent copy for it is spilled
+    too (receipts included; EMERGENCY and IMMINENT_PERIL never are), so for each priority
+    the spilled copies are exactly the queue's journal rows of that priority with ids above
+    ``after[priority]``: they are read back in arrival order. A priority is drained when
+    the journal returns fewer rows than asked; ``counts`` is for metrics only.
     """
 
     counts: Counter[int] = field(default_factory=Counter)
@@ -191,6 +196,10 @@ class _Spill:
         if priority not in self.after:
             self.after[priority] = entry_id - 1
         self.counts[priority] += 1
+
+    def drained(self, priority: int) -> None:
+        self.after.pop(priority, None)
+        self.counts.pop(priority, None)
 
     @property
     def total(self) -> int:
@@ -312,7 +321,7 @@ class Gateway:
 
     async def run(self) -> None:
         """Recover the journal, then run every task of this gateway until cancelled."""
-        journal = self._open_journal()
+        journal = await self._open_journal_in_thread()
         try:
             async with asyncio.TaskGroup() as tasks:
                 for name, adapter in self.adapters.items():
@@ -342,7 +351,25 @@ class Gateway:
 
     def _open_journal(self) -> AsyncJournal:
         journal = open_journal(self.config, self.name, path=self.journal_path, fence=self.fence)
-        recovered = journal.recover()
+        return self._resume_journal(journal, journal.recover())
+
+    async def _open_journal_in_thread(self) -> AsyncJournal:
+        """:meth:`_open_journal` with the reading on a thread.
+
+        A large backlog must not stop the event loop (lease renewals in a cluster,
+        adapters' keepalives).
+        """
+        journal = await asyncio.to_thread(
+            open_journal, self.config, self.name, path=self.journal_path, fence=self.fence
+        )
+        try:
+            recovered = await asyncio.to_thread(journal.recover)
+        except BaseException:
+            await asyncio.to_thread(journal.close)
+            raise
+        return self._resume_journal(journal, recovered)
+
+    def _resume_journal(self, journal: AsyncJournal, recovered: Recovered) -> AsyncJournal:
         self.epoch = recovered.epoch
         now = self.monotonic()
         resumed = Counter[str]()
@@ -597,6 +624,17 @@ class Gateway:
             except JournalError as exc:
                 await self._journal_trouble(exc)
 
+    async def _read_surely(self, op: Callable[[JournalStore], _R]) -> _R:
+        """Read what the journal holds, retried until it answers (see _commit_surely)."""
+        while True:
+            journal = self.journal
+            if journal is None:
+                raise JournalError("the journal is not open")
+            try:
+                return await journal.submit(op)
+            except JournalError as exc:
+                await self._journal_trouble(exc)
+
     async def _journal_trouble(self, exc: JournalError) -> None:
         self.counters["journal_errors"] += 1
         self.log.error("journal.write_failed", error=str(exc))
@@ -609,7 +647,16 @@ class Gateway:
         envelope = held.envelope
         now = self.monotonic()
         expires_at = self._local(_expires_at(envelope))
-        if envelope.HasField("receipt"):
+        if (
+            held.entry_id is not None
+            and held.queue in self._spilled
+            and envelope.priority < v1.PRIORITY_IMMINENT_PERIL
+        ):
+            # The queue is spilling: every journaled non-urgent copy for it waits in the
+            # journal, so the spilled rows stay exactly the newest ones of each class
+            # (receipts included).
+            self._spill(held.queue, envelope.priority, held)
+        elif envelope.HasField("receipt"):
             # Receipts and acks are small and owed: never refused, never shed.
             queue.force(held, envelope.priority, size=held.size, now=now, expires_at=expires_at)
         elif held.entry_id is None and held.delivery is None:
@@ -645,7 +692,7 @@ class Gateway:
             return False
         if held.envelope.priority >= v1.PRIORITY_IMMINENT_PERIL:
             return False
-        return held.queue in self._spilled or _full(queue, held.size)
+        return _full(queue, held.size)
 
     def _spill(self, name: str, priority: int, held: Held) -> None:
         assert held.entry_id is not None
@@ -676,10 +723,10 @@ class Gateway:
     async def _unspill(self, name: str, spill: _Spill) -> None:
         queue = self.queues[name]
         try:
-            for priority in sorted(spill.counts, reverse=True):  # most urgent class first
+            for priority in sorted(spill.after, reverse=True):  # most urgent class first
                 room = min(queue.max_items - len(queue), _UNSPILL_BATCH)
-                if spill.counts[priority] <= 0 or room <= 0:
-                    continue
+                if room <= 0:
+                    break
                 journal = self.journal
                 if journal is None:
                     return
@@ -687,12 +734,12 @@ class Gateway:
                     functools.partial(_entries_after, name, priority, spill.after[priority], room)
                 )
                 now = self.monotonic()
-                # Counts are exact (nothing else removes a spilled row): a copy committed
-                # in the same batch after this read is counted and found next time.
+                full = False
                 for row in rows:
                     held = self._resume(row)
                     if held is not None and _full(queue, held.size) and len(queue):
-                        break  # no room for it after all: it stays spilled, in order
+                        full = True  # no room for it after all: it stays spilled, in order
+                        break
                     spill.after[priority] = row.entry_id
                     spill.counts[priority] -= 1
                     self.counters["unspilled"] += 1
@@ -704,9 +751,14 @@ class Gateway:
                             now=now,
                             expires_at=self._local(row.expires_at),
                         )
+                if not full and len(rows) < room:
+                    # The journal holds no more of this class. A copy committed after this
+                    # read is enqueued after this decision (futures resolve in commit order)
+                    # and so finds the class no longer spilling, or spills with a new cursor.
+                    spill.drained(priority)
         finally:
             spill.loading = False
-            if spill.total <= 0 and self._spilled.get(name) is spill:
+            if not spill.after and self._spilled.get(name) is spill:
                 del self._spilled[name]
                 self.log.info("queue.spill_drained", queue=name)
 
@@ -1943,7 +1995,7 @@ class Gateway:
         record = self.tracker.origins.get(receipt.message_id)
         if record is None and self.journal is not None:
             # Not in memory: it was spilled, or evicted from a full tracker.
-            row = await self.journal.submit(functools.partial(_get_origin, receipt.message_id))
+            row = await self._read_surely(functools.partial(_get_origin, receipt.message_id))
             if row is not None:
                 record = _origin_from_row(receipt.message_id, row)
                 self.tracker.add_origin(record)

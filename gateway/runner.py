@@ -116,30 +116,36 @@ async def run_gateways(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_credentials, reloadable)
-    async with contextlib.AsyncExitStack() as stack:
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
-        watched: list[asyncio.Task[Any]] = []
-        for gateway in gateways:
-            watched.append(await stack.enter_async_context(_serving(gateway, reloadable)))
-        from gateway.cluster import ActiveStandby, instance_id
+    failed = False
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+            watched: list[asyncio.Task[Any]] = []
+            for gateway in gateways:
+                watched.append(await stack.enter_async_context(_serving(gateway, reloadable)))
+            from gateway.cluster import ActiveStandby, instance_id
 
-        for config in (c for c in configs if c.cluster is not None):
-            member = ActiveStandby(
-                config,
-                instance=instance_id(config, instance),
-                start=functools.partial(_active, config, bus, state_dir, reloadable),
-            )
-            await stack.enter_async_context(member)
-            waiters.append(asyncio.ensure_future(member.failed.wait()))
-        await asyncio.wait([*waiters, *watched], return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
-        for task in watched:
-            if task.done() and not task.cancelled():
-                error = task.exception()
-                log.error("gateway.failed", task=task.get_name(), error=repr(error))
-        failed = not stop.is_set()
-        log.info("gateway.stopping", failed=failed)
+            for config in (c for c in configs if c.cluster is not None):
+                member = ActiveStandby(
+                    config,
+                    instance=instance_id(config, instance),
+                    start=functools.partial(_active, config, bus, state_dir, reloadable),
+                )
+                await stack.enter_async_context(member)
+                waiters.append(asyncio.ensure_future(member.failed.wait()))
+            await asyncio.wait([*waiters, *watched], return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            for task in watched:
+                if task.done() and not task.cancelled():
+                    error = task.exception()
+                    log.error("gateway.failed", task=task.get_name(), error=repr(error))
+            failed = not stop.is_set()
+            log.info("gateway.stopping", failed=failed)
+    except Exception:
+        if not failed:
+            raise
+        # The failure was logged (gateway.failed); its task raises it again on the way out.
     return 1 if failed else 0
 
 
@@ -166,7 +172,17 @@ async def _serving(gateway: Gateway, reloadable: list[Any]) -> AsyncIterator[asy
             stack.callback(reloadable.remove, api)
             log.info("api.listening", gateway=gateway.name, url=api.url, metrics=api.metrics_url)
         assert gateway.task is not None
+        # Unwinding runs last-in first-out: stop the gateway's work (adapters, federation)
+        # first, before the API's graceful shutdown, so that an instance that lost its
+        # lease stops acting at once.
+        stack.push_async_callback(_cancel, gateway.task)
         yield gateway.task
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 @contextlib.asynccontextmanager

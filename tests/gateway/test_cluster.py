@@ -144,7 +144,8 @@ async def test_one_instance_is_active_and_the_other_takes_over_on_stop(
             holder = LeaseStore(url)
             try:
                 held = holder.holder(lease_resource(config.name))
-                assert held is not None and held.owner == "kehl-b"
+                assert held is not None and held.owner == second.owner
+                assert held.owner.startswith("kehl-b/")
             finally:
                 holder.close()
         assert b.running == 0, "leaving the block stops the gateway"
@@ -174,6 +175,22 @@ async def test_an_unreachable_database_is_waited_for_not_fatal() -> None:
             assert not member.failed.is_set()
             assert not member.active and runs.leases == []
     assert "nobody@127.0.0.1:1" in logs[0]["error"]
+
+
+async def test_two_processes_with_the_same_instance_id_are_never_both_active(
+    postgres_url: str,
+) -> None:
+    url = fresh_database(postgres_url)
+    config = _config("[cluster]\nlease_ttl = 1.5\n", journal=f'[journal]\nurl = "{url}"\n')
+    a, b = _Runs(), _Runs()
+    async with (
+        ActiveStandby(config, instance="kehl", start=a.start) as first,
+        ActiveStandby(config, instance="kehl", start=b.start) as second,
+    ):
+        await eventually(lambda: first.active or second.active)
+        await asyncio.sleep(1.5)  # several acquisition intervals
+        assert a.running + b.running == 1
+        assert first.owner != second.owner
 
 
 def test_active_standby_needs_a_cluster_table() -> None:

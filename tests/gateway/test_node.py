@@ -13,7 +13,7 @@ from gateway.config import parse_config
 from gateway.demo_configs import demo_config_text
 from gateway.federation import LocalFederationBus
 from gateway.journal import Journal, NewEntry
-from gateway.node import Gateway
+from gateway.node import Gateway, Held
 from protocols.schema import v1
 from protocols.tetra import LocationReport, StatusSds, TextSds
 from tests.gateway.federation import (
@@ -237,5 +237,51 @@ async def test_a_restart_keeps_the_backlog_beyond_the_bound_in_the_journal(tmp_p
             order.append(entry.item.entry_id)
         assert order == [ids[9], *ids[:9]]
         assert gateway.spilled("egress:FR") == 0
+    finally:
+        await asyncio.to_thread(opened.close)
+
+
+def _routine(number: int, *, receipt: bool = False) -> v1.Envelope:
+    envelope = v1.Envelope(message_id=bytes([number]) * 16, priority=v1.PRIORITY_ROUTINE)
+    if receipt:
+        envelope.receipt.message_id = b"\xee" * 16
+        envelope.receipt.state = v1.DELIVERY_STATE_DELIVERED
+    return envelope
+
+
+async def test_copies_journaled_while_a_queue_spills_are_read_back_once_in_order(
+    tmp_path: Path,
+) -> None:
+    """A receipt (or any copy) journaled while the queue spills waits its turn in the journal.
+
+    Kept in memory instead, it would be read back a second time, and a spilled message
+    behind it would be left in the journal.
+    """
+    config = parse_config(
+        demo_config_text("DE", partner="FR", pei_port=9, delivery="queue_max_messages = 2")
+    )
+    gateway = Gateway(config, LocalFederationBus().attach("DE"), journal=tmp_path / "de.sqlite3")
+    opened = gateway._open_journal()
+    try:
+        queue = gateway.queues["egress:FR"]
+        for number, receipt in ((1, False), (2, False), (3, False), (4, True), (5, False)):
+            held = Held(
+                envelope=_routine(number, receipt=receipt), entry_id=None, queue="egress:FR"
+            )
+            assert await gateway._commit(add=[held])
+        assert len(queue) == 2 and gateway.spilled("egress:FR") == 3
+        sent: list[bytes] = []
+        while len(sent) < 5:
+            entry = queue.pop(time.monotonic())
+            if entry is None:
+                gateway._unspill_soon("egress:FR")
+                await asyncio.sleep(0.01)
+                continue
+            sent.append(entry.item.envelope.message_id[:1])
+        assert sent == [bytes([n]) for n in (1, 2, 3, 4, 5)]
+        await asyncio.sleep(0.05)
+        gateway._unspill_soon("egress:FR")
+        await asyncio.sleep(0.05)
+        assert len(queue) == 0 and gateway._spilled == {}
     finally:
         await asyncio.to_thread(opened.close)

@@ -91,5 +91,6 @@ async def test_run_exits_1_when_a_gateway_cannot_run(tmp_path: Path) -> None:
     )
     _out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1, err.decode()[-2000:]
+    assert "Traceback" not in err.decode(), "a failed gateway is logged, not a crash"
     failed = [json.loads(line) for line in err.decode().splitlines() if "gateway.failed" in line]
     assert failed and "journal" in failed[0]["error"].lower()
