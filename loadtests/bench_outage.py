@@ -34,18 +34,11 @@ from gateway.config import parse_config
 from gateway.demo_configs import demo_config_text
 from gateway.federation import LocalFederationBus
 from gateway.node import Gateway
+from loadtests.federation_bench import UNLIMITED_RATES
 from protocols.errors import DeliveryRefused
 from protocols.schema import v1
 
 _CONCURRENCY = 64
-#: The drain measures the backlog, not the partner's rate limits (a policy).
-_UNLIMITED = """
-[rate_limits]
-messages_per_second = 1e6
-burst = 1e6
-bytes_per_second = 1e9
-bytes_burst = 1e9
-"""
 _FR_UNIT = "fr.sdis67.vsav-strasbourg-1"
 
 
@@ -78,7 +71,10 @@ async def run(messages: int, bound: int, spill: bool, folder: Path) -> dict[str,
     """Cut France off, take ``messages`` texts into custody, sample, reconnect, drain."""
     delivery = f"queue_max_messages = {bound}\nspill = {'true' if spill else 'false'}"
     configs = [
-        parse_config(demo_config_text(n, partner=p, pei_port=9, delivery=delivery) + _UNLIMITED)
+        # The drain measures the backlog, not the partner's rate limits (a policy).
+        parse_config(
+            demo_config_text(n, partner=p, pei_port=9, delivery=delivery) + UNLIMITED_RATES
+        )
         for n, p in (("DE", "FR"), ("FR", "DE"))
     ]
     bus = LocalFederationBus(inbox_size=100_000)

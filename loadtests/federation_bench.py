@@ -346,12 +346,12 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
         sim_fr.radios.on_received = received
         de_text = demo_config_text("DE", partner="FR", pei_port=sim_de.port, delivery=delivery)
         de_text += _sos_adapter(sim_sos.port, sos_radio, sos_unit, target.unit, target.alias_abroad)
-        de_text += _UNLIMITED
+        de_text += UNLIMITED_RATES
         configs = [
             parse_config(de_text, source="bench:DE"),
             parse_config(
                 demo_config_text("FR", partner="DE", pei_port=sim_fr.port, delivery=delivery)
-                + _UNLIMITED,
+                + UNLIMITED_RATES,
                 source="bench:FR",
             ),
         ]
@@ -399,7 +399,7 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
 
 #: The bench measures capacity: the per-partner rate limits (a policy, 200 msg/s by
 #: default) would refuse the load before the gateway is saturated.
-_UNLIMITED = """
+UNLIMITED_RATES = """
 [rate_limits]
 messages_per_second = 1e6
 burst = 1e6

@@ -100,6 +100,12 @@ def test_cluster_needs_the_mqtt_transport() -> None:
 # ---------------------------------------------------------------------- supervisor
 
 
+def _fresh(postgres_url: str) -> tuple[str, Any]:
+    """A new database, and a clustered configuration whose journal is in it."""
+    url = fresh_database(postgres_url)
+    return url, _config("[cluster]\nlease_ttl = 1.5\n", journal=f'[journal]\nurl = "{url}"\n')
+
+
 class _Runs:
     """A fake gateway start: records the leases it ran under; can fail on demand."""
 
@@ -125,8 +131,7 @@ class _Runs:
 async def test_one_instance_is_active_and_the_other_takes_over_on_stop(
     postgres_url: str,
 ) -> None:
-    url = fresh_database(postgres_url)
-    config = _config("[cluster]\nlease_ttl = 1.5\n", journal=f'[journal]\nurl = "{url}"\n')
+    url, config = _fresh(postgres_url)
     a, b = _Runs(), _Runs()
     async with ActiveStandby(config, instance="kehl-a", start=a.start) as first:
         await eventually(lambda: first.active)
@@ -153,8 +158,7 @@ async def test_one_instance_is_active_and_the_other_takes_over_on_stop(
 
 
 async def test_a_gateway_that_cannot_start_is_reported(postgres_url: str) -> None:
-    url = fresh_database(postgres_url)
-    config = _config("[cluster]\nlease_ttl = 1.5\n", journal=f'[journal]\nurl = "{url}"\n')
+    _url, config = _fresh(postgres_url)
     runs = _Runs()
     runs.fail_with = OSError("journal unreachable")
     async with ActiveStandby(config, instance="kehl-a", start=runs.start) as member:
@@ -180,8 +184,7 @@ async def test_an_unreachable_database_is_waited_for_not_fatal() -> None:
 async def test_two_processes_with_the_same_instance_id_are_never_both_active(
     postgres_url: str,
 ) -> None:
-    url = fresh_database(postgres_url)
-    config = _config("[cluster]\nlease_ttl = 1.5\n", journal=f'[journal]\nurl = "{url}"\n')
+    _url, config = _fresh(postgres_url)
     a, b = _Runs(), _Runs()
     async with (
         ActiveStandby(config, instance="kehl", start=a.start) as first,

@@ -14,6 +14,7 @@ from gateway.demo_configs import demo_config_text
 from gateway.federation import LocalFederationBus
 from gateway.journal import Journal, NewEntry
 from gateway.node import Gateway, Held
+from gateway.scheduler import Entry
 from protocols.schema import v1
 from protocols.tetra import LocationReport, StatusSds, TextSds
 from tests.gateway.federation import (
@@ -227,18 +228,26 @@ async def test_a_restart_keeps_the_backlog_beyond_the_bound_in_the_journal(tmp_p
         queue = gateway.queues["egress:FR"]
         # The emergency and the three oldest routine copies; six wait in the journal.
         assert len(queue) == 4 and gateway.spilled("egress:FR") == 6
-        order: list[int | None] = []
-        while len(order) < 10:
-            entry = queue.pop(time.monotonic())
-            if entry is None:
-                gateway._unspill_soon("egress:FR")
-                await asyncio.sleep(0.01)
-                continue
-            order.append(entry.item.entry_id)
+        order = [e.item.entry_id for e in await _drain(gateway, "egress:FR", 10)]
         assert order == [ids[9], *ids[:9]]
         assert gateway.spilled("egress:FR") == 0
     finally:
         await asyncio.to_thread(opened.close)
+
+
+async def _drain(gateway: Gateway, name: str, count: int) -> list[Entry[Held]]:
+    """Take ``count`` entries from a queue as its loop would, reading spilled ones back."""
+    queue = gateway.queues[name]
+    taken: list[Entry[Held]] = []
+    async with asyncio.timeout(10):
+        while len(taken) < count:
+            entry = queue.pop(time.monotonic())
+            if entry is None:
+                gateway._unspill_soon(name)
+                await asyncio.sleep(0.01)
+                continue
+            taken.append(entry)
+    return taken
 
 
 def _routine(number: int, *, receipt: bool = False) -> v1.Envelope:
@@ -270,14 +279,7 @@ async def test_copies_journaled_while_a_queue_spills_are_read_back_once_in_order
             )
             assert await gateway._commit(add=[held])
         assert len(queue) == 2 and gateway.spilled("egress:FR") == 3
-        sent: list[bytes] = []
-        while len(sent) < 5:
-            entry = queue.pop(time.monotonic())
-            if entry is None:
-                gateway._unspill_soon("egress:FR")
-                await asyncio.sleep(0.01)
-                continue
-            sent.append(entry.item.envelope.message_id[:1])
+        sent = [e.item.envelope.message_id[:1] for e in await _drain(gateway, "egress:FR", 5)]
         assert sent == [bytes([n]) for n in (1, 2, 3, 4, 5)]
         await asyncio.sleep(0.05)
         gateway._unspill_soon("egress:FR")

@@ -11,6 +11,7 @@ from pathlib import Path
 from adapters.tetra import TetraNetworkSimulator
 from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
 from protocols.tetra import SdsReport, TextSds
+from tests.processes import start_gateways
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Patient name Jean Dupont"
@@ -78,17 +79,7 @@ async def test_run_exits_1_when_a_gateway_cannot_run(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     (tmp_path / "missing").write_text("a file where the journal's folder should be")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.cli",
-        "run",
-        "-c",
-        str(config),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_gateways([config], tmp_path / "state", stderr=asyncio.subprocess.PIPE)
     _out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1, err.decode()[-2000:]
     assert "Traceback" not in err.decode(), "a failed gateway is logged, not a crash"
