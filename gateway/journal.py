@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncJournal",
+    "Bounds",
     "Journal",
     "JournalEntry",
     "JournalError",
@@ -142,6 +143,25 @@ class Recovered:
     origins: dict[bytes, dict[str, Any]]
     refs: dict[tuple[str, str], int]
     epoch: int
+    #: Copies in custody per (queue, priority), read or not (see :class:`Bounds`).
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bounds:
+    """How much of a large custody a recovery reads.
+
+    Attributes:
+        per_class: At most this many copies per queue and priority (the oldest), except
+            for priorities from ``all_from`` on, which are always read whole.
+        all_from: The lowest priority read whole.
+        origins: At most this many origin records (the newest); the rest stay in the
+            journal and are read when needed.
+    """
+
+    per_class: int
+    all_from: int
+    origins: int
 
 
 class JournalStore(Protocol):
@@ -220,8 +240,11 @@ class JournalStore(Protocol):
         """Increment and return this gateway's restart epoch."""
         ...
 
-    def recover(self) -> Recovered:
-        """Start a new epoch; read everything in custody, most urgent first, then arrival order."""
+    def recover(self, bounds: Bounds | None = None) -> Recovered:
+        """Start a new epoch; read what is in custody, most urgent first, then arrival order.
+
+        With ``bounds``, read only that much of it (``Recovered.counts`` says how much there is).
+        """
         ...
 
     def entries_after(
@@ -385,16 +408,35 @@ class Journal:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (epoch,))
         return epoch
 
-    def recover(self) -> Recovered:
-        """Read everything still in custody, most urgent first, then in arrival order."""
+    def recover(self, bounds: Bounds | None = None) -> Recovered:
+        """Read what is still in custody, most urgent first, then in arrival order."""
         epoch = self.run_batch([Journal.next_epoch])[0][1]
-        entries = self._entries("ORDER BY priority DESC, entry_id", ())
+        if bounds is None:
+            entries = self._entries("ORDER BY priority DESC, entry_id", ())
+            origins_sql = "SELECT message_id, record FROM origins"
+            origins_params: tuple[int, ...] = ()
+        else:
+            entries = self._entries(
+                "WHERE entry_id IN (SELECT entry_id FROM (SELECT entry_id, priority, ROW_NUMBER()"
+                " OVER (PARTITION BY queue, priority ORDER BY entry_id) AS n FROM entries)"
+                " WHERE n <= ? OR priority >= ?) ORDER BY priority DESC, entry_id",
+                (bounds.per_class, bounds.all_from),
+            )
+            origins_sql = "SELECT message_id, record FROM origins ORDER BY created_at DESC LIMIT ?"
+            origins_params = (bounds.origins,)
         origins = {
-            row[0]: json.loads(row[1])
-            for row in self._db.execute("SELECT message_id, record FROM origins")
+            row[0]: json.loads(row[1]) for row in self._db.execute(origins_sql, origins_params)
         }
         refs = {(a, u): n for a, u, n in self._db.execute("SELECT adapter, unit, next FROM refs")}
-        return Recovered(entries=entries, origins=origins, refs=refs, epoch=int(epoch))
+        counts = {
+            (queue, priority): n
+            for queue, priority, n in self._db.execute(
+                "SELECT queue, priority, COUNT(*) FROM entries GROUP BY queue, priority"
+            )
+        }
+        return Recovered(
+            entries=entries, origins=origins, refs=refs, epoch=int(epoch), counts=counts
+        )
 
     def entries_after(
         self, queue: str, priority: int, after: int, limit: int
@@ -464,9 +506,9 @@ class AsyncJournal:
         """Where the journal lives (a file, or a database URL without its password)."""
         return self.journal.location
 
-    def recover(self) -> Recovered:
+    def recover(self, bounds: Bounds | None = None) -> Recovered:
         """Read the custody state (call before :meth:`start`)."""
-        return self.journal.recover()
+        return self.journal.recover(bounds)
 
     def start(self) -> None:
         """Start the writer thread."""

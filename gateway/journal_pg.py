@@ -24,6 +24,7 @@ psycopg is imported when a journal is opened, so the gateway runs without the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +33,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from gateway._postgres import open_pool, redact_url, require_psycopg
-from gateway.journal import JournalEntry, JournalError, JournalStore, NewEntry, Recovered
+from gateway.journal import (
+    Bounds,
+    JournalEntry,
+    JournalError,
+    JournalStore,
+    NewEntry,
+    Recovered,
+)
 from protocols.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -124,6 +132,14 @@ _STATEMENTS = {
     " FROM {ns}.entries WHERE queue = %s AND priority = %s AND entry_id > %s"
     " ORDER BY entry_id LIMIT %s",
     "origins": "SELECT message_id, record FROM {ns}.origins",
+    "entries_bounded": "SELECT entry_id, message_id, queue, priority, expires_at, envelope, meta"
+    " FROM {ns}.entries WHERE entry_id IN (SELECT entry_id FROM (SELECT entry_id, priority,"
+    " ROW_NUMBER() OVER (PARTITION BY queue, priority ORDER BY entry_id) AS n"
+    " FROM {ns}.entries) AS ranked WHERE n <= %s OR priority >= %s)"
+    " ORDER BY priority DESC, entry_id",
+    "origins_newest": "SELECT message_id, record FROM {ns}.origins"
+    " ORDER BY created_at DESC LIMIT %s",
+    "counts": "SELECT queue, priority, COUNT(*) FROM {ns}.entries GROUP BY queue, priority",
     "refs": "SELECT adapter, unit, next_reference FROM {ns}.refs",
     "count": "SELECT COUNT(*) FROM {ns}.entries",
 }
@@ -418,24 +434,32 @@ class PostgresJournal:
         """Increment and return this gateway's restart epoch."""
         return self._run(lambda c: self._scalar(c, "next_epoch"))
 
-    def recover(self) -> Recovered:
-        """Start a new epoch; read everything in custody, most urgent first, then arrival order."""
-        results = self.run_batch([lambda j: j.next_epoch(), lambda _j: self._read()])
+    def recover(self, bounds: Bounds | None = None) -> Recovered:
+        """Start a new epoch; read what is in custody, most urgent first, then arrival order.
+
+        With ``bounds``, read only that much of it (``Recovered.counts`` says how much there is).
+        """
+        results = self.run_batch([lambda j: j.next_epoch(), lambda _j: self._read(bounds)])
         for ok, value in results:
             if not ok:
                 raise value
         epoch: int = results[0][1]
-        entries, origins, refs = results[1][1]
-        return Recovered(entries=entries, origins=origins, refs=refs, epoch=epoch)
+        recovered: Recovered = results[1][1]
+        return dataclasses.replace(recovered, epoch=epoch)
 
-    def _read(
-        self,
-    ) -> tuple[list[JournalEntry], dict[bytes, dict[str, Any]], dict[tuple[str, str], int]]:
+    def _read(self, bounds: Bounds | None) -> Recovered:
         conn = self._current()
-        entries = [_entry(row) for row in conn.execute(self._q["entries"])]
-        origins = {bytes(row[0]): row[1] for row in conn.execute(self._q["origins"])}
+        if bounds is None:
+            rows = conn.execute(self._q["entries"])
+            origin_rows = conn.execute(self._q["origins"])
+        else:
+            rows = conn.execute(self._q["entries_bounded"], (bounds.per_class, bounds.all_from))
+            origin_rows = conn.execute(self._q["origins_newest"], (bounds.origins,))
+        entries = [_entry(row) for row in rows]
+        origins = {bytes(row[0]): row[1] for row in origin_rows}
         refs = {(row[0], row[1]): int(row[2]) for row in conn.execute(self._q["refs"])}
-        return entries, origins, refs
+        counts = {(row[0], int(row[1])): int(row[2]) for row in conn.execute(self._q["counts"])}
+        return Recovered(entries=entries, origins=origins, refs=refs, epoch=0, counts=counts)
 
     def entries_after(
         self, queue: str, priority: int, after: int, limit: int

@@ -61,6 +61,7 @@ from gateway.interworking_mcdata import (
 )
 from gateway.journal import (
     AsyncJournal,
+    Bounds,
     JournalEntry,
     JournalError,
     JournalStore,
@@ -123,6 +124,9 @@ _JOURNAL_RETRY = 1.0
 _HOUSEKEEPING_INTERVAL = 0.25
 #: Most spilled copies read back from the journal into a queue at once.
 _UNSPILL_BATCH = 256
+#: Origin records read into memory at a restart with spilling (the newest); the others
+#: are read from the journal when a receipt needs them.
+_RECOVERED_ORIGINS = 10_000
 _RECEIPT_STATE_NAMES: dict[int, str] = {
     v1.DELIVERY_STATE_DELIVERED: "delivered",
     v1.DELIVERY_STATE_READ: "read",
@@ -351,7 +355,18 @@ class Gateway:
 
     def _open_journal(self) -> AsyncJournal:
         journal = open_journal(self.config, self.name, path=self.journal_path, fence=self.fence)
-        return self._resume_journal(journal, journal.recover())
+        return self._resume_journal(journal, journal.recover(self._recovery_bounds()))
+
+    def _recovery_bounds(self) -> Bounds | None:
+        """With spilling, read no more of a large backlog than the queues will hold."""
+        delivery = self.config.delivery
+        if not delivery.spill:
+            return None
+        return Bounds(
+            per_class=delivery.queue_max_messages,
+            all_from=v1.PRIORITY_IMMINENT_PERIL,  # urgent copies are never spilled
+            origins=_RECOVERED_ORIGINS,
+        )
 
     async def _open_journal_in_thread(self) -> AsyncJournal:
         """:meth:`_open_journal` with the reading on a thread.
@@ -363,7 +378,7 @@ class Gateway:
             open_journal, self.config, self.name, path=self.journal_path, fence=self.fence
         )
         try:
-            recovered = await asyncio.to_thread(journal.recover)
+            recovered = await asyncio.to_thread(journal.recover, self._recovery_bounds())
         except BaseException:
             await asyncio.to_thread(journal.close)
             raise
@@ -373,7 +388,11 @@ class Gateway:
         self.epoch = recovered.epoch
         now = self.monotonic()
         resumed = Counter[str]()
+        read = Counter[tuple[str, int]]()
+        last_read: dict[tuple[str, int], int] = {}
         for row in recovered.entries:
+            read[row.queue, row.priority] += 1
+            last_read[row.queue, row.priority] = row.entry_id
             queue = self.queues.get(row.queue)
             if (
                 queue is not None
@@ -393,6 +412,15 @@ class Gateway:
                 held, row.priority, size=held.size, now=now, expires_at=self._local(row.expires_at)
             )
             resumed[row.queue] += 1
+        for (name, priority), count in recovered.counts.items():
+            unread = count - read[name, priority]
+            if unread <= 0 or name not in self.queues:
+                continue
+            # Not even read (bounded recovery): spilled, after the last copy that was read.
+            spill = self._spilled.setdefault(name, _Spill())
+            spill.after.setdefault(priority, last_read.get((name, priority), 0))
+            spill.counts[priority] += unread
+            resumed[name] += unread
         for message_id, record in recovered.origins.items():
             self.tracker.add_origin(_origin_from_row(message_id, record))
         for (adapter, unit), next_reference in recovered.refs.items():

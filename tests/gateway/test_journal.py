@@ -24,6 +24,7 @@ import pytest
 from gateway.config import parse_config
 from gateway.journal import (
     AsyncJournal,
+    Bounds,
     Journal,
     JournalError,
     JournalStore,
@@ -128,6 +129,37 @@ def test_entries_after_reads_one_class_of_one_queue_in_arrival_order(store: Stor
     assert [e.message_id for e in journal.entries_after("egress:FR", high, 0, 10)] == [b"h1"]
     assert journal.entries_after("egress:FR", routine, ids[4], 10) == []
     assert journal.entries_after("egress:IT", routine, 0, 10) == []
+
+
+def test_a_bounded_recovery_reads_the_oldest_of_each_class_and_every_urgent_copy(
+    store: Stores,
+) -> None:
+    journal = store.open()
+    routine, high, emergency = v1.PRIORITY_ROUTINE, v1.PRIORITY_HIGH, v1.PRIORITY_EMERGENCY
+    journal.add(
+        [entry(b"r%d" % n, routine) for n in range(5)]
+        + [entry(b"h%d" % n, high) for n in range(3)]
+        + [entry(b"e%d" % n, emergency) for n in range(4)]
+        + [entry(b"x%d" % n, routine, queue="local:tetra-de") for n in range(3)]
+    )
+    for n in range(5):
+        journal.put_origin(b"r%d" % n, {"n": n}, float(n))
+    journal.close()
+    bounds = Bounds(per_class=2, all_from=v1.PRIORITY_IMMINENT_PERIL, origins=3)
+    recovered = store.open().recover(bounds)
+    assert [e.message_id for e in recovered.entries] == [
+        b"e0", b"e1", b"e2", b"e3", b"h0", b"h1", b"r0", b"r1", b"x0", b"x1",
+    ]  # fmt: skip
+    assert recovered.counts == {
+        ("egress:FR", routine): 5,
+        ("egress:FR", high): 3,
+        ("egress:FR", emergency): 4,
+        ("local:tetra-de", routine): 3,
+    }
+    assert sorted(recovered.origins) == [b"r2", b"r3", b"r4"]  # the newest
+    whole = store.open().recover()
+    assert len(whole.entries) == 15 and len(whole.origins) == 5
+    assert whole.counts == recovered.counts
 
 
 def test_an_origin_record_is_read_back_until_dropped(store: Stores) -> None:
