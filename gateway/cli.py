@@ -6,6 +6,7 @@ Subcommands::
                                                two gateways, two simulated TETRA networks
     euccs-gw soak [--duration S] [--json]      bounded soak run: memory, fds, queues, journal
     euccs-gw bench [--json] [--quick]          gateway path against two bridged Mosquitto brokers
+    euccs-gw bench --instances [--seconds S]   one vs two instances of a gateway, takeover time
     euccs-gw run -c de.toml [-c fr.toml ...]   run gateways from configuration files
     euccs-gw config check FILE...              validate configuration files
     euccs-gw decode pei < capture.txt          decode a PEI byte stream to JSON Lines
@@ -97,6 +98,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.instances:
+        from loadtests import bench_takeover
+
+        extra = ["--seconds", str(args.seconds)] if args.seconds is not None else []
+        return bench_takeover.main(extra)
     from loadtests.federation_bench import BenchOptions
     from loadtests.federation_bench import main as bench_main
 
@@ -208,6 +214,12 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     bench.add_argument("--json", action="store_true", help="print the summary as JSON last")
+    bench.add_argument(
+        "--instances",
+        action="store_true",
+        help="instead: one country with one, then two gateway instances ([cluster], "
+        "PostgreSQL), throughput ratio and takeover time after SIGKILL (docs/scaling.md)",
+    )
     bench.add_argument(
         "--quick", action="store_true", help="short phases (about 40 s in all): a smoke run"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +14,3 @@ from tests.gateway.federation import Federation, federation
 async def fed(tmp_path: Path) -> AsyncIterator[Federation]:
     async with federation(tmp_path) as running:
         yield running
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A private PostgreSQL server for this test session (``scripts/ensure-postgres``)."""
-    from tests.postgres import find_bindir, running_postgres
-
-    bindir = find_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed: run scripts/ensure-postgres")
-    with running_postgres(bindir) as cluster:
-        yield cluster.url

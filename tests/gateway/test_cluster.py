@@ -24,10 +24,10 @@ from gateway.cluster import ActiveStandby, instance_id, lease_resource
 from gateway.config import parse_config
 from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
 from gateway.leases import Lease, LeaseStore
+from loadtests._postgres import fresh_database
 from protocols.errors import ConfigError, LinkError
 from protocols.tetra import TextSds
 from tests.gateway.federation import eventually
-from tests.postgres import fresh_database
 from tests.processes import (
     STORED,
     mqtt_backbone,

@@ -1,7 +1,7 @@
 """The store-and-forward journal: durability order, recovery order, duplicates, group commit.
 
 The shared tests run on both backends (SQLite and PostgreSQL, fixture ``store``); the
-PostgreSQL server is a private one (``tests/postgres.py``).
+PostgreSQL server is a private one (``loadtests/_postgres.py``).
 """
 
 from __future__ import annotations

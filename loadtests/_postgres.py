@@ -1,4 +1,4 @@
-"""A private PostgreSQL server for tests: its own cluster, a free port, stopped afterwards.
+"""A private PostgreSQL server for tests and benchmarks: own cluster, free port, stopped after.
 
 Never the machine's own PostgreSQL service: :class:`PostgresCluster` runs ``initdb`` in a
 temporary directory and starts ``postgres`` on a free loopback port with its socket in
@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PostgresCluster", "find_bindir", "running_postgres"]
+__all__ = ["PostgresCluster", "find_bindir", "fresh_database", "running_postgres"]
 
 #: Seconds the server gets to start, and to stop.
 _TIMEOUT = 60.0
@@ -78,7 +78,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         """Create the cluster, start the server, wait until it accepts connections."""
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - the binaries of the PostgreSQL installation found
             [
                 str(self.bindir / "initdb"),
                 "-D",
@@ -98,7 +98,7 @@ class PostgresCluster:
         )
         self.port = _free_port()
         log = (self.root / "postgres.log").open("wb")
-        self._process = subprocess.Popen(
+        self._process = subprocess.Popen(  # noqa: S603 - as above
             [
                 str(self.bindir / "postgres"),
                 "-D",
