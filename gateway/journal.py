@@ -152,8 +152,9 @@ class Bounds:
     """How much of a large custody a recovery reads.
 
     Attributes:
-        per_class: At most this many copies per queue and priority (the oldest), except
-            for priorities from ``all_from`` on, which are always read whole.
+        per_class: At most this many copies per queue, the most urgent first and then the
+            oldest (so what is read of each priority is its oldest copies), except that
+            priorities from ``all_from`` on are always read whole.
         all_from: The lowest priority read whole.
         origins: At most this many origin records (the newest); the rest stay in the
             journal and are read when needed.
@@ -418,15 +419,16 @@ class Journal:
         else:
             entries = self._entries(
                 "WHERE entry_id IN (SELECT entry_id FROM (SELECT entry_id, priority, ROW_NUMBER()"
-                " OVER (PARTITION BY queue, priority ORDER BY entry_id) AS n FROM entries)"
+                " OVER (PARTITION BY queue ORDER BY priority DESC, entry_id) AS n FROM entries)"
                 " WHERE n <= ? OR priority >= ?) ORDER BY priority DESC, entry_id",
                 (bounds.per_class, bounds.all_from),
             )
             origins_sql = "SELECT message_id, record FROM origins ORDER BY created_at DESC LIMIT ?"
             origins_params = (bounds.origins,)
-        origins = {
-            row[0]: json.loads(row[1]) for row in self._db.execute(origins_sql, origins_params)
-        }
+        rows = self._db.execute(origins_sql, origins_params).fetchall()
+        if bounds is not None:
+            rows.reverse()  # the newest, oldest first (a tracker evicts the oldest)
+        origins = {row[0]: json.loads(row[1]) for row in rows}
         refs = {(a, u): n for a, u, n in self._db.execute("SELECT adapter, unit, next FROM refs")}
         counts = {
             (queue, priority): n

@@ -134,7 +134,7 @@ _STATEMENTS = {
     "origins": "SELECT message_id, record FROM {ns}.origins",
     "entries_bounded": "SELECT entry_id, message_id, queue, priority, expires_at, envelope, meta"
     " FROM {ns}.entries WHERE entry_id IN (SELECT entry_id FROM (SELECT entry_id, priority,"
-    " ROW_NUMBER() OVER (PARTITION BY queue, priority ORDER BY entry_id) AS n"
+    " ROW_NUMBER() OVER (PARTITION BY queue ORDER BY priority DESC, entry_id) AS n"
     " FROM {ns}.entries) AS ranked WHERE n <= %s OR priority >= %s)"
     " ORDER BY priority DESC, entry_id",
     "origins_newest": "SELECT message_id, record FROM {ns}.origins"
@@ -456,7 +456,10 @@ class PostgresJournal:
             rows = conn.execute(self._q["entries_bounded"], (bounds.per_class, bounds.all_from))
             origin_rows = conn.execute(self._q["origins_newest"], (bounds.origins,))
         entries = [_entry(row) for row in rows]
-        origins = {bytes(row[0]): row[1] for row in origin_rows}
+        newest = origin_rows.fetchall()
+        if bounds is not None:
+            newest.reverse()  # the newest, oldest first (a tracker evicts the oldest)
+        origins = {bytes(row[0]): row[1] for row in newest}
         refs = {(row[0], row[1]): int(row[2]) for row in conn.execute(self._q["refs"])}
         counts = {(row[0], int(row[1])): int(row[2]) for row in conn.execute(self._q["counts"])}
         return Recovered(entries=entries, origins=origins, refs=refs, epoch=0, counts=counts)

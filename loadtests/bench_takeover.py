@@ -29,7 +29,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +56,17 @@ class _Traffic:
         self.sim_fr, self.sim_de = sim_fr, sim_de
         self.sent = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._scanned: dict[str, int] = {}
+        self._count = 0
 
     def delivered(self) -> int:
-        return sum(
-            isinstance(c, TextSds)
-            for radio in _GERMAN_RADIOS
-            for _s, c in self.sim_de.received.get(radio, [])
-        )
+        """Texts the German radios have received (counted once: the lists only grow)."""
+        for radio in _GERMAN_RADIOS:
+            received = self.sim_de.received.get(radio, [])
+            seen = self._scanned.get(radio, 0)
+            self._count += sum(isinstance(c, TextSds) for _s, c in received[seen:])
+            self._scanned[radio] = len(received)
+        return self._count
 
     async def _send(self, sender: str, alias: str) -> None:
         number = 0
@@ -92,84 +96,88 @@ class _Traffic:
 
 
 async def _first_change(value: Any, since: int, within: float) -> float:
-    """Seconds until ``value()`` exceeds ``since`` (polled every 10 ms), or ``within``."""
+    """Seconds until ``value()`` exceeds ``since`` (polled every 10 ms).
+
+    Raises:
+        TimeoutError: it did not within ``within`` seconds.
+    """
     began = time.monotonic()
-    while value() <= since and time.monotonic() - began < within:  # noqa: ASYNC110
+    while value() <= since:
+        if time.monotonic() - began >= within:
+            raise TimeoutError(f"no change within {within:g} s")
         await asyncio.sleep(0.01)
     return time.monotonic() - began
 
 
 async def run(seconds: float, ttl: float, folder: Path, postgres_url: str) -> dict[str, Any]:
-    """The three phases against the given PostgreSQL; return the figures."""
+    """The three phases against the given PostgreSQL; return the figures.
+
+    Raises:
+        RuntimeError: a gateway did not come up or exited (the message has its log's end).
+    """
     names = {"DE": "gw-de-kehl", "FR": "gw-fr-strasbourg"}
     procs: dict[str, asyncio.subprocess.Process] = {}
-    logs = {name: (folder / f"{name}.log").open("wb") for name in ("fr", "de-1", "de-2")}
-    try:
-        async with (
-            TetraNetworkSimulator(
-                radio_issi=GATEWAY_RADIO["DE"], units=list(_GERMAN_RADIOS)
-            ) as sim_de,
-            TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["FR"], units=list(_ROUTES)) as sim_fr,
-        ):
-            with mqtt_backbone(folder, names) as mqtt:
-                de, fr = folder / "de.toml", folder / "fr.toml"
-                de.write_text(
-                    over_mqtt(
-                        demo_config_text("DE", partner="FR", pei_port=sim_de.port),
-                        mqtt["DE"],
-                        UNLIMITED_RATES,
-                        f'[journal]\nurl = "{postgres_url}"\n',
-                        f"[cluster]\nlease_ttl = {ttl}\n",
-                    )
-                )
-                fr.write_text(
-                    over_mqtt(
-                        demo_config_text("FR", partner="DE", pei_port=sim_fr.port),
-                        mqtt["FR"],
-                        UNLIMITED_RATES,
-                    )
-                )
+    async with contextlib.AsyncExitStack() as stack:
+        sim_de = await stack.enter_async_context(
+            TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["DE"], units=list(_GERMAN_RADIOS))
+        )
+        sim_fr = await stack.enter_async_context(
+            TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["FR"], units=list(_ROUTES))
+        )
+        mqtt = stack.enter_context(mqtt_backbone(folder, names))
+        # Registered last, so it runs first: the gateways stop before their peers do.
+        stack.push_async_callback(_stop_all, procs)
+        logs = {n: stack.enter_context((folder / f"{n}.log").open("wb")) for n in _PROCESSES}
+        de, fr = folder / "de.toml", folder / "fr.toml"
+        de.write_text(
+            over_mqtt(
+                demo_config_text("DE", partner="FR", pei_port=sim_de.port),
+                mqtt["DE"],
+                UNLIMITED_RATES,
+                f'[journal]\nurl = "{postgres_url}"\n',
+                f"[cluster]\nlease_ttl = {ttl}\n",
+            )
+        )
+        fr.write_text(
+            over_mqtt(
+                demo_config_text("FR", partner="DE", pei_port=sim_fr.port),
+                mqtt["FR"],
+                UNLIMITED_RATES,
+            )
+        )
 
-                async def start(name: str, config: Path, *extra: str) -> None:
-                    procs[name] = await start_gateways(
-                        [config], folder / f"state-{name}", extra=extra, stderr=logs[name]
-                    )
+        async def start(name: str, config: Path, *extra: str) -> None:
+            procs[name] = await start_gateways(
+                [config], folder / f"state-{name}", extra=extra, stderr=logs[name]
+            )
 
-                await start("fr", fr)
-                await start("de-1", de, "--instance", "de-1")
-                await radios_initialised([sim_de, sim_fr], 1)
-                traffic = _Traffic(sim_fr, sim_de)
-                traffic.start()
-                try:
-                    await _first_change(traffic.delivered, 0, 30.0)  # the federation is up
-                    await asyncio.sleep(max(3.0, seconds / 2))  # warm-up: the rate settles
-                    one = await traffic.rate(seconds)
-                    await start("de-2", de, "--instance", "de-2")
-                    await asyncio.sleep(ttl)  # the second instance stands by
-                    two = await traffic.rate(seconds)
-                    connections = sim_de.connection_count
-                    procs["de-1"].send_signal(signal.SIGKILL)
-                    await procs["de-1"].wait()
-                    killed = time.monotonic()
-                    delivered_at_kill = traffic.delivered()
-                    adapter_s = await _first_change(
-                        lambda: sim_de.connection_count, connections, 60.0
-                    )
-                    remaining = 60.0 - adapter_s
-                    await _first_change(traffic.delivered, delivered_at_kill, remaining)
-                    delivery_s = time.monotonic() - killed
-                    after = await traffic.rate(seconds)
-                finally:
-                    await traffic.stop()
-    finally:
-        for proc in procs.values():
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 30)
-        for log in logs.values():
-            log.close()
+        await start("fr", fr)
+        await start("de-1", de, "--instance", "de-1")
+        await _while_running(procs, folder, radios_initialised([sim_de, sim_fr], 1), 60.0)
+        traffic = _Traffic(sim_fr, sim_de)
+        traffic.start()
+        stack.push_async_callback(traffic.stop)
+        # The federation is up once a first text has crossed it.
+        await _while_running(procs, folder, _first_change(traffic.delivered, 0, 60.0), 60.0)
+        await asyncio.sleep(max(3.0, seconds / 2))  # warm-up: the rate settles
+        one = await traffic.rate(seconds)
+        await start("de-2", de, "--instance", "de-2")
+        await asyncio.sleep(ttl)  # the second instance stands by
+        two = await traffic.rate(seconds)
+        connections = sim_de.connection_count
+        procs["de-1"].send_signal(signal.SIGKILL)
+        await procs["de-1"].wait()
+        killed = time.monotonic()
+        delivered_at_kill = traffic.delivered()
+        standby = {"de-2": procs["de-2"], "fr": procs["fr"]}
+        adapter_s = await _while_running(
+            standby, folder, _first_change(lambda: sim_de.connection_count, connections, 60), 60
+        )
+        await _while_running(
+            standby, folder, _first_change(traffic.delivered, delivered_at_kill, 60.0), 60.0
+        )
+        delivery_s = time.monotonic() - killed
+        after = await traffic.rate(seconds)
     return {
         "seconds": seconds,
         "lease_ttl_s": ttl,
@@ -180,6 +188,54 @@ async def run(seconds: float, ttl: float, folder: Path, postgres_url: str) -> di
         "takeover_first_delivery_s": round(delivery_s, 2),
         "after_takeover_msg_s": round(after, 1),
     }
+
+
+_PROCESSES = ("fr", "de-1", "de-2")
+
+
+async def _while_running(
+    procs: dict[str, asyncio.subprocess.Process],
+    folder: Path,
+    waiting: Coroutine[Any, Any, Any],
+    within: float,
+) -> float:
+    """Await ``waiting`` for at most ``within`` seconds, failing at once if a gateway exits."""
+    began = time.monotonic()
+    task: asyncio.Future[Any] = asyncio.ensure_future(waiting)
+    exits: dict[asyncio.Future[Any], str] = {
+        asyncio.ensure_future(p.wait()): name for name, p in procs.items()
+    }
+    try:
+        done, _pending = await asyncio.wait(
+            [task, *exits], timeout=within, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for future in (task, *exits):
+            future.cancel()
+    failed = task not in done or task.cancelled() or task.exception() is not None
+    if failed:
+        gone = [exits[f] for f in done if f in exits]
+        what = f"gateway {', '.join(gone)} exited" if gone else f"nothing after {within:g} s"
+        logs = "\n".join(
+            f"--- {n}.log\n" + (folder / f"{n}.log").read_text(errors="replace")[-1500:]
+            for n in (gone or list(procs))
+        )
+        raise RuntimeError(f"{what}\n{logs}")
+    return time.monotonic() - began
+
+
+async def _stop_all(procs: dict[str, asyncio.subprocess.Process]) -> None:
+    """SIGTERM every gateway; SIGKILL what has not stopped 20 s later."""
+    running = [p for p in procs.values() if p.returncode is None]
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    _done, late = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in running], timeout=20)
+    for proc in running:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    for future in late:
+        future.cancel()
 
 
 @contextlib.contextmanager

@@ -145,18 +145,24 @@ def test_a_bounded_recovery_reads_the_oldest_of_each_class_and_every_urgent_copy
     for n in range(5):
         journal.put_origin(b"r%d" % n, {"n": n}, float(n))
     journal.close()
-    bounds = Bounds(per_class=2, all_from=v1.PRIORITY_IMMINENT_PERIL, origins=3)
+    bounds = Bounds(per_class=6, all_from=v1.PRIORITY_IMMINENT_PERIL, origins=3)
     recovered = store.open().recover(bounds)
+    # Per queue: the most urgent first, then the oldest, six at most (urgent ones always).
     assert [e.message_id for e in recovered.entries] == [
-        b"e0", b"e1", b"e2", b"e3", b"h0", b"h1", b"r0", b"r1", b"x0", b"x1",
+        b"e0", b"e1", b"e2", b"e3", b"h0", b"h1", b"x0", b"x1", b"x2",
     ]  # fmt: skip
+    urgent_only = store.open().recover(
+        Bounds(per_class=2, all_from=v1.PRIORITY_IMMINENT_PERIL, origins=0)
+    )
+    assert [e.message_id for e in urgent_only.entries] == [b"e0", b"e1", b"e2", b"e3", b"x0", b"x1"]
+    assert urgent_only.origins == {}
     assert recovered.counts == {
         ("egress:FR", routine): 5,
         ("egress:FR", high): 3,
         ("egress:FR", emergency): 4,
         ("local:tetra-de", routine): 3,
     }
-    assert sorted(recovered.origins) == [b"r2", b"r3", b"r4"]  # the newest
+    assert list(recovered.origins) == [b"r2", b"r3", b"r4"]  # the newest, oldest first
     whole = store.open().recover()
     assert len(whole.entries) == 15 and len(whole.origins) == 5
     assert whole.counts == recovered.counts
