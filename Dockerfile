@@ -8,7 +8,8 @@ COPY protocols protocols
 COPY adapters adapters
 COPY gateway gateway
 COPY certs certs
-RUN uv sync --frozen --no-dev --no-editable --extra fast
+# postgres: the PostgreSQL journal and [cluster] (several instances of one gateway).
+RUN uv sync --frozen --no-dev --no-editable --extra fast --extra postgres
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home /var/lib/euccs euccs

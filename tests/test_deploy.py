@@ -144,3 +144,12 @@ def test_mosquitto_accepts_the_configuration_with_the_minted_pki(tmp_path: Path)
     finally:
         broker.terminate()
         broker.wait(timeout=10)
+
+
+def test_the_image_has_what_a_postgresql_journal_and_a_cluster_need() -> None:
+    """``[journal] url`` and ``[cluster]`` need psycopg: the image installs that extra."""
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    [sync] = [line for line in dockerfile.splitlines() if line.startswith("RUN uv sync")]
+    assert "--frozen" in sync and "--extra postgres" in sync
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'postgres = ["psycopg[binary]' in pyproject
