@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-__all__ = ["open_pool", "redact_url", "require_psycopg"]
+__all__ = ["PooledStore", "open_pool", "redact_url", "require_psycopg"]
 
 _Callback = Callable[["psycopg.Connection[Any]"], None]
 
@@ -90,3 +90,19 @@ def open_pool(
         pool.close()
         raise
     return pool
+
+
+class PooledStore:
+    """A store on a connection pool: where it is (without the password), and closing it."""
+
+    _location: str
+    _pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]]
+
+    @property
+    def location(self) -> str:
+        """The database URL without its password (and, for a journal, its schema)."""
+        return self._location
+
+    def close(self) -> None:
+        """Close every connection of the pool."""
+        self._pool.close()

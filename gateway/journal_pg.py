@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from gateway._postgres import open_pool, redact_url, require_psycopg
+from gateway._postgres import PooledStore, open_pool, redact_url, require_psycopg
 from gateway.journal import (
     Bounds,
     JournalEntry,
@@ -149,7 +149,7 @@ class _StaleConnection(Exception):
     """The pooled connection was dead before any operation of the batch ran."""
 
 
-class PostgresJournal:
+class PostgresJournal(PooledStore):
     """The journal's statements on PostgreSQL, in schema ``namespace`` of the database at ``url``.
 
     Args:
@@ -216,15 +216,6 @@ class PostgresJournal:
             )
         except psycopg.Error as exc:
             raise JournalError(f"{self._location}: cannot open the journal: {exc}") from exc
-
-    @property
-    def location(self) -> str:
-        """The database URL without its password, and the schema."""
-        return self._location
-
-    def close(self) -> None:
-        """Close every connection of the pool."""
-        self._pool.close()
 
     # ------------------------------------------------------------------ connections
 

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 
-from gateway._postgres import open_pool, redact_url, require_psycopg
+from gateway._postgres import PooledStore, open_pool, redact_url, require_psycopg
 from protocols.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ class LeaseStoreProtocol(Protocol):
         ...
 
 
-class LeaseStore:
+class LeaseStore(PooledStore):
     """Leases in the table ``euccs_leases`` of the database at ``url`` (created if missing).
 
     Every method is one atomic statement in its own transaction, timed by the database.
@@ -240,15 +240,6 @@ class LeaseStore:
             )
         except psycopg.Error as exc:
             raise LeaseError(f"{self._location}: cannot open the lease store: {exc}") from exc
-
-    @property
-    def location(self) -> str:
-        """The database URL without its password."""
-        return self._location
-
-    def close(self) -> None:
-        """Close every connection of the pool."""
-        self._pool.close()
 
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
