@@ -25,6 +25,10 @@ Tables:
     The next SDS-TL message reference per (adapter, unit), so a restarted
     gateway neither repeats a reference a radio would discard as a
     retransmission nor forgets one it must repeat.
+``state``
+    Soft state a restarted gateway (or the instance taking over) resumes rather
+    than rebuilds: presence of units and outstanding emergency alerts, JSON per
+    ``(kind, key)``.
 
 All operations run on one writer thread that owns the connection; the asyncio
 side only awaits futures. :class:`JournalStore` is what a backend provides (the
@@ -103,6 +107,12 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    kind  TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
 """
 
 
@@ -145,6 +155,8 @@ class Recovered:
     epoch: int
     #: Copies in custody per (queue, priority), read or not (see :class:`Bounds`).
     counts: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: Soft state per kind and key (:meth:`JournalStore.put_state`).
+    state: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,6 +251,10 @@ class JournalStore(Protocol):
 
     def next_epoch(self) -> int:
         """Increment and return this gateway's restart epoch."""
+        ...
+
+    def put_state(self, kind: str, rows: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+        """Store (or, for None, delete) soft-state rows of ``kind``, by key."""
         ...
 
     def recover(self, bounds: Bounds | None = None) -> Recovered:
@@ -402,6 +418,17 @@ class Journal:
             (adapter, unit, next_reference),
         )
 
+    def put_state(self, kind: str, rows: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+        """Store (or, for None, delete) soft-state rows of ``kind``, by key."""
+        for key, value in rows:
+            if value is None:
+                self._db.execute("DELETE FROM state WHERE kind = ? AND key = ?", (kind, key))
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO state (kind, key, value) VALUES (?, ?, ?)",
+                    (kind, key, json.dumps(value, separators=(",", ":"))),
+                )
+
     def next_epoch(self) -> int:
         """Increment and return this gateway's restart epoch."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
@@ -436,8 +463,16 @@ class Journal:
                 "SELECT queue, priority, COUNT(*) FROM entries GROUP BY queue, priority"
             )
         }
+        state: dict[str, dict[str, dict[str, Any]]] = {}
+        for kind, key, value in self._db.execute("SELECT kind, key, value FROM state"):
+            state.setdefault(kind, {})[key] = json.loads(value)
         return Recovered(
-            entries=entries, origins=origins, refs=refs, epoch=int(epoch), counts=counts
+            entries=entries,
+            origins=origins,
+            refs=refs,
+            epoch=int(epoch),
+            counts=counts,
+            state=state,
         )
 
     def entries_after(

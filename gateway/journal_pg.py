@@ -105,6 +105,12 @@ _SCHEMA = (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS {ns}.state (
+        kind  TEXT  NOT NULL,
+        key   TEXT  NOT NULL,
+        value JSONB NOT NULL,
+        PRIMARY KEY (kind, key)
+    )""",
 )
 
 _STATEMENTS = {
@@ -142,6 +148,10 @@ _STATEMENTS = {
     "counts": "SELECT queue, priority, COUNT(*) FROM {ns}.entries GROUP BY queue, priority",
     "refs": "SELECT adapter, unit, next_reference FROM {ns}.refs",
     "count": "SELECT COUNT(*) FROM {ns}.entries",
+    "put_state": "INSERT INTO {ns}.state (kind, key, value) VALUES (%s, %s, %s)"
+    " ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value",
+    "drop_state": "DELETE FROM {ns}.state WHERE kind = %s AND key = %s",
+    "state": "SELECT kind, key, value FROM {ns}.state",
 }
 
 
@@ -421,6 +431,23 @@ class PostgresJournal(PooledStore):
         """Record the next SDS-TL message reference for a unit."""
         self._run(lambda c: c.execute(self._q["set_ref"], (adapter, unit, next_reference)))
 
+    def put_state(self, kind: str, rows: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+        """Store (or, for None, delete) soft-state rows of ``kind``, by key."""
+        from psycopg.types.json import Jsonb
+
+        pairs = list(rows)
+        put = [(kind, key, Jsonb(value)) for key, value in pairs if value is not None]
+        drop = [(kind, key) for key, value in pairs if value is None]
+
+        def run(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cursor:
+                if put:
+                    cursor.executemany(self._q["put_state"], put)
+                if drop:
+                    cursor.executemany(self._q["drop_state"], drop)
+
+        self._run(run)
+
     def next_epoch(self) -> int:
         """Increment and return this gateway's restart epoch."""
         return self._run(lambda c: self._scalar(c, "next_epoch"))
@@ -453,7 +480,12 @@ class PostgresJournal(PooledStore):
         origins = {bytes(row[0]): row[1] for row in newest}
         refs = {(row[0], row[1]): int(row[2]) for row in conn.execute(self._q["refs"])}
         counts = {(row[0], int(row[1])): int(row[2]) for row in conn.execute(self._q["counts"])}
-        return Recovered(entries=entries, origins=origins, refs=refs, epoch=0, counts=counts)
+        state: dict[str, dict[str, dict[str, Any]]] = {}
+        for kind, key, value in conn.execute(self._q["state"]):
+            state.setdefault(kind, {})[key] = value
+        return Recovered(
+            entries=entries, origins=origins, refs=refs, epoch=0, counts=counts, state=state
+        )
 
     def entries_after(
         self, queue: str, priority: int, after: int, limit: int

@@ -23,8 +23,11 @@ line, a counter and, where the protocol has one, a negative report.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import functools
+import math
 import time
 import uuid
 from collections import Counter
@@ -74,7 +77,9 @@ from gateway.policy import RateLimiter
 from gateway.presence import (
     Availability,
     EmergencyLedger,
+    OutstandingAlert,
     PresenceEvent,
+    PresenceFull,
     PresenceRegistry,
     PresenceUpdate,
 )
@@ -122,6 +127,8 @@ _CANARY_TEXT = "euccs-canary"
 _JOURNAL_RETRY = 1.0
 #: Seconds between expiry, retransmission and pruning passes.
 _HOUSEKEEPING_INTERVAL = 0.25
+#: Seconds between two saves of presence and outstanding alerts to the journal.
+_STATE_SAVE_INTERVAL = 1.0
 #: Most spilled copies read back from the journal into a queue at once.
 _UNSPILL_BATCH = 256
 #: Origin records read into memory at a restart with spilling (the newest); the others
@@ -294,6 +301,12 @@ class Gateway:
         self.alerts = EmergencyLedger(max_alerts=config.presence.max_alerts)
         #: (alert, unit) -> when it was delivered live, so a first sign of life is no "return".
         self._alert_deliveries: dict[tuple[bytes, str], float] = {}
+        #: Alerts (hex ids, the journal's keys) whose saved form is out of date.
+        self._unsaved_alerts: dict[str, None] = {}
+        self._next_state_save = 0.0
+        self._saving_state = False
+        #: Presence and alerts as of this time (monotonic) are saved in the journal.
+        self.state_saved_through = -math.inf
         liveness = config.liveness
         self.liveness: dict[str, CanaryTracker] = {}
         if liveness.canary_interval > 0:
@@ -432,10 +445,12 @@ class Gateway:
             epoch=self.epoch,
             settings=self.config.presence,
         )
+        restored = self._restore_presence(recovered.state.get("presence", {}), now)
         self.presence.seed([u.unit for u in self.config.units], now)
         for configured in self.config.units:
             for group in configured.groups:
                 self.presence.affiliate(configured.unit, group, now)
+        alerts = self._restore_alerts(recovered.state.get("alert", {}), now)
         journal.start()
         self.journal = journal
         self.log.info(
@@ -444,10 +459,121 @@ class Gateway:
             epoch=self.epoch,
             resumed=dict(resumed),
             origins=len(recovered.origins),
+            presence=restored,
+            alerts=alerts,
         )
         if resumed:
             self._observe("resumed", queues=dict(resumed), epoch=self.epoch)
         return journal
+
+    def _saved_then(self, state: dict[str, Any], now: float) -> float:
+        """When a saved row was taken, on our monotonic clock (never in the future)."""
+        saved_at = state.get("saved_at")
+        if not isinstance(saved_at, (int, float)) or not math.isfinite(saved_at):
+            raise ValueError(f"saved_at: expected a wall-clock time, got {saved_at!r}")
+        return now - max(self.clock() - float(saved_at), 0.0)
+
+    def _restore_presence(self, rows: dict[str, dict[str, Any]], now: float) -> int:
+        """Resume presence as the previous process (or instance) left it; return how many."""
+        configured = {u.unit for u in self.config.units}
+        restored = 0
+        for unit, state in rows.items():
+            try:
+                if state.get("gateway") == self.name and unit not in configured:
+                    raise ValueError("no longer one of our configured units")
+                self.presence.restore(state, self._saved_then(state, now), now)
+            except (ValueError, PresenceFull) as exc:
+                self.counters["state_not_restored"] += 1
+                self.log.warning("presence.not_restored", unit=unit, error=str(exc))
+                self.presence.mark_unsaved([unit])  # deleted (or rewritten) at the next save
+                continue
+            restored += 1
+        return restored
+
+    def _restore_alerts(self, rows: dict[str, dict[str, Any]], now: float) -> int:
+        """Resume the outstanding emergencies (replayed to units back in reach)."""
+        restored = 0
+        for key, state in rows.items():
+            try:
+                alert_id = _alert_id(key)
+                if not alert_id:
+                    raise ValueError("the key is not an alert id")
+                then = self._saved_then(state, now)
+                expires_at = then + float(state["expires_in"])
+                if expires_at <= now:
+                    raise _Expired(key)
+                self.alerts.raise_alert(
+                    alert_id,
+                    raised_at=then - float(state["raised_ago"]),
+                    expires_at=expires_at,
+                    group=_name_or_none(state["group"]),
+                    unit=_name_or_none(state["unit"]),
+                    payload_ref=base64.b64decode(state["envelope"], validate=True),
+                    origin=_name_or_none(state["origin"]),
+                    delivered_to=[_name(u) for u in state["delivered_to"]],
+                )
+            except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+                self._unsaved_alerts[key] = None  # deleted at the next save
+                if not isinstance(exc, _Expired):
+                    self.counters["state_not_restored"] += 1
+                    self.log.warning("alert.not_restored", alert=key, error=str(exc))
+                continue
+            restored += 1
+        return restored
+
+    def _save_state_soon(self, now: float) -> None:
+        """Write what changed in presence and outstanding alerts, at most once a second."""
+        if self.journal is None or self._saving_state or now < self._next_state_save:
+            return
+        presence = self.presence.unsaved(now)
+        wall = self.clock()
+        for _unit, state in presence:
+            if state is not None:
+                state["saved_at"] = wall
+        alerts: list[tuple[str, dict[str, Any] | None]] = []
+        for key in self._unsaved_alerts:
+            alert = self.alerts.get(_alert_id(key))
+            alerts.append((key, None if alert is None else self._alert_row(alert, now)))
+        self._unsaved_alerts.clear()
+        if not presence and not alerts:
+            self.state_saved_through = now
+            return
+        self._next_state_save = now + _STATE_SAVE_INTERVAL
+        self._saving_state = True
+        self._spawn(self._save_state(presence, alerts, now), "save_state")
+
+    def _alert_row(self, alert: OutstandingAlert, now: float) -> dict[str, Any]:
+        assert isinstance(alert.payload_ref, bytes)
+        return {
+            "group": alert.group,
+            "unit": alert.unit,
+            "origin": alert.origin,
+            "raised_ago": now - alert.raised_at,
+            "expires_in": alert.expires_at - now,
+            "envelope": base64.b64encode(alert.payload_ref).decode(),
+            "delivered_to": sorted(self.alerts.delivered_to(alert.alert_id)),
+            "saved_at": self.clock(),
+        }
+
+    async def _save_state(
+        self,
+        presence: list[tuple[str, dict[str, Any] | None]],
+        alerts: list[tuple[str, dict[str, Any] | None]],
+        taken_at: float,
+    ) -> None:
+        assert self.journal is not None
+        try:
+            await self.journal.submit(functools.partial(_put_state, presence, alerts))
+            self.counters["state_saved"] += len(presence) + len(alerts)
+            self.state_saved_through = taken_at
+        except JournalError as exc:
+            # Offered again at the next save; custody does not depend on it.
+            self.counters["state_save_failed"] += 1
+            self.log.warning("state.save_failed", error=str(exc))
+            self.presence.mark_unsaved(unit for unit, _ in presence)
+            self._unsaved_alerts.update(dict.fromkeys(key for key, _ in alerts))
+        finally:
+            self._saving_state = False
 
     def _resume(self, row: JournalEntry) -> Held | None:
         """Rebuild a queued message from its journal row (None if it can no longer go)."""
@@ -1286,6 +1412,7 @@ class Gateway:
             now + self.config.delivery.expiry_seconds["emergency"]
         )
         which = envelope.destination.WhichOneof("target")
+        self._unsaved_alerts[envelope.message_id.hex()] = None
         self.alerts.raise_alert(
             envelope.message_id,
             raised_at=now,
@@ -1820,6 +1947,7 @@ class Gateway:
             unit = self.directory.local_unit(adapter_name, target.issi)
             if unit is not None:
                 self.alerts.mark_delivered(envelope.message_id, unit.unit)
+                self._unsaved_alerts[envelope.message_id.hex()] = None
                 if len(self._alert_deliveries) >= self.config.presence.max_alerts:
                     self._alert_deliveries.pop(next(iter(self._alert_deliveries)))
                 self._alert_deliveries[(envelope.message_id, unit.unit)] = self.monotonic()
@@ -1885,7 +2013,8 @@ class Gateway:
                 availability=change.availability.name,
                 previous=change.previous.name,
             )
-        self.alerts.expire(now)
+        for alert in self.alerts.expire(now):
+            self._unsaved_alerts[alert.alert_id.hex()] = None
         updates = self.presence.drain(now)
         for update in updates:
             for nation in self.config.federation.partners:
@@ -1894,6 +2023,7 @@ class Gateway:
                 self._enqueue(Held(envelope=envelope, entry_id=None, queue=_egress(nation)))
         if updates:
             self.counters["presence_sent"] += len(updates)
+        self._save_state_soon(now)
 
     def _canaries(self, now: float) -> None:
         for path, tracker in self.liveness.items():
@@ -2204,6 +2334,37 @@ def _fill_presence(
 def _age(time_us: int, gateway: Gateway) -> float:
     """Seconds since a partner's wall-clock timestamp (never negative)."""
     return max(0.0, (gateway._now_us() - time_us) / 1_000_000)
+
+
+class _Expired(ValueError):
+    """A saved alert expired while the gateway was down (not an error)."""
+
+
+def _alert_id(key: str) -> bytes:
+    """The alert id of a saved alert's key; b"" (no alert) when the key is not hex."""
+    try:
+        return bytes.fromhex(key)
+    except ValueError:
+        return b""
+
+
+def _put_state(
+    presence: list[tuple[str, dict[str, Any] | None]],
+    alerts: list[tuple[str, dict[str, Any] | None]],
+    journal: JournalStore,
+) -> None:
+    journal.put_state("presence", presence)
+    journal.put_state("alert", alerts)
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a name, got {value!r}")
+    return value
+
+
+def _name_or_none(value: object) -> str | None:
+    return None if value is None else _name(value)
 
 
 def _egress(nation: str) -> str:

@@ -59,8 +59,9 @@ import enum
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway._toml import Table
 from protocols.errors import GatewayError
@@ -82,6 +83,9 @@ __all__ = [
 
 #: How many gateways' (epoch, seq) high-water marks one unit keeps.
 _MAX_VERSIONS_PER_UNIT = 8
+
+#: A lease renewal is saved once it moved the saved lease end by this share of a lease.
+_SAVE_RENEWAL_SHARE = 0.25
 
 
 class Availability(enum.IntEnum):
@@ -321,6 +325,8 @@ class _Record:
     emit_entry: float | None = None
     # Remote units: (epoch, seq) high-water mark per sending gateway.
     versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Persistence: the lease end last saved (renewals are saved coarsely).
+    saved_stale_at: float | None = None
 
 
 _Entry = tuple[float, int, str, int]
@@ -352,6 +358,7 @@ class PresenceRegistry:
         self._lease_heap: list[_Entry] = []
         self._emit_heap: list[_Entry] = []
         self._order = itertools.count()
+        self._unsaved: dict[str, None] = {}
         #: Units evicted to make room (a metric).
         self.evicted = 0
 
@@ -466,6 +473,12 @@ class PresenceRegistry:
         rec.offline_at = None
         self._set_availability(rec, Availability.ONLINE, now)
         self._schedule_lease(rec)
+        if (
+            changed
+            or rec.saved_stale_at is None
+            or rec.stale_at - rec.saved_stale_at >= self.settings.lease * _SAVE_RENEWAL_SHARE
+        ):
+            self._unsaved[unit] = None
         if changed:
             self._mark_changed(rec, now)
         else:
@@ -495,6 +508,7 @@ class PresenceRegistry:
         self._set_availability(rec, Availability.OFFLINE, now)
         self._schedule_lease(rec)
         if changed:
+            self._unsaved[unit] = None
             self._mark_changed(rec, now)
         return self._event(rec, previous, now, changed=changed)
 
@@ -517,6 +531,7 @@ class PresenceRegistry:
         new = group not in rec.groups
         if new:
             self._join(rec, group)
+            self._unsaved[unit] = None
             self._mark_changed(rec, now)
         return self._event(
             rec, previous, now, newly=frozenset({group}) if new else frozenset(), changed=new
@@ -545,6 +560,7 @@ class PresenceRegistry:
         was = group in rec.groups
         if was:
             self._leave(rec, group)
+            self._unsaved[unit] = None
             self._mark_changed(rec, now)
         return self._event(rec, rec.availability, now, changed=was)
 
@@ -583,6 +599,7 @@ class PresenceRegistry:
         newer = rec.location is None or at >= rec.location.at
         if newer:
             rec.location = Location(lat=lat, lon=lon, at=at, accuracy=accuracy)
+            self._unsaved[unit] = None
             self._mark_changed(rec, now)
         return self._event(rec, rec.availability, now, changed=newer)
 
@@ -618,6 +635,7 @@ class PresenceRegistry:
                 rec.offline_at = None
                 self._set_availability(rec, Availability.OFFLINE, due)
             self._schedule_lease(rec)
+            self._unsaved[unit] = None
             self._mark_changed(rec, due)
             changes.append(
                 PresenceChange(
@@ -731,7 +749,91 @@ class PresenceRegistry:
             rec.offline_at = now + valid_for
         self._set_availability(rec, availability, now)
         self._schedule_lease(rec)
+        self._unsaved[rec.unit] = None
         return True
+
+    # ------------------------------------------------------------- persistence
+
+    def unsaved(self, now: float) -> list[tuple[str, dict[str, Any] | None]]:
+        """Return what changed since the last call, in the form :meth:`restore` takes.
+
+        A gateway stores these rows (with the wall-clock time they were taken) so that
+        a restarted gateway, or another instance taking over, resumes presence instead
+        of starting every unit UNKNOWN. Times are relative to ``now``; lease renewals
+        of a unit that keeps talking are included only once they moved its lease end
+        by a quarter of a lease (a restored unit may go STALE that much early, never
+        late). A unit only seeded (UNKNOWN, nothing known) and a unit no longer held
+        come out as ``(unit, None)``: nothing to keep.
+
+        Args:
+            now: Current time.
+
+        Returns:
+            ``(unit, state)`` pairs; ``state`` is None when there is nothing to keep.
+        """
+        out: list[tuple[str, dict[str, Any] | None]] = []
+        for unit in self._unsaved:
+            rec = self._records.get(unit)
+            if rec is None or (
+                rec.availability is Availability.UNKNOWN
+                and not rec.groups
+                and rec.location is None
+                and not rec.versions
+            ):
+                out.append((unit, None))
+                continue
+            rec.saved_stale_at = rec.stale_at
+            out.append((unit, _saved_form(rec, now)))
+        self._unsaved.clear()
+        return out
+
+    def mark_unsaved(self, units: Iterable[str]) -> None:
+        """Have :meth:`unsaved` return ``units`` again (their save failed)."""
+        for unit in units:
+            self._unsaved[unit] = None
+            rec = self._records.get(unit)
+            if rec is not None:
+                rec.saved_stale_at = None
+
+    def restore(self, state: Mapping[str, Any], then: float, now: float) -> PresenceEvent:
+        """Resume one unit from a row :meth:`unsaved` returned at time ``then``.
+
+        Lease ends, last-heard and location times are rebased from ``then``; a lease
+        that ran out meanwhile moves the unit to STALE or OFFLINE at the next
+        :meth:`tick`, as if the registry had never stopped. A local unit is federated
+        again under this registry's epoch; a remote unit keeps its sender's
+        ``(epoch, seq)`` high-water mark, so an update older than the saved state is
+        still refused. Call before :meth:`seed`.
+
+        Args:
+            state: The saved form of the unit.
+            then: When it was saved, on this registry's clock (at most ``now``).
+            now: Current time.
+
+        Returns:
+            The event (``changed`` is True).
+
+        Raises:
+            ValueError: ``state`` is not a saved form (missing or malformed fields).
+            PresenceFull: The unit does not fit and nothing can be evicted.
+        """
+        try:
+            unit, rec = _restored_record(state, then)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a saved presence state: {exc!r}") from exc
+        if unit in self._records:
+            raise ValueError(f"{unit} is already held")
+        if len(self._records) >= self.settings.max_units:
+            self._evict_one()
+        self._records[unit] = rec
+        for group in rec.groups:
+            self._members.setdefault(group, set()).add(unit)
+        if rec.availability in (Availability.OFFLINE, Availability.UNKNOWN):
+            self._evictable[unit] = None
+        rec.saved_stale_at = rec.stale_at
+        self._schedule_lease(rec)
+        self._mark_changed(rec, now)
+        return self._event(rec, rec.availability, now, changed=True)
 
     # ----------------------------------------------------------------- helpers
 
@@ -793,6 +895,7 @@ class PresenceRegistry:
             )
         del self._evictable[victim]
         rec = self._records.pop(victim)
+        self._unsaved[victim] = None
         for group in rec.groups:
             self._drop_member(group, victim)
         self.evicted += 1
@@ -954,6 +1057,93 @@ class PresenceRegistry:
                 self._emit_heap = kept
 
 
+def _ago(value: float | None, now: float) -> float | None:
+    return None if value is None else now - value
+
+
+def _saved_form(rec: _Record, now: float) -> dict[str, Any]:
+    """One record as plain data, its times relative to ``now`` (JSON-safe)."""
+    loc = rec.location
+    return {
+        "unit": rec.unit,
+        "nation": rec.nation,
+        "gateway": rec.gateway,
+        "availability": rec.availability.name,
+        "groups": sorted(rec.groups),
+        "location": None
+        if loc is None
+        else {"lat": loc.lat, "lon": loc.lon, "age": now - loc.at, "accuracy": loc.accuracy},
+        "heard_ago": _ago(rec.last_heard, now),
+        "changed_ago": now - rec.changed_at,
+        "stale_in": None if rec.stale_at is None else rec.stale_at - now,
+        "offline_in": None if rec.offline_at is None else rec.offline_at - now,
+        "known": rec.known,
+        "versions": {gateway: list(version) for gateway, version in rec.versions.items()},
+    }
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _optional(value: object, what: str) -> float | None:
+    return None if value is None else _number(value, what)
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _restored_record(state: Mapping[str, Any], then: float) -> tuple[str, _Record]:
+    """The record a saved form describes, its times rebased from ``then``."""
+    unit = _text(state["unit"], "unit")
+    availability = Availability[_text(state["availability"], "availability")]
+    groups = state["groups"]
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+        raise ValueError(f"groups: expected a list of names, got {groups!r}")
+    location = None
+    if state["location"] is not None:
+        loc = state["location"]
+        lat, lon = _number(loc["lat"], "lat"), _number(loc["lon"], "lon")
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            raise ValueError(f"location ({lat}, {lon}) is out of range")
+        location = Location(
+            lat=lat,
+            lon=lon,
+            at=then - _number(loc["age"], "location age"),
+            accuracy=_optional(loc["accuracy"], "accuracy"),
+        )
+    versions: dict[str, tuple[int, int]] = {}
+    for gateway, version in dict(state["versions"]).items():
+        epoch, seq = version
+        if not (isinstance(epoch, int) and isinstance(seq, int)):
+            raise ValueError(f"versions: expected [epoch, seq], got {version!r}")
+        versions[_text(gateway, "gateway")] = (epoch, seq)
+    heard_ago = _optional(state["heard_ago"], "heard_ago")
+    stale_in = _optional(state["stale_in"], "stale_in")
+    offline_in = _optional(state["offline_in"], "offline_in")
+    rec = _Record(
+        unit=unit,
+        nation=_text(state["nation"], "nation"),
+        gateway=_text(state["gateway"], "gateway"),
+        availability=availability,
+        groups=set(groups),
+        location=location,
+        last_heard=None if heard_ago is None else then - heard_ago,
+        changed_at=then - _number(state["changed_ago"], "changed_ago"),
+        known=bool(state["known"]),
+        # Only the deadline of the current availability counts (as in _lease_due).
+        stale_at=None if stale_in is None else then + stale_in,
+        offline_at=None if offline_in is None else then + offline_in,
+        versions=versions,
+    )
+    return unit, rec
+
+
 # -------------------------------------------------------------------- emergencies
 
 
@@ -1112,6 +1302,10 @@ class EmergencyLedger:
         if alert_id in self._alerts:
             self._delivered.setdefault(alert_id, set()).add(unit)
             self._delivered_by_unit.setdefault(unit, set()).add(alert_id)
+
+    def delivered_to(self, alert_id: bytes) -> frozenset[str]:
+        """Return the units that received ``alert_id`` and are not due it again."""
+        return frozenset(self._delivered.get(alert_id, ()))
 
     def reset_unit(self, unit: str) -> None:
         """Forget what ``unit`` received: it came back and everything is due again."""

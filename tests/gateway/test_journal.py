@@ -177,6 +177,23 @@ def test_an_origin_record_is_read_back_until_dropped(store: Stores) -> None:
     assert journal.get_origin(b"m1") is None
 
 
+def test_soft_state_is_replaced_deleted_and_read_back_per_kind(store: Stores) -> None:
+    journal = store.open()
+    online = {"unit": "de.2001", "availability": "ONLINE", "groups": ["g"], "stale_in": 12.5}
+    journal.run_batch(
+        [
+            lambda j: j.put_state("presence", [("de.2001", {"old": True}), ("de.2002", {"x": 1})]),
+            lambda j: j.put_state("alert", [("ab01", {"group": "g"})]),
+        ]
+    )
+    journal.run_batch(
+        [lambda j: j.put_state("presence", [("de.2001", online), ("de.2002", None), ("no", None)])]
+    )
+    journal.close()
+    state = store.open().recover().state
+    assert state == {"presence": {"de.2001": online}, "alert": {"ab01": {"group": "g"}}}
+
+
 def test_epoch_grows_with_every_recovery(store: Stores) -> None:
     epochs = []
     for _ in range(3):

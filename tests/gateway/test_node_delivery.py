@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+from gateway.journal import Journal
 from gateway.presence import Availability
 from protocols.schema import v1
 from protocols.tetra import StatusSds, TextSds
@@ -134,6 +135,61 @@ async def test_emergency_is_replayed_to_a_unit_back_in_coverage(tmp_path: Path) 
         )
         assert fed.fr.counters["alerts_replayed"] == 1
         assert any(o.kind == "alert_replay" for o in fed.observed)
+
+
+async def test_presence_and_an_outstanding_emergency_survive_a_restart(tmp_path: Path) -> None:
+    fr_fpt_unit = "fr.sdis67.fpt-strasbourg-2"
+    async with federation(tmp_path) as fed:
+        fed.sim_fr.set_reachable(FR_VSAV, False)
+        await fed.sim_de.send_status(DE_HLF, ALIAS_OF_FR_VSAV, 0)  # emergency
+        await eventually(lambda: fed.de.counters["receipts_failed"] == 1)
+        await fed.sim_fr.send_status(FR_FPT, "8002001", 0x8101)
+        await eventually(lambda: fed.fr.presence.availability(fr_fpt_unit) is Availability.ONLINE)
+        await eventually(lambda: fed.de.presence.availability(fr_fpt_unit) is Availability.ONLINE)
+        # Saved: the unit heard, and the outstanding alert.
+        since = fed.fr.monotonic(), fed.de.monotonic()
+        await eventually(lambda: fed.fr.state_saved_through >= since[0])
+        await eventually(lambda: fed.de.state_saved_through >= since[1])
+        heard_at = fed.fr.wall_time(fed.fr.presence.get(fr_fpt_unit).last_heard)  # type: ignore[arg-type, union-attr]
+    async with federation(tmp_path) as fed:
+        # Both gateways resume presence: the unit is still ONLINE, not UNKNOWN.
+        for gateway in (fed.fr, fed.de):
+            restored = gateway.presence.get(fr_fpt_unit)
+            assert restored is not None
+            assert restored.availability is Availability.ONLINE
+        restored = fed.fr.presence.get(fr_fpt_unit)
+        assert restored is not None and restored.last_heard is not None
+        assert abs(fed.fr.wall_time(restored.last_heard) - heard_at) < 0.5
+        assert len(fed.fr.alerts) == 1
+        # The unit that missed the emergency comes back: it is replayed to it.
+        await fed.sim_fr.send_status(FR_VSAV, "8002001", 0x8101)
+        await eventually(
+            lambda: [c for _s, c in fed.sim_fr.received[FR_VSAV]] == [StatusSds(status=0)]
+        )
+        assert fed.fr.counters["alerts_replayed"] == 1
+        assert fed.fr.counters["state_not_restored"] == 0
+
+
+async def test_saved_state_that_cannot_be_restored_is_logged_counted_and_dropped(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "gw-fr-strasbourg.journal.sqlite3")
+    bad = {"unit": "fr.sdis67.vsav-strasbourg-1", "availability": "SOMEWHERE", "saved_at": 0.0}
+    gone = {"gateway": "gw-fr-strasbourg", "saved_at": 0.0}  # no longer configured
+    journal.run_batch(
+        [
+            lambda j: j.put_state("presence", [(FR_VSAV_UNIT, bad), ("fr.gone", gone)]),
+            lambda j: j.put_state("alert", [("zz", {"saved_at": 0.0}), ("ab", {"group": 1})]),
+        ]
+    )
+    journal.close()
+    async with federation(tmp_path) as fed:
+        assert fed.fr.counters["state_not_restored"] == 4
+        assert fed.fr.presence.availability(FR_VSAV_UNIT) is Availability.UNKNOWN
+        assert len(fed.fr.alerts) == 0
+        since = fed.fr.monotonic()
+        await eventually(lambda: fed.fr.state_saved_through >= since)
+    assert Journal(tmp_path / "gw-fr-strasbourg.journal.sqlite3").recover().state == {}
 
 
 FAST_CANARIES = """

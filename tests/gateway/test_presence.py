@@ -3,7 +3,7 @@ from __future__ import annotations
 import tomllib
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -666,3 +666,204 @@ TestPresenceMachine.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+# ------------------------------------------------------------------ persistence
+
+
+def _saved(registry: PresenceRegistry, now: float) -> dict[str, dict[str, object] | None]:
+    return dict(registry.unsaved(now))
+
+
+def test_unsaved_returns_each_change_once_and_deletes_what_is_not_held() -> None:
+    reg = _registry(max_units=2)
+    reg.seed([U1, U2], 0.0)
+    assert _saved(reg, 0.0) == {}  # seeded UNKNOWN units carry nothing worth keeping
+    reg.heard(U1, 10.0)
+    reg.affiliate(U1, "xb.kehl", 10.0)
+    saved = _saved(reg, 12.0)
+    assert list(saved) == [U1]
+    state = saved[U1]
+    assert state is not None
+    assert state["availability"] == "ONLINE"
+    assert state["groups"] == ["xb.kehl"]
+    assert state["heard_ago"] == 2.0
+    assert state["stale_in"] == 298.0
+    assert _saved(reg, 12.0) == {}
+    reg.deregistered(U1, 20.0)
+    assert _saved(reg, 20.0)[U1] == dict(
+        state, availability="OFFLINE", groups=[], stale_in=None, changed_ago=0.0, heard_ago=10.0
+    )
+    reg.drain(30.0)  # a unit with an unsent update is never evicted
+    reg.heard("de.polizei.2003", 30.0)  # evicts U2 (UNKNOWN, least recently changed)
+    assert _saved(reg, 30.0) == {U2: None, "de.polizei.2003": _saved_now(reg, "de.polizei.2003")}
+
+
+def _saved_now(reg: PresenceRegistry, unit: str) -> dict[str, object]:
+    snapshot = reg.get(unit)
+    assert snapshot is not None and snapshot.last_heard is not None
+    return {
+        "unit": unit,
+        "nation": "DE",
+        "gateway": "gw-de-1",
+        "availability": snapshot.availability.name,
+        "groups": sorted(snapshot.groups),
+        "location": None,
+        "heard_ago": 0.0,
+        "changed_ago": 0.0,
+        "stale_in": 300.0,
+        "offline_in": None,
+        "known": True,
+        "versions": {},
+    }
+
+
+def test_lease_renewals_are_saved_once_they_moved_a_quarter_of_a_lease() -> None:
+    reg = _registry(lease=100.0)
+    reg.heard(U1, 0.0)
+    assert list(_saved(reg, 0.0)) == [U1]
+    reg.heard(U1, 24.0)
+    assert _saved(reg, 24.0) == {}  # the saved lease end is 24 s early: not yet worth a write
+    reg.heard(U1, 25.0)
+    assert _saved(reg, 25.0)[U1] is not None
+    reg.mark_unsaved([U1])  # the write failed: offered again
+    assert list(_saved(reg, 26.0)) == [U1]
+
+
+def test_a_restored_unit_resumes_its_lease_from_the_saved_times() -> None:
+    before = _registry(epoch=1)
+    before.heard(U1, 100.0)
+    before.affiliate(U1, "xb.kehl", 100.0)
+    before.location(U1, 48.57, 7.81, 99.0, 100.0, accuracy=10.0)
+    before.heard(U2, 100.0)
+    saved = _saved(before, 150.0)
+    after = _registry(epoch=2)
+    # Saved at 150 on the old clock; on the new clock that moment was 1000, it is 1200 now.
+    for state in saved.values():
+        assert state is not None
+        event = after.restore(state, 1000.0, 1200.0)
+        assert event.availability is Availability.ONLINE and not event.came_back
+    after.seed([U1, U2], 1200.0)  # already held: left alone
+    restored = after.get(U1)
+    assert restored is not None
+    assert restored.availability is Availability.ONLINE
+    assert restored.groups == {"xb.kehl"}
+    assert restored.last_heard == 950.0
+    assert restored.location == Location(lat=48.57, lon=7.81, at=949.0, accuracy=10.0)
+    assert after.affiliated("xb.kehl") == {U1}
+    # Its lease ran from 950: STALE at 1250, OFFLINE 600 s later, as if never restarted.
+    assert after.tick(1249.0) == []
+    assert [c.availability for c in after.tick(1250.0)] == [Availability.STALE] * 2
+    assert [c.at for c in after.tick(1850.0)] == [1850.0, 1850.0]
+    # Restored local units are federated again under the new epoch.
+    updates = after.drain(1200.0)
+    assert {(u.unit, u.epoch, u.seq) for u in updates} == {(U1, 2, 1), (U2, 2, 1)}
+
+
+def test_a_lease_that_ran_out_while_down_moves_on_at_the_next_tick() -> None:
+    before = _registry()
+    before.heard(U1, 0.0)
+    state = _saved(before, 0.0)[U1]
+    assert state is not None
+    after = _registry(epoch=2)
+    after.restore(state, 0.0, 400.0)  # down for 400 s, lease 300
+    changes = after.tick(400.0)
+    assert [(c.availability, c.at) for c in changes] == [(Availability.STALE, 300.0)]
+    event = after.heard(U1, 401.0)
+    assert event.came_back
+
+
+def test_a_restored_remote_unit_keeps_refusing_older_updates() -> None:
+    before = _registry()
+    assert before.apply_remote(_remote(5, groups=("xb.kehl",)), 0.0)
+    state = _saved(before, 0.0)[FR_UNIT]
+    assert state is not None and state["versions"] == {"gw-fr-1": [7, 5]}
+    after = _registry(epoch=2)
+    after.restore(state, 0.0, 10.0)
+    assert after.drain(10.0) == []  # remote units are never re-federated
+    assert not after.apply_remote(_remote(4), 10.0)
+    assert after.apply_remote(_remote(6), 10.0)
+    restored = after.get(FR_UNIT)
+    assert restored is not None and not restored.local
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"availability": "MAYBE"}, "MAYBE"),
+        ({"unit": ""}, "unit"),
+        ({"groups": "xb"}, "groups"),
+        ({"stale_in": "soon"}, "stale_in"),
+        ({"location": {"lat": 91.0, "lon": 0.0, "age": 0.0, "accuracy": None}}, "out of range"),
+        ({"versions": {"gw-fr-1": ["7", 5]}}, "versions"),
+        ({"nation": None}, "nation"),
+    ],
+)
+def test_a_malformed_saved_state_is_refused_with_the_reason(
+    change: dict[str, object], message: str
+) -> None:
+    reg = _registry()
+    reg.heard(U1, 0.0)
+    state = _saved(reg, 0.0)[U1]
+    assert state is not None
+    after = _registry(epoch=2)
+    with pytest.raises(ValueError, match=message):
+        after.restore({**state, **change}, 0.0, 0.0)
+    with pytest.raises(ValueError, match="changed_ago"):
+        after.restore({k: v for k, v in state.items() if k != "changed_ago"}, 0.0, 0.0)
+    assert len(after) == 0
+    after.restore(state, 0.0, 0.0)
+    with pytest.raises(ValueError, match="already held"):
+        after.restore(state, 0.0, 0.0)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["heard", "dereg", "affiliate", "leave", "locate", "remote"]),
+            st.sampled_from([U1, U2]),
+            st.integers(min_value=0, max_value=50).map(float),
+        ),
+        max_size=25,
+    ),
+    elapsed=st.integers(min_value=0, max_value=2000).map(float),
+)
+def test_restore_of_what_was_saved_gives_the_same_view(
+    ops: list[tuple[str, str, float]], elapsed: float
+) -> None:
+    reg = _registry(lease=100.0, offline_after=200.0)
+    now = 0.0
+    for op, unit, step in ops:
+        now += step
+        if op == "heard":
+            reg.heard(unit, now)
+        elif op == "dereg":
+            reg.deregistered(unit, now)
+        elif op == "affiliate":
+            reg.affiliate(unit, "xb", now)
+        elif op == "leave":
+            reg.deaffiliate(unit, "xb", now)
+        elif op == "locate":
+            reg.location(unit, 48.0, 7.0, now, now)
+        else:
+            reg.apply_remote(_remote(int(now * 10) + 1, sent_at=now), now)
+        reg.tick(now)
+        reg.drain(now)
+    saved = {unit: state for unit, state in reg.unsaved(now) if state is not None}
+    copy = _registry(epoch=2, lease=100.0, offline_after=200.0)
+    for state in saved.values():
+        copy.restore(state, 5000.0, 5000.0)
+    shift = 5000.0 - now
+    for unit in saved:
+        original, restored = reg.get(unit), copy.get(unit)
+        assert original is not None and restored is not None
+        assert restored.availability is original.availability
+        assert restored.groups == original.groups
+        assert restored.gateway == original.gateway
+    # Both move through the same transitions over the same time.
+    later = reg.tick(now + elapsed)
+    later_copy = copy.tick(5000.0 + elapsed)
+    assert sorted((c.at + shift, c.unit, c.availability) for c in later) == sorted(
+        (c.at, c.unit, c.availability) for c in later_copy
+    )
