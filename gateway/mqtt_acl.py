@@ -18,6 +18,11 @@ and name (the subject's ``C`` is the identity's country; a CA can only issue ide
 its own country and its name constraints pin the URI SAN). :func:`broker_username` computes
 it, :func:`generate_acl` keys every rule on it. ``use_username_as_clientid true`` stops one
 gateway from taking over another's session with a chosen client id.
+
+EMQX 5 (a broker cluster, ``deploy/compose.cluster.yaml``) gets the same rules in its own
+file format (:func:`generate_emqx_acl`), with ``mqtt.peer_cert_as_username = dn`` and
+``mqtt.peer_cert_as_clientid = dn``: EMQX prints the subject in the same order
+(``CN=...,OU=...,O=...,C=...``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "broker_username",
     "data_topic",
     "generate_acl",
+    "generate_emqx_acl",
     "inbox_filter",
     "parse_data_topic",
     "presence_filter",
@@ -116,6 +122,17 @@ def generate_acl(gateways: Mapping[str, str | Sequence[str]]) -> str:
         "# Requires: require_certificate true, use_subject_as_username true.",
         "",
     ]
+    for user, rules in _gateway_rules(gateways):
+        lines.append(f"user {user}")
+        lines += [f"topic {access} {topic}" for access, topic in rules]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _gateway_rules(
+    gateways: Mapping[str, str | Sequence[str]],
+) -> Iterable[tuple[str, list[tuple[str, str]]]]:
+    """Per gateway certificate: its broker username and its ``(access, topic)`` rules."""
     for country in sorted(gateways):
         validate_country(country)
         given = gateways[country]
@@ -123,12 +140,37 @@ def generate_acl(gateways: Mapping[str, str | Sequence[str]]) -> str:
         for name in sorted(names):
             validate_name(name)
             user = broker_username(PeerIdentity(country, Role.GATEWAY, name))
-            lines += [
-                f"user {user}",
-                f"topic write {PREFIX}/to/+/from/{country}/#",
-                f"topic read {inbox_filter(country)}",
-                f"topic readwrite {presence_topic(country)}",
-                f"topic read {presence_filter()}",
-                "",
+            yield user, [
+                ("write", f"{PREFIX}/to/+/from/{country}/#"),
+                ("read", inbox_filter(country)),
+                ("readwrite", presence_topic(country)),
+                ("read", presence_filter()),
             ]
-    return "\n".join(lines)
+
+
+def generate_emqx_acl(gateways: Mapping[str, str | Sequence[str]]) -> str:
+    """Return an EMQX 5 authorization file (``acl.conf``) with :func:`generate_acl`'s rules.
+
+    Needs ``mqtt.peer_cert_as_username = dn`` and ``authorization.no_match = deny``; the
+    last rule denies everything else anyway.
+
+    Args:
+        gateways: Country -> gateway name(s) as in their certificates.
+
+    Returns:
+        The file text (Erlang terms, one rule per line).
+
+    Raises:
+        ValueError: A country code or gateway name is invalid.
+    """
+    actions = {"write": "publish", "read": "subscribe", "readwrite": "all"}
+    lines = [
+        "%% EMQX ACL of the EUCCS MQTT federation (generated; see gateway/mqtt_acl.py).",
+        "%% Requires: verify_peer, fail_if_no_peer_cert, mqtt.peer_cert_as_username = dn.",
+    ]
+    for user, rules in _gateway_rules(gateways):
+        for access, topic in rules:
+            # Names and countries are validated: no quote or backslash can occur.
+            lines.append(f'{{allow, {{username, "{user}"}}, {actions[access]}, ["{topic}"]}}.')
+    lines.append("{deny, all}.")
+    return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ configuration, checked without a container engine."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from gateway.config import load_config
+from gateway.mqtt_acl import generate_emqx_acl
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -153,3 +155,178 @@ def test_the_image_has_what_a_postgresql_journal_and_a_cluster_need() -> None:
     assert "--frozen" in sync and "--extra postgres" in sync
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'postgres = ["psycopg[binary]' in pyproject
+
+
+# ------------------------------------------------------------ deploy/compose.cluster.yaml
+
+CLUSTER_GATEWAYS = {"gateway-de-1", "gateway-de-2", "gateway-fr-1", "gateway-fr-2"}
+EMQX_NODES = {"emqx1", "emqx2", "emqx3"}
+
+
+def _cluster() -> dict[str, Any]:
+    data = yaml.safe_load((DEPLOY / "compose.cluster.yaml").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return dict(data["services"])
+
+
+def _option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_cluster_services_images_and_dependencies() -> None:
+    services = _cluster()
+    assert set(services) == {"certs", "postgres", "sim-de", "sim-fr"} | EMQX_NODES | (
+        CLUSTER_GATEWAYS
+    )
+    for name, service in services.items():
+        assert "image" in service or "build" in service, name
+    for node in EMQX_NODES:
+        assert services[node]["image"].startswith("emqx/emqx:5.")
+        assert services[node]["depends_on"]["certs"]["condition"] == (
+            "service_completed_successfully"
+        )
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name in CLUSTER_GATEWAYS:
+        needs = services[name]["depends_on"]
+        assert {"postgres", *EMQX_NODES} <= set(needs), name
+        assert all(needs[n]["condition"] == "service_healthy" for n in needs), name
+    for name in ("postgres", *EMQX_NODES):
+        assert "healthcheck" in services[name], name
+
+
+def test_the_emqx_nodes_form_one_cluster_behind_one_address() -> None:
+    services = _cluster()
+    names = set()
+    for node in EMQX_NODES:
+        service = services[node]
+        env = service["environment"]
+        name = env["EMQX_NODE__NAME"]
+        host = name.split("@", 1)[1]
+        assert "." in host  # EMQX runs Erlang in long-name mode
+        assert service["hostname"] == host
+        assert service["networks"]["federation"]["aliases"] == [host, "broker"]
+        seeds = env["EMQX_CLUSTER__STATIC__SEEDS"].strip("[]").split(",")
+        names.add(name)
+        assert env["EMQX_CLUSTER__DISCOVERY_STRATEGY"] == "static"
+        assert set(seeds) == {f"emqx@{n}.euccs.local" for n in EMQX_NODES}
+        # Mutual TLS 1.3 only, the subject as username, the generated ACL, deny by default.
+        assert env["EMQX_LISTENERS__SSL__DEFAULT__SSL_OPTIONS__VERIFY"] == "verify_peer"
+        assert env["EMQX_LISTENERS__SSL__DEFAULT__SSL_OPTIONS__FAIL_IF_NO_PEER_CERT"] == "true"
+        assert env["EMQX_LISTENERS__SSL__DEFAULT__SSL_OPTIONS__VERSIONS"] == "[tlsv1.3]"
+        for plain in ("TCP", "WS", "WSS"):
+            assert env[f"EMQX_LISTENERS__{plain}__DEFAULT__ENABLE"] == "false"
+        assert env["EMQX_DASHBOARD__LISTENERS__HTTP__ENABLE"] == "false"
+        assert env["EMQX_MQTT__PEER_CERT_AS_USERNAME"] == "dn"
+        assert env["EMQX_MQTT__PEER_CERT_AS_CLIENTID"] == "dn"
+        assert env["EMQX_AUTHORIZATION__NO_MATCH"] == "deny"
+        assert '"/pki/broker/emqx-acl.conf"' in env["EMQX_AUTHORIZATION__SOURCES"]
+        assert "/pki/broker/cookie" in " ".join(service["entrypoint"])
+        assert "EMQX_NODE__COOKIE" not in env  # never in the repository
+        assert not service.get("ports"), "the broker is reached on the compose network only"
+    assert len(names) == len(EMQX_NODES)
+
+
+@pytest.mark.parametrize("nation", ["DE", "FR"])
+def test_two_instances_per_country_share_one_configuration(nation: str) -> None:
+    services = _cluster()
+    instances = [services[f"gateway-{nation.lower()}-{n}"] for n in (1, 2)]
+    ids = [_option(s["command"], "--instance") for s in instances]
+    assert len(set(ids)) == 2
+    [files] = {
+        tuple(source for source, t in _binds(s) if t == "/etc/euccs/gateway.toml")
+        for s in instances
+    }
+    [config_file] = files
+    config = load_config(DEPLOY / config_file)
+    assert config.nation == nation
+    assert config.cluster is not None
+    mqtt: Any = config.federation.mqtt
+    assert mqtt.host == "broker"  # any EMQX node
+    # The journal is the postgres service's database, as that service creates it.
+    assert config.journal_url == "postgresql://euccs@postgres:5432/euccs"
+    env = services["postgres"]["environment"]
+    assert (env["POSTGRES_USER"], env["POSTGRES_DB"]) == ("euccs", "euccs")
+    for instance in instances:
+        assert instance["environment"]["PGPASSFILE"] == "/pki/postgres/pgpass"
+        assert ("pki", "/pki") in [tuple(str(v).split(":")[:2]) for v in instance["volumes"]]
+
+
+@pytest.mark.parametrize("nation", ["de", "fr"])
+def test_the_cluster_configuration_differs_from_the_single_one_only_where_it_must(
+    nation: str,
+) -> None:
+    single = load_config(DEPLOY / f"{nation}.toml")
+    cluster = load_config(DEPLOY / f"{nation}-cluster.toml")
+    assert single.cluster is None and cluster.cluster is not None
+    assert single.journal_path is not None and cluster.journal_url is not None
+    assert cluster.federation.mqtt.host == "broker"  # type: ignore[union-attr]
+    assert single.federation.mqtt.host == "mosquitto"  # type: ignore[union-attr]
+    for field in ("name", "nation", "adapters", "units", "aliases", "groups", "api", "delivery"):
+        assert getattr(single, field) == getattr(cluster, field), field
+
+
+def test_cluster_ports_are_published_on_loopback_only_and_distinct() -> None:
+    published = [str(port) for service in _cluster().values() for port in service.get("ports", [])]
+    assert sorted(published) == [f"127.0.0.1:{p}:8443" for p in (8443, 8444, 8445, 8446)]
+
+
+def test_cluster_mounted_files_exist() -> None:
+    for name, service in _cluster().items():
+        for source, _target in _binds(service):
+            assert (DEPLOY / source).is_file(), f"{name}: {source}"
+
+
+_EMQX_RULE = re.compile(
+    r'\{allow, \{username, "(CN=[^"]+)"\}, (publish|subscribe|all), \["([^"]+)"\]\}\.'
+)
+
+
+def test_the_minted_files_are_those_the_cluster_names(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    env = {
+        **os.environ,
+        "PKI": str(pki),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    subprocess.run(
+        ["/bin/sh", str(DEPLOY / "mint-pki.sh")], env=env, check=True, capture_output=True
+    )
+    services = _cluster()
+    named = {
+        value
+        for node in EMQX_NODES
+        for value in services[node]["environment"].values()
+        if str(value).startswith("/pki/")
+    } | {services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"], "/pki/broker/cookie"}
+    named |= {services[g]["environment"]["PGPASSFILE"] for g in CLUSTER_GATEWAYS}
+    for path in named:
+        assert (pki / path.removeprefix("/pki/")).is_file(), path
+    password = (pki / "postgres" / "password").read_text().strip()
+    assert len(password) >= 32
+    assert (pki / "postgres" / "pgpass").read_text() == f"postgres:5432:euccs:euccs:{password}\n"
+    for secret in ("postgres/password", "postgres/pgpass", "broker/cookie"):
+        assert (pki / secret).stat().st_mode & 0o077 == 0, secret
+    # The EMQX ACL: rule lines only, the same rules as Mosquitto's, and deny at the end.
+    lines = [
+        line
+        for line in (pki / "broker" / "emqx-acl.conf").read_text().splitlines()
+        if not line.startswith("%%")
+    ]
+    assert lines[-1] == "{deny, all}."
+    rules = [_EMQX_RULE.fullmatch(line) for line in lines[:-1]]
+    assert all(rules), lines
+    de = "CN=gw-de-kehl,OU=gateway,O=EUCCS,C=DE"
+    assert [(m.group(2), m.group(3)) for m in rules if m and m.group(1) == de] == [
+        ("publish", "euccs/v1/to/+/from/DE/#"),
+        ("subscribe", "euccs/v1/to/DE/#"),
+        ("all", "euccs/v1/gateways/DE"),
+        ("subscribe", "euccs/v1/gateways/+"),
+    ]
+    assert {m.group(1) for m in rules if m} == {de, "CN=gw-fr-strasbourg,OU=gateway,O=EUCCS,C=FR"}
+
+
+def test_the_emqx_acl_refuses_bad_names() -> None:
+    with pytest.raises(ValueError):
+        generate_emqx_acl({"de": "gw"})
+    with pytest.raises(ValueError):
+        generate_emqx_acl({"DE": ['gw", all']})
