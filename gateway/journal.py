@@ -155,8 +155,9 @@ class Recovered:
     epoch: int
     #: Copies in custody per (queue, priority), read or not (see :class:`Bounds`).
     counts: dict[tuple[str, int], int] = field(default_factory=dict)
-    #: Soft state per kind and key (:meth:`JournalStore.put_state`).
-    state: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: Soft state per kind and key (:meth:`JournalStore.put_state`); JSON as stored, None if
+    #: unreadable.
+    state: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -426,7 +427,7 @@ class Journal:
             else:
                 self._db.execute(
                     "INSERT OR REPLACE INTO state (kind, key, value) VALUES (?, ?, ?)",
-                    (kind, key, json.dumps(value, separators=(",", ":"))),
+                    (kind, key, json.dumps(value, separators=(",", ":"), allow_nan=False)),
                 )
 
     def next_epoch(self) -> int:
@@ -463,9 +464,14 @@ class Journal:
                 "SELECT queue, priority, COUNT(*) FROM entries GROUP BY queue, priority"
             )
         }
-        state: dict[str, dict[str, dict[str, Any]]] = {}
+        state: dict[str, dict[str, Any]] = {}
         for kind, key, value in self._db.execute("SELECT kind, key, value FROM state"):
-            state.setdefault(kind, {})[key] = json.loads(value)
+            try:
+                state.setdefault(kind, {})[key] = json.loads(value)
+            except ValueError:
+                # Soft state: an unreadable row is passed on as such, to be refused and deleted.
+                log.warning("journal.state_unreadable", kind=kind, key=key)
+                state[kind][key] = None
         return Recovered(
             entries=entries,
             origins=origins,

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
+import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -436,7 +438,8 @@ class PostgresJournal(PooledStore):
         from psycopg.types.json import Jsonb
 
         pairs = list(rows)
-        put = [(kind, key, Jsonb(value)) for key, value in pairs if value is not None]
+        dumps = functools.partial(json.dumps, allow_nan=False)  # JSONB has no NaN
+        put = [(kind, key, Jsonb(value, dumps)) for key, value in pairs if value is not None]
         drop = [(kind, key) for key, value in pairs if value is None]
 
         def run(conn: psycopg.Connection[Any]) -> None:
@@ -480,7 +483,7 @@ class PostgresJournal(PooledStore):
         origins = {bytes(row[0]): row[1] for row in newest}
         refs = {(row[0], row[1]): int(row[2]) for row in conn.execute(self._q["refs"])}
         counts = {(row[0], int(row[1])): int(row[2]) for row in conn.execute(self._q["counts"])}
-        state: dict[str, dict[str, dict[str, Any]]] = {}
+        state: dict[str, dict[str, Any]] = {}
         for kind, key, value in conn.execute(self._q["state"]):
             state.setdefault(kind, {})[key] = value
         return Recovered(

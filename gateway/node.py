@@ -27,6 +27,7 @@ import base64
 import binascii
 import contextlib
 import functools
+import json
 import math
 import time
 import uuid
@@ -129,6 +130,8 @@ _JOURNAL_RETRY = 1.0
 _HOUSEKEEPING_INTERVAL = 0.25
 #: Seconds between two saves of presence and outstanding alerts to the journal.
 _STATE_SAVE_INTERVAL = 1.0
+#: At most this many rows of each kind per save (the rest go in the next ones).
+_STATE_SAVE_ROWS = 2000
 #: Most spilled copies read back from the journal into a queue at once.
 _UNSPILL_BATCH = 256
 #: Origin records read into memory at a restart with spilling (the newest); the others
@@ -445,11 +448,13 @@ class Gateway:
             epoch=self.epoch,
             settings=self.config.presence,
         )
-        restored = self._restore_presence(recovered.state.get("presence", {}), now)
+        saved = recovered.state.get("presence", {})
+        ours = self._restore_presence(saved, now, ours=True)
         self.presence.seed([u.unit for u in self.config.units], now)
         for configured in self.config.units:
             for group in configured.groups:
                 self.presence.affiliate(configured.unit, group, now)
+        partners = self._restore_presence(saved, now, ours=False)
         alerts = self._restore_alerts(recovered.state.get("alert", {}), now)
         journal.start()
         self.journal = journal
@@ -459,30 +464,41 @@ class Gateway:
             epoch=self.epoch,
             resumed=dict(resumed),
             origins=len(recovered.origins),
-            presence=restored,
+            presence={"ours": ours, "partners": partners},
             alerts=alerts,
         )
         if resumed:
             self._observe("resumed", queues=dict(resumed), epoch=self.epoch)
         return journal
 
-    def _saved_then(self, state: dict[str, Any], now: float) -> float:
+    def _saved_then(self, state: Any, now: float) -> float:
         """When a saved row was taken, on our monotonic clock (never in the future)."""
-        saved_at = state.get("saved_at")
-        if not isinstance(saved_at, (int, float)) or not math.isfinite(saved_at):
-            raise ValueError(f"saved_at: expected a wall-clock time, got {saved_at!r}")
-        return now - max(self.clock() - float(saved_at), 0.0)
+        saved_at = _finite(state["saved_at"], "saved_at")
+        return now - max(self.clock() - saved_at, 0.0)
 
-    def _restore_presence(self, rows: dict[str, dict[str, Any]], now: float) -> int:
-        """Resume presence as the previous process (or instance) left it; return how many."""
+    def _restore_presence(self, rows: dict[str, Any], now: float, *, ours: bool) -> int:
+        """Resume presence as the previous process (or instance) left it; return how many.
+
+        ``ours``: restore our own units (before the configured ones are seeded), else the
+        partners' units (after: what does not fit then is skipped, never ours).
+        """
         configured = {u.unit for u in self.config.units}
+        groups = {g.group for g in self.config.groups}
         restored = 0
-        for unit, state in rows.items():
+        for unit, saved in rows.items():
+            if ours != (isinstance(saved, dict) and saved.get("gateway") == self.name):
+                continue
+            state = saved
             try:
-                if state.get("gateway") == self.name and unit not in configured:
-                    raise ValueError("no longer one of our configured units")
+                if ours:
+                    if unit not in configured:
+                        raise ValueError("no longer one of our configured units")
+                    if isinstance(saved["groups"], list):
+                        # A group no longer configured is not kept on our units.
+                        kept = [g for g in saved["groups"] if g in groups]
+                        state = {**saved, "groups": kept}
                 self.presence.restore(state, self._saved_then(state, now), now)
-            except (ValueError, PresenceFull) as exc:
+            except (ValueError, KeyError, TypeError, PresenceFull) as exc:
                 self.counters["state_not_restored"] += 1
                 self.log.warning("presence.not_restored", unit=unit, error=str(exc))
                 self.presence.mark_unsaved([unit])  # deleted (or rewritten) at the next save
@@ -490,7 +506,7 @@ class Gateway:
             restored += 1
         return restored
 
-    def _restore_alerts(self, rows: dict[str, dict[str, Any]], now: float) -> int:
+    def _restore_alerts(self, rows: dict[str, Any], now: float) -> int:
         """Resume the outstanding emergencies (replayed to units back in reach)."""
         restored = 0
         for key, state in rows.items():
@@ -499,48 +515,73 @@ class Gateway:
                 if not alert_id:
                     raise ValueError("the key is not an alert id")
                 then = self._saved_then(state, now)
-                expires_at = then + float(state["expires_in"])
+                expires_at = then + _finite(state["expires_in"], "expires_in")
                 if expires_at <= now:
                     raise _Expired(key)
+                payload = base64.b64decode(state["envelope"], validate=True)
+                v1.Envelope().ParseFromString(payload)  # replayable, or refused now
+                delivered = state["delivered_to"]
+                if not isinstance(delivered, list):
+                    raise TypeError(f"delivered_to: expected a list, got {delivered!r}")
                 self.alerts.raise_alert(
                     alert_id,
-                    raised_at=then - float(state["raised_ago"]),
+                    raised_at=then - _finite(state["raised_ago"], "raised_ago"),
                     expires_at=expires_at,
                     group=_name_or_none(state["group"]),
                     unit=_name_or_none(state["unit"]),
-                    payload_ref=base64.b64decode(state["envelope"], validate=True),
+                    payload_ref=payload,
                     origin=_name_or_none(state["origin"]),
-                    delivered_to=[_name(u) for u in state["delivered_to"]],
+                    delivered_to=[_name(u) for u in delivered],
                 )
-            except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            except (ValueError, KeyError, TypeError, binascii.Error, DecodeError) as exc:
                 self._unsaved_alerts[key] = None  # deleted at the next save
                 if not isinstance(exc, _Expired):
                     self.counters["state_not_restored"] += 1
                     self.log.warning("alert.not_restored", alert=key, error=str(exc))
                 continue
             restored += 1
+        self._alerts_evicted()
         return restored
+
+    def _alerts_evicted(self) -> None:
+        """Alerts evicted from a full ledger: their saved rows go at the next save."""
+        for alert_id in self.alerts.take_evicted():
+            self._unsaved_alerts[alert_id.hex()] = None
 
     def _save_state_soon(self, now: float) -> None:
         """Write what changed in presence and outstanding alerts, at most once a second."""
         if self.journal is None or self._saving_state or now < self._next_state_save:
             return
-        presence = self.presence.unsaved(now)
         wall = self.clock()
-        for _unit, state in presence:
-            if state is not None:
-                state["saved_at"] = wall
+        presence = [
+            (unit, self._storable(unit, state, wall))
+            for unit, state in self.presence.unsaved(now, limit=_STATE_SAVE_ROWS)
+        ]
         alerts: list[tuple[str, dict[str, Any] | None]] = []
-        for key in self._unsaved_alerts:
+        for key in list(self._unsaved_alerts)[:_STATE_SAVE_ROWS]:
+            del self._unsaved_alerts[key]
             alert = self.alerts.get(_alert_id(key))
-            alerts.append((key, None if alert is None else self._alert_row(alert, now)))
-        self._unsaved_alerts.clear()
+            row = None if alert is None else self._alert_row(alert, now)
+            alerts.append((key, self._storable(key, row, wall)))
         if not presence and not alerts:
             self.state_saved_through = now
             return
         self._next_state_save = now + _STATE_SAVE_INTERVAL
         self._saving_state = True
         self._spawn(self._save_state(presence, alerts, now), "save_state")
+
+    def _storable(self, key: str, row: dict[str, Any] | None, wall: float) -> dict[str, Any] | None:
+        """``row`` stamped with the wall-clock time, or None (delete) if it is not plain JSON."""
+        if row is None:
+            return None
+        row["saved_at"] = wall
+        try:
+            json.dumps(row, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            self.counters["state_not_saved"] += 1
+            self.log.warning("state.not_saved", key=key, error=str(exc))
+            return None
+        return row
 
     def _alert_row(self, alert: OutstandingAlert, now: float) -> dict[str, Any]:
         assert isinstance(alert.payload_ref, bytes)
@@ -552,7 +593,6 @@ class Gateway:
             "expires_in": alert.expires_at - now,
             "envelope": base64.b64encode(alert.payload_ref).decode(),
             "delivered_to": sorted(self.alerts.delivered_to(alert.alert_id)),
-            "saved_at": self.clock(),
         }
 
     async def _save_state(
@@ -566,8 +606,7 @@ class Gateway:
             await self.journal.submit(functools.partial(_put_state, presence, alerts))
             self.counters["state_saved"] += len(presence) + len(alerts)
             self.state_saved_through = taken_at
-        except JournalError as exc:
-            # Offered again at the next save; custody does not depend on it.
+        except Exception as exc:  # offered again; custody does not depend on it
             self.counters["state_save_failed"] += 1
             self.log.warning("state.save_failed", error=str(exc))
             self.presence.mark_unsaved(unit for unit, _ in presence)
@@ -1010,6 +1049,7 @@ class Gateway:
         """TS 24.379 §12.1.3.4: outstanding emergencies go again to a unit back in reach."""
         now = self.monotonic()
         for alert in self.alerts.replays(event, now):
+            self._unsaved_alerts[alert.alert_id.hex()] = None  # its delivered units changed
             delivered_at = self._alert_deliveries.get((alert.alert_id, event.unit))
             if delivered_at is not None and now - delivered_at < self.config.presence.lease:
                 # Delivered live within one lease: the unit cannot have been out of reach since.
@@ -1420,8 +1460,9 @@ class Gateway:
             group=envelope.destination.group.group if which == "group" else None,
             unit=envelope.destination.unit.unit if which == "unit" else None,
             payload_ref=envelope.SerializeToString(),
-            origin=envelope.origin.unit,
+            origin=envelope.origin.unit or None,
         )
+        self._alerts_evicted()
 
     def _on_partner_presence(self, sender: str, envelope: v1.Envelope) -> None:
         p = envelope.presence
@@ -2355,6 +2396,12 @@ def _put_state(
 ) -> None:
     journal.put_state("presence", presence)
     journal.put_state("alert", alerts)
+
+
+def _finite(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what}: expected a finite number, got {value!r}")
+    return float(value)
 
 
 def _name(value: object) -> str:

@@ -700,7 +700,7 @@ class PresenceRegistry:
         Returns:
             True if applied; False if stale, ignored, or the registry is full.
         """
-        if update.gateway == self.gateway:
+        if update.gateway == self.gateway or not (update.unit and update.gateway and update.nation):
             return False
         availability = Availability(update.availability)
         version = (update.epoch, update.seq)
@@ -719,6 +719,7 @@ class PresenceRegistry:
         while len(rec.versions) > _MAX_VERSIONS_PER_UNIT:
             oldest = next(g for g in rec.versions if g != update.gateway)
             del rec.versions[oldest]
+        self._unsaved[rec.unit] = None  # the version moved, applied or not
         if (
             rec.gateway != update.gateway
             and rec.availability is Availability.ONLINE
@@ -734,14 +735,14 @@ class PresenceRegistry:
         for group in update.groups:
             if group not in rec.groups:
                 self._join(rec, group)
-        if update.location is not None:
-            loc = update.location
+        loc = update.location
+        if loc is not None and _plausible(loc):
             rec.location = Location(
                 lat=loc.lat, lon=loc.lon, at=loc.at + offset, accuracy=loc.accuracy
             )
-        if update.last_heard is not None:
+        if update.last_heard is not None and math.isfinite(update.last_heard):
             rec.last_heard = update.last_heard + offset
-        valid_for = max(update.valid_for, 0.0)
+        valid_for = max(update.valid_for, 0.0) if math.isfinite(update.valid_for) else 0.0
         rec.stale_at = rec.offline_at = None
         if availability is Availability.ONLINE:
             rec.stale_at = now + valid_for
@@ -754,7 +755,9 @@ class PresenceRegistry:
 
     # ------------------------------------------------------------- persistence
 
-    def unsaved(self, now: float) -> list[tuple[str, dict[str, Any] | None]]:
+    def unsaved(
+        self, now: float, *, limit: int | None = None
+    ) -> list[tuple[str, dict[str, Any] | None]]:
         """Return what changed since the last call, in the form :meth:`restore` takes.
 
         A gateway stores these rows (with the wall-clock time they were taken) so that
@@ -767,12 +770,15 @@ class PresenceRegistry:
 
         Args:
             now: Current time.
+            limit: Return at most this many (the rest stay unsaved); None for all.
 
         Returns:
             ``(unit, state)`` pairs; ``state`` is None when there is nothing to keep.
         """
         out: list[tuple[str, dict[str, Any] | None]] = []
-        for unit in self._unsaved:
+        units = list(self._unsaved) if limit is None else list(self._unsaved)[:limit]
+        for unit in units:
+            del self._unsaved[unit]
             rec = self._records.get(unit)
             if rec is None or (
                 rec.availability is Availability.UNKNOWN
@@ -784,7 +790,6 @@ class PresenceRegistry:
                 continue
             rec.saved_stale_at = rec.stale_at
             out.append((unit, _saved_form(rec, now)))
-        self._unsaved.clear()
         return out
 
     def mark_unsaved(self, units: Iterable[str]) -> None:
@@ -818,6 +823,8 @@ class PresenceRegistry:
             PresenceFull: The unit does not fit and nothing can be evicted.
         """
         try:
+            if not isinstance(state, Mapping):
+                raise TypeError(f"expected an object, got {type(state).__name__}")
             unit, rec = _restored_record(state, then)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a saved presence state: {exc!r}") from exc
@@ -1057,6 +1064,16 @@ class PresenceRegistry:
                 self._emit_heap = kept
 
 
+def _plausible(loc: Location) -> bool:
+    """A partner's fix we can keep (finite, on the globe); a bad one is dropped, not kept."""
+    return (
+        -90.0 <= loc.lat <= 90.0
+        and -180.0 <= loc.lon <= 180.0
+        and math.isfinite(loc.at)
+        and (loc.accuracy is None or (math.isfinite(loc.accuracy) and loc.accuracy >= 0))
+    )
+
+
 def _ago(value: float | None, now: float) -> float | None:
     return None if value is None else now - value
 
@@ -1194,6 +1211,7 @@ class EmergencyLedger:
         self._delivered: dict[bytes, set[str]] = {}
         self._delivered_by_unit: dict[str, set[bytes]] = {}
         self._expiry: list[tuple[float, bytes]] = []
+        self._evicted_ids: list[bytes] = []
         #: Alerts evicted because the ledger was full (a metric).
         self.evicted = 0
 
@@ -1303,6 +1321,11 @@ class EmergencyLedger:
             self._delivered.setdefault(alert_id, set()).add(unit)
             self._delivered_by_unit.setdefault(unit, set()).add(alert_id)
 
+    def take_evicted(self) -> list[bytes]:
+        """Return (and forget) the ids of the alerts evicted since the last call."""
+        evicted, self._evicted_ids = self._evicted_ids, []
+        return evicted
+
     def delivered_to(self, alert_id: bytes) -> frozenset[str]:
         """Return the units that received ``alert_id`` and are not due it again."""
         return frozenset(self._delivered.get(alert_id, ()))
@@ -1396,4 +1419,5 @@ class EmergencyLedger:
             if alert is not None and alert.expires_at == when:
                 self._remove(alert_id)
                 self.evicted += 1
+                self._evicted_ids.append(alert_id)
                 return

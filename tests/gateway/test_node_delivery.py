@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import math
+import sqlite3
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 from gateway.journal import Journal
-from gateway.presence import Availability
+from gateway.presence import Availability, PresenceRegistry, PresenceUpdate
 from protocols.schema import v1
 from protocols.tetra import StatusSds, TextSds
 from tests.gateway.federation import (
@@ -170,26 +173,73 @@ async def test_presence_and_an_outstanding_emergency_survive_a_restart(tmp_path:
         assert fed.fr.counters["state_not_restored"] == 0
 
 
+def _remote_rows(count: int, saved_at: float) -> list[tuple[str, dict[str, object] | None]]:
+    """Saved forms of ``count`` German units ONLINE, as France's registry would keep them."""
+    registry = PresenceRegistry(gateway="gw-fr-strasbourg", nation="FR", epoch=1)
+    for n in range(count):
+        registry.apply_remote(
+            PresenceUpdate(
+                unit=f"de.bos.unit-{n}",
+                nation="DE",
+                gateway="gw-de-kehl",
+                epoch=1,
+                seq=1,
+                availability=Availability.ONLINE,
+                valid_for=300.0,
+            ),
+            0.0,
+        )
+    rows = registry.unsaved(0.0)
+    for _unit, state in rows:
+        assert state is not None
+        state["saved_at"] = saved_at
+    return rows
+
+
 async def test_saved_state_that_cannot_be_restored_is_logged_counted_and_dropped(
     tmp_path: Path,
 ) -> None:
-    journal = Journal(tmp_path / "gw-fr-strasbourg.journal.sqlite3")
-    bad = {"unit": "fr.sdis67.vsav-strasbourg-1", "availability": "SOMEWHERE", "saved_at": 0.0}
+    path = tmp_path / "gw-fr-strasbourg.journal.sqlite3"
+    journal = Journal(path)
+    bad = {"unit": FR_VSAV_UNIT, "availability": "SOMEWHERE", "saved_at": 0.0}
     gone = {"gateway": "gw-fr-strasbourg", "saved_at": 0.0}  # no longer configured
+    garbage = base64.b64encode(b"\xff\xff not an envelope").decode()
+    not_replayable = {
+        "group": None,
+        "unit": FR_VSAV_UNIT,
+        "origin": None,
+        "raised_ago": 0.0,
+        "expires_in": 60.0,
+        "envelope": garbage,
+        "delivered_to": [],
+        "saved_at": time.time(),
+    }
     journal.run_batch(
         [
             lambda j: j.put_state("presence", [(FR_VSAV_UNIT, bad), ("fr.gone", gone)]),
+            lambda j: j.put_state("presence", [("de.list", [1, 2])]),  # type: ignore[list-item]
             lambda j: j.put_state("alert", [("zz", {"saved_at": 0.0}), ("ab", {"group": 1})]),
+            lambda j: j.put_state("alert", [("cd", not_replayable)]),
+            # Ten partner units that cannot all fit next to our own (max_units = 8).
+            lambda j: j.put_state("presence", _remote_rows(10, time.time())),
         ]
     )
     journal.close()
-    async with federation(tmp_path) as fed:
-        assert fed.fr.counters["state_not_restored"] == 4
+    with sqlite3.connect(path) as db:  # rows no writer of ours would produce
+        db.execute("INSERT INTO state VALUES ('presence', 'de.torn', '{\"unit\": ')")
+        db.execute("INSERT INTO state VALUES ('alert', 'ef', '{\"expires_in\": NaN}')")
+    async with federation(tmp_path, FR="[presence]\nmax_units = 8\n") as fed:
+        # 4 bad presence rows, 4 bad alerts, 6 partner units that did not fit: counted,
+        # logged, and the gateway runs.
+        assert fed.fr.counters["state_not_restored"] == 4 + 4 + 6
         assert fed.fr.presence.availability(FR_VSAV_UNIT) is Availability.UNKNOWN
+        assert len(fed.fr.presence) == 8  # our 4 configured units first, then 4 of theirs
         assert len(fed.fr.alerts) == 0
         since = fed.fr.monotonic()
         await eventually(lambda: fed.fr.state_saved_through >= since)
-    assert Journal(tmp_path / "gw-fr-strasbourg.journal.sqlite3").recover().state == {}
+    left = Journal(path).recover().state
+    assert set(left.get("alert", {})) == set()
+    assert len(left["presence"]) == 4  # only the partner units that were restored
 
 
 FAST_CANARIES = """

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import tomllib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -817,22 +819,19 @@ def test_a_malformed_saved_state_is_refused_with_the_reason(
         after.restore(state, 0.0, 0.0)
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    ops=st.lists(
-        st.tuples(
-            st.sampled_from(["heard", "dereg", "affiliate", "leave", "locate", "remote"]),
-            st.sampled_from([U1, U2]),
-            st.integers(min_value=0, max_value=50).map(float),
-        ),
-        max_size=25,
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["heard", "dereg", "affiliate", "leave", "locate", "remote"]),
+        st.sampled_from([U1, U2]),
+        st.integers(min_value=0, max_value=50).map(float),
     ),
-    elapsed=st.integers(min_value=0, max_value=2000).map(float),
+    max_size=25,
 )
-def test_restore_of_what_was_saved_gives_the_same_view(
-    ops: list[tuple[str, str, float]], elapsed: float
-) -> None:
-    reg = _registry(lease=100.0, offline_after=200.0)
+
+
+def _play(
+    reg: PresenceRegistry, ops: list[tuple[str, str, float]], each: Callable[[float], None]
+) -> float:
     now = 0.0
     for op, unit, step in ops:
         now += step
@@ -850,6 +849,17 @@ def test_restore_of_what_was_saved_gives_the_same_view(
             reg.apply_remote(_remote(int(now * 10) + 1, sent_at=now), now)
         reg.tick(now)
         reg.drain(now)
+        each(now)
+    return now
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_OPS, elapsed=st.integers(min_value=0, max_value=2000).map(float))
+def test_restore_of_what_was_saved_gives_the_same_view(
+    ops: list[tuple[str, str, float]], elapsed: float
+) -> None:
+    reg = _registry(lease=100.0, offline_after=200.0)
+    now = _play(reg, ops, lambda _now: None)
     saved = {unit: state for unit, state in reg.unsaved(now) if state is not None}
     copy = _registry(epoch=2, lease=100.0, offline_after=200.0)
     for state in saved.values():
@@ -867,3 +877,82 @@ def test_restore_of_what_was_saved_gives_the_same_view(
     assert sorted((c.at + shift, c.unit, c.availability) for c in later) == sorted(
         (c.at, c.unit, c.availability) for c in later_copy
     )
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_OPS)
+def test_saving_now_and_then_keeps_every_change_and_leases_only_early(
+    ops: list[tuple[str, str, float]],
+) -> None:
+    """Saved as a gateway saves (after every step, each unit's latest row kept)."""
+    reg = _registry(lease=100.0, offline_after=200.0)
+    saved: dict[str, tuple[float, dict[str, object]] | None] = {}
+
+    def save(now: float) -> None:
+        for unit, state in reg.unsaved(now):
+            saved[unit] = None if state is None else (now, state)
+
+    now = _play(reg, ops, save)
+    copy = _registry(epoch=2, lease=100.0, offline_after=200.0)
+    for row in saved.values():
+        if row is not None:
+            taken, state = row
+            copy.restore(state, taken, now)  # same clock: restored at the last step
+    for unit in (U1, U2, FR_UNIT):
+        original, restored = reg.get(unit), copy.get(unit)
+        if original is None or original.availability is Availability.UNKNOWN:
+            continue  # nothing worth keeping (a seeded or never-heard unit)
+        assert restored is not None, unit
+        assert (restored.availability, restored.groups, restored.gateway, restored.location) == (
+            original.availability,
+            original.groups,
+            original.gateway,
+            original.location,
+        )
+    # A unit that keeps talking is saved coarsely: it may go STALE up to a quarter of a
+    # lease early in the copy, never late.
+    first: dict[str, float] = {}
+    first_copy: dict[str, float] = {}
+    for source, out in ((reg, first), (copy, first_copy)):
+        for change in source.tick(now + 10_000.0):
+            out.setdefault(change.unit, change.at)
+    assert set(first_copy) == set(first)
+    for unit, at in first.items():
+        assert at - 25.0 <= first_copy[unit] <= at, unit
+
+
+def test_a_partner_update_without_names_or_with_a_bad_fix_keeps_nothing_bad() -> None:
+    reg = _registry()
+    online = Availability.ONLINE
+    nameless = PresenceUpdate(
+        unit="", nation="FR", gateway="gw-fr-1", epoch=1, seq=1, availability=online
+    )
+    assert not reg.apply_remote(nameless, 0.0)
+    anonymous = PresenceUpdate(
+        unit=FR_UNIT, nation="FR", gateway="", epoch=1, seq=1, availability=online
+    )
+    assert not reg.apply_remote(anonymous, 0.0)
+    nowhere = Location(lat=float("nan"), lon=7.0, at=0.0)
+    assert reg.apply_remote(_remote(1, location=nowhere, last_heard=float("inf")), 0.0)
+    held = reg.get(FR_UNIT)
+    assert held is not None and held.location is None and held.last_heard is None
+    [(_unit, state)] = reg.unsaved(0.0)
+    assert state is not None
+    json.dumps(state, allow_nan=False)  # storable
+
+
+def test_a_late_offline_from_a_former_gateway_still_moves_the_saved_version() -> None:
+    reg = _registry()
+    assert reg.apply_remote(_remote(1, gateway="gw-fr-2"), 0.0)
+    reg.unsaved(0.0)
+    assert not reg.apply_remote(_remote(9, Availability.OFFLINE, gateway="gw-fr-1"), 1.0)
+    [(_unit, state)] = reg.unsaved(1.0)
+    assert state is not None and state["versions"] == {"gw-fr-2": [7, 1], "gw-fr-1": [7, 9]}
+
+
+def test_the_ledger_reports_the_alerts_it_evicted() -> None:
+    ledger = EmergencyLedger(max_alerts=2)
+    for n, expires in enumerate((30.0, 10.0, 20.0)):
+        ledger.raise_alert(bytes([n]), raised_at=0.0, expires_at=expires, group="g")
+    assert ledger.take_evicted() == [b"\x01"]  # the one expiring soonest
+    assert ledger.take_evicted() == []
