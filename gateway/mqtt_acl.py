@@ -140,12 +140,15 @@ def _gateway_rules(
         for name in sorted(names):
             validate_name(name)
             user = broker_username(PeerIdentity(country, Role.GATEWAY, name))
-            yield user, [
-                ("write", f"{PREFIX}/to/+/from/{country}/#"),
-                ("read", inbox_filter(country)),
-                ("readwrite", presence_topic(country)),
-                ("read", presence_filter()),
-            ]
+            yield (
+                user,
+                [
+                    ("write", f"{PREFIX}/to/+/from/{country}/#"),
+                    ("read", inbox_filter(country)),
+                    ("readwrite", presence_topic(country)),
+                    ("read", presence_filter()),
+                ],
+            )
 
 
 def generate_emqx_acl(gateways: Mapping[str, str | Sequence[str]]) -> str:

@@ -161,6 +161,8 @@ class MosquittoBroker:
             "per_listener_settings false",
             "allow_anonymous false",
             "persistence false",
+            # Small PUBLISHes to subscribers must not wait for a delayed ACK (Nagle).
+            "set_tcp_nodelay true",
             f"acl_file {self.directory / 'acl'}",
             "log_dest stderr",
             "log_type error",

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import json
@@ -132,7 +133,9 @@ class MqttSettings:
         session_expiry: MQTT session expiry interval in seconds (persistent session).
         batch_max_envelopes: Flush a batch at this many envelopes.
         batch_max_bytes: Flush a batch at this many envelope bytes.
-        linger: Seconds a non-urgent envelope may wait for company in its batch.
+        linger: Seconds a non-urgent envelope may wait for company in its batch, and only
+            while a batch of its class to the same partner is on its way to the broker
+            (an idle link sends at once: batching costs no latency at low load).
         replay_window: Accepted clock skew and replay memory in seconds.
         connect_timeout: Seconds for connecting and for each acknowledgement.
         reconnect_base: First reconnect delay ceiling (full jitter).
@@ -575,6 +578,8 @@ class MqttFederationLink:
         self._client: _Client | None = None
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._publishing: set[asyncio.Task[None]] = set()
+        #: Batches on their way to the broker, per (partner, priority).
+        self._busy: Counter[tuple[str, int]] = Counter()
         self._restart = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._resumed = asyncio.Event()
@@ -608,8 +613,9 @@ class MqttFederationLink:
         """Hand one serialized envelope to ``nation``'s gateway via the broker.
 
         Returns once the broker acknowledged the batch carrying it. Emergency and
-        imminent-peril envelopes go at once in their own batch; others wait at most
-        ``linger`` for company.
+        imminent-peril envelopes go at once in their own batch. Others go at once too when
+        no batch of their class to ``nation`` is on its way; otherwise they wait for company
+        until that batch is acknowledged, at most ``linger``.
 
         Raises:
             LinkError: Not connected, the partner is offline, or the broker refused or did
@@ -632,6 +638,7 @@ class MqttFederationLink:
             or len(pending.payloads) >= settings.batch_max_envelopes
             or pending.size >= settings.batch_max_bytes
             or settings.linger <= 0
+            or not self._busy[key]
         ):
             self._flush(key)
         elif pending.timer is None:
@@ -909,9 +916,18 @@ class MqttFederationLink:
             return
         if pending.timer is not None:
             pending.timer.cancel()
+        self._busy[key] += 1
         task = asyncio.get_running_loop().create_task(self._publish(key, pending))
         self._publishing.add(task)
-        task.add_done_callback(self._publishing.discard)
+        task.add_done_callback(functools.partial(self._published, key))
+
+    def _published(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
+        self._publishing.discard(task)
+        self._busy[key] -= 1
+        if not self._busy[key]:
+            del self._busy[key]
+            if key in self._pending and not task.cancelled():
+                self._flush(key)  # what gathered while the last batch was on its way
 
     async def _publish(self, key: tuple[str, int], pending: _Pending) -> None:
         nation, priority = key

@@ -10,6 +10,7 @@ import socket
 import ssl
 import struct
 import time
+from typing import Any
 
 import pytest
 
@@ -71,23 +72,51 @@ async def test_send_fails_cleanly_when_not_connected_or_partner_offline(
             await de.send("ES", envelope("DE", "ES", "nobody there"))
 
 
-async def test_emergency_is_not_delayed_by_the_batch_linger(mqtt_world: MqttWorld) -> None:
+def _hold_routine_publishes(link: MqttFederationLink) -> asyncio.Event:
+    """Keep routine batches of ``link`` from reaching the broker until the event is set."""
+    release = asyncio.Event()
+    client: Any = link._client
+    assert client is not None
+    publish = client.publish_acked
+
+    async def held(topic: str, payload: bytes, **kwargs: Any) -> None:
+        if topic.endswith("/routine"):
+            await release.wait()
+        await publish(topic, payload, **kwargs)
+
+    client.publish_acked = held
+    return release
+
+
+async def test_an_idle_link_sends_at_once_and_batches_only_behind_a_batch_on_its_way(
+    mqtt_world: MqttWorld,
+) -> None:
     de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", linger=2.0))
     fr = _link(mqtt_world, "FR")
     async with serving(de), serving(fr) as fr_inbox:
         await de.wait_until(lambda: de.reachable("FR"))
-        routine = asyncio.create_task(de.send("FR", envelope("DE", "FR", "routine")))
         started = time.monotonic()
+        await de.send("FR", envelope("DE", "FR", "alone"))
+        await fr_inbox.wait_for(1)
+        assert time.monotonic() - started < 1.0  # no linger of 2 s: nothing was on its way
+        release = _hold_routine_publishes(de)
+        first = asyncio.create_task(de.send("FR", envelope("DE", "FR", "first")))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(de.send("FR", envelope("DE", "FR", "second")))
+        third = asyncio.create_task(de.send("FR", envelope("DE", "FR", "third")))
+        # Emergencies never wait, neither for company nor behind routine batches.
         await de.send("FR", envelope("DE", "FR", "mayday", v1.PRIORITY_EMERGENCY))
         await de.send("FR", envelope("DE", "FR", "peril", v1.PRIORITY_IMMINENT_PERIL))
-        await fr_inbox.wait_for(2)
-        urgent_latency = time.monotonic() - started
-        assert fr_inbox.texts() == ["mayday", "peril"]
-        assert not routine.done()  # still lingering for company
-        await routine
         await fr_inbox.wait_for(3)
-    assert urgent_latency < 1.0
-    assert fr_inbox.texts()[-1] == "routine"
+        assert fr_inbox.texts() == ["alone", "mayday", "peril"]
+        assert not (first.done() or second.done() or third.done())
+        batches = de.counters["batches_sent"]
+        release.set()  # the first batch arrives, then the other two in one batch at once
+        await asyncio.gather(first, second, third)
+        await fr_inbox.wait_for(6)
+        assert time.monotonic() - started < 2.0  # not held until the linger ran out
+    assert fr_inbox.texts()[3:] == ["first", "second", "third"]
+    assert de.counters["batches_sent"] - batches == 2
 
 
 async def test_presence_birth_will_and_epochs(mqtt_world: MqttWorld) -> None:
