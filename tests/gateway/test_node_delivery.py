@@ -204,7 +204,7 @@ async def test_saved_state_that_cannot_be_restored_is_logged_counted_and_dropped
     bad = {"unit": FR_VSAV_UNIT, "availability": "SOMEWHERE", "saved_at": 0.0}
     gone = {"gateway": "gw-fr-strasbourg", "saved_at": 0.0}  # no longer configured
     garbage = base64.b64encode(b"\xff\xff not an envelope").decode()
-    not_replayable = {
+    not_replayable: dict[str, object] = {
         "group": None,
         "unit": FR_VSAV_UNIT,
         "origin": None,
