@@ -36,6 +36,7 @@ import functools
 import heapq
 import itertools
 import json
+import math
 import os
 import random
 import socket
@@ -133,9 +134,10 @@ class MqttSettings:
         session_expiry: MQTT session expiry interval in seconds (persistent session).
         batch_max_envelopes: Flush a batch at this many envelopes.
         batch_max_bytes: Flush a batch at this many envelope bytes.
-        linger: Seconds a non-urgent envelope may wait for company in its batch, and only
-            while a batch of its class to the same partner is on its way to the broker
-            (an idle link sends at once: batching costs no latency at low load).
+        linger: Seconds a non-urgent envelope may wait for company in its batch; the
+            first one after a quiet linger (no batch of its class to that partner on its
+            way or sent within the last linger) goes at once, so batching costs no latency
+            at low load.
         replay_window: Accepted clock skew and replay memory in seconds.
         connect_timeout: Seconds for connecting and for each acknowledgement.
         reconnect_base: First reconnect delay ceiling (full jitter).
@@ -578,8 +580,10 @@ class MqttFederationLink:
         self._client: _Client | None = None
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._publishing: set[asyncio.Task[None]] = set()
-        #: Batches on their way to the broker, per (partner, priority).
+        #: Batches on their way to the broker, and when the last one left, per
+        #: (partner, priority).
         self._busy: Counter[tuple[str, int]] = Counter()
+        self._last_flush: dict[tuple[str, int], float] = {}
         self._restart = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._resumed = asyncio.Event()
@@ -613,9 +617,9 @@ class MqttFederationLink:
         """Hand one serialized envelope to ``nation``'s gateway via the broker.
 
         Returns once the broker acknowledged the batch carrying it. Emergency and
-        imminent-peril envelopes go at once in their own batch. Others go at once too when
-        no batch of their class to ``nation`` is on its way; otherwise they wait for company
-        until that batch is acknowledged, at most ``linger``.
+        imminent-peril envelopes go at once in their own batch. Others go at once too after
+        a quiet ``linger`` (no batch of their class to ``nation`` on its way or sent within
+        it); otherwise they wait at most ``linger`` for company.
 
         Raises:
             LinkError: Not connected, the partner is offline, or the broker refused or did
@@ -638,7 +642,11 @@ class MqttFederationLink:
             or len(pending.payloads) >= settings.batch_max_envelopes
             or pending.size >= settings.batch_max_bytes
             or settings.linger <= 0
-            or not self._busy[key]
+            or (
+                not self._busy[key]
+                and asyncio.get_running_loop().time() - self._last_flush.get(key, -math.inf)
+                >= settings.linger
+            )
         ):
             self._flush(key)
         elif pending.timer is None:
@@ -917,7 +925,9 @@ class MqttFederationLink:
         if pending.timer is not None:
             pending.timer.cancel()
         self._busy[key] += 1
-        task = asyncio.get_running_loop().create_task(self._publish(key, pending))
+        loop = asyncio.get_running_loop()
+        self._last_flush[key] = loop.time()
+        task = loop.create_task(self._publish(key, pending))
         self._publishing.add(task)
         task.add_done_callback(functools.partial(self._published, key))
 
@@ -926,8 +936,6 @@ class MqttFederationLink:
         self._busy[key] -= 1
         if not self._busy[key]:
             del self._busy[key]
-            if key in self._pending and not task.cancelled():
-                self._flush(key)  # what gathered while the last batch was on its way
 
     async def _publish(self, key: tuple[str, int], pending: _Pending) -> None:
         nation, priority = key

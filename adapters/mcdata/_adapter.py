@@ -249,7 +249,7 @@ class McdataAdapter(RunsInBackground):
             application_id=application_id,
         )
         outcome = await self._send(sender, target.id, info, message)
-        self._log.info(
+        (self._log.debug if outcome.ok else self._log.warning)(
             "sds_sent" if outcome.ok else "sds_send_failed",
             sender=sender,
             target=target.id,
@@ -579,7 +579,7 @@ class McdataAdapter(RunsInBackground):
     def _log_inbound(self, event: McdataSdsReceived | McdataNotificationReceived) -> None:
         if isinstance(event, McdataSdsReceived):
             self.counters["sds_in"] += 1
-            self._log.info(
+            self._log.debug(
                 "sds_received",
                 sender=event.sender,
                 target=event.target.id,

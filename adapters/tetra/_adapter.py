@@ -494,7 +494,8 @@ class TetraAdapter(RunsInBackground):
     async def _on_sds(self, session: _Session, event: SdsReceived) -> None:
         self.counters["sds_in"] += 1
         content = event.content
-        self._log.info(
+        # Per message: debug only (the gateway's audit trail records each message).
+        self._log.debug(
             "sds_received",
             source=event.source,
             destination=event.destination,
@@ -593,7 +594,10 @@ class TetraAdapter(RunsInBackground):
         except (LinkError, LocalProtocolError) as exc:
             self._log.warning(f"{purpose}_not_sent", destination=destination, error=str(exc))
             return
-        self._log.info(f"{purpose}_sent", destination=destination, ok=outcome.ok)
+        if outcome.ok:
+            self._log.debug(f"{purpose}_sent", destination=destination)
+        else:
+            self._log.warning(f"{purpose}_refused", destination=destination, reason=outcome.reason)
 
     # ------------------------------------------------------------------ events
 

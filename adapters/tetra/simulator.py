@@ -310,7 +310,7 @@ class TetraNetworkSimulator(ListeningService):
         if pei is None:
             raise LinkError("No gateway is connected to the simulated radio's PEI.")
         payload, bits = encode_sds(content)
-        _log.info(
+        _log.debug(
             "tetra_sim_deliver",
             source=source,
             destination=destination,

@@ -10,7 +10,6 @@ import socket
 import ssl
 import struct
 import time
-from typing import Any
 
 import pytest
 
@@ -72,51 +71,37 @@ async def test_send_fails_cleanly_when_not_connected_or_partner_offline(
             await de.send("ES", envelope("DE", "ES", "nobody there"))
 
 
-def _hold_routine_publishes(link: MqttFederationLink) -> asyncio.Event:
-    """Keep routine batches of ``link`` from reaching the broker until the event is set."""
-    release = asyncio.Event()
-    client: Any = link._client
-    assert client is not None
-    publish = client.publish_acked
-
-    async def held(topic: str, payload: bytes, **kwargs: Any) -> None:
-        if topic.endswith("/routine"):
-            await release.wait()
-        await publish(topic, payload, **kwargs)
-
-    client.publish_acked = held
-    return release
-
-
-async def test_an_idle_link_sends_at_once_and_batches_only_behind_a_batch_on_its_way(
+async def test_a_quiet_link_sends_at_once_and_a_busy_one_batches_within_the_linger(
     mqtt_world: MqttWorld,
 ) -> None:
-    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", linger=2.0))
+    linger = 0.6
+    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", linger=linger))
     fr = _link(mqtt_world, "FR")
     async with serving(de), serving(fr) as fr_inbox:
         await de.wait_until(lambda: de.reachable("FR"))
         started = time.monotonic()
         await de.send("FR", envelope("DE", "FR", "alone"))
-        await fr_inbox.wait_for(1)
-        assert time.monotonic() - started < 1.0  # no linger of 2 s: nothing was on its way
-        release = _hold_routine_publishes(de)
+        assert time.monotonic() - started < linger / 2  # quiet link: no linger
+        batches = de.counters["batches_sent"]
+        # Within a linger of that batch: these two wait for company, and go together.
         first = asyncio.create_task(de.send("FR", envelope("DE", "FR", "first")))
-        await asyncio.sleep(0.05)
         second = asyncio.create_task(de.send("FR", envelope("DE", "FR", "second")))
-        third = asyncio.create_task(de.send("FR", envelope("DE", "FR", "third")))
-        # Emergencies never wait, neither for company nor behind routine batches.
+        # Emergencies never wait.
         await de.send("FR", envelope("DE", "FR", "mayday", v1.PRIORITY_EMERGENCY))
         await de.send("FR", envelope("DE", "FR", "peril", v1.PRIORITY_IMMINENT_PERIL))
         await fr_inbox.wait_for(3)
         assert fr_inbox.texts() == ["alone", "mayday", "peril"]
-        assert not (first.done() or second.done() or third.done())
-        batches = de.counters["batches_sent"]
-        release.set()  # the first batch arrives, then the other two in one batch at once
-        await asyncio.gather(first, second, third)
+        assert not (first.done() or second.done())
+        await asyncio.gather(first, second)
+        assert time.monotonic() - started >= linger * 0.9
+        await fr_inbox.wait_for(5)
+        assert de.counters["batches_sent"] - batches == 3  # two urgent, one of two routine
+        await asyncio.sleep(linger)  # quiet again
+        again = time.monotonic()
+        await de.send("FR", envelope("DE", "FR", "later"))
+        assert time.monotonic() - again < linger / 2
         await fr_inbox.wait_for(6)
-        assert time.monotonic() - started < 2.0  # not held until the linger ran out
-    assert fr_inbox.texts()[3:] == ["first", "second", "third"]
-    assert de.counters["batches_sent"] - batches == 2
+    assert fr_inbox.texts()[3:] == ["first", "second", "later"]
 
 
 async def test_presence_birth_will_and_epochs(mqtt_world: MqttWorld) -> None:
