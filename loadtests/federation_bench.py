@@ -253,11 +253,17 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
     figures = PathFigures(name=driver.name, notes=driver.notes)
     say = options.say
     say(f"[{driver.name}] capacity: saturating for {options.capacity_seconds:.0f} s")
-    numbers, capacity = await _saturate(
+    started = time.perf_counter()
+    numbers, steady = await _saturate(
         driver.routine, driver.probe, options.capacity_seconds, driver.outstanding
     )
     await driver.probe.wait_delivered(numbers, options.drain_seconds)
     await driver.settle()
+    # Sustained: everything the phase sent, delivered and its follow-up work (receipts,
+    # acknowledgements) done, over the time that took. A path that defers work while
+    # saturated shows a steady-state rate it cannot keep up.
+    done = sum(1 for n in numbers if n in driver.probe.delivered)
+    capacity = min(steady, done / (time.perf_counter() - started))
     figures.capacity_msg_s = round(capacity, 1)
     say(f"[{driver.name}] capacity {capacity:,.0f} msg/s delivered end to end")
     if capacity <= 0:
@@ -307,13 +313,14 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
 
 @contextlib.asynccontextmanager
 async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[PathDriver]:
-    """Two gateways federated over Mosquitto with mutual TLS, TETRA simulators on both ends."""
+    """Two gateways federated over Mosquitto with mutual TLS, TETRA simulators on both ends.
+
+    Each gateway runs in its own process (``euccs-gw run``), as deployed; the simulated
+    radio networks and the load generator share this one.
+    """
     from adapters.tetra import TetraNetworkSimulator
-    from gateway import runner
-    from gateway.config import parse_config
-    from gateway.demo import _mqtt_backbone
     from gateway.demo_configs import DEMO_UNITS, GATEWAY_RADIO, demo_config_text
-    from gateway.federation import LocalFederationBus
+    from loadtests._processes import mqtt_backbone, over_mqtt, radios_initialised
     from protocols.tetra import LocationReport, TextSds
 
     sender = next(u for u in DEMO_UNITS if u.nation == "DE")
@@ -329,72 +336,144 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
 
     units_de = [u.issi for u in DEMO_UNITS if u.nation == "DE"]
     units_fr = [u.issi for u in DEMO_UNITS if u.nation == "FR"]
-    delivery = "\n".join(
-        [
-            "queue_max_messages = 20000",
-            "window = 1024",
-        ]
-    )
+    delivery = "\n".join(["queue_max_messages = 20000", "window = 1024"])
+    names = {"DE": "gw-de-kehl", "FR": "gw-fr-strasbourg"}
     async with (
         TetraNetworkSimulator(radio_issi=GATEWAY_RADIO["DE"], units=units_de) as sim_de,
         TetraNetworkSimulator(radio_issi=sos_radio, units=[sos_unit]) as sim_sos,
         TetraNetworkSimulator(
             radio_issi=GATEWAY_RADIO["FR"], units=units_fr, delivery_latency=0.0
         ) as sim_fr,
-        contextlib.AsyncExitStack() as stack,
     ):
         sim_fr.radios.on_received = received
-        de_text = demo_config_text("DE", partner="FR", pei_port=sim_de.port, delivery=delivery)
-        de_text += _sos_adapter(sim_sos.port, sos_radio, sos_unit, target.unit, target.alias_abroad)
-        de_text += UNLIMITED_RATES
-        configs = [
-            parse_config(de_text, source="bench:DE"),
-            parse_config(
-                demo_config_text("FR", partner="DE", pei_port=sim_fr.port, delivery=delivery)
-                + UNLIMITED_RATES,
-                source="bench:FR",
-            ),
+        with mqtt_backbone(state, names) as mqtt:
+            metrics = {"DE": _free_port(), "FR": _free_port()}
+            de_text = over_mqtt(
+                demo_config_text("DE", partner="FR", pei_port=sim_de.port, delivery=delivery),
+                mqtt["DE"],
+                _sos_adapter(sim_sos.port, sos_radio, sos_unit, target.unit, target.alias_abroad),
+                UNLIMITED_RATES,
+                _api_table(mqtt["DE"], metrics["DE"]),
+            )
+            fr_text = over_mqtt(
+                demo_config_text("FR", partner="DE", pei_port=sim_fr.port, delivery=delivery),
+                mqtt["FR"],
+                UNLIMITED_RATES,
+                _api_table(mqtt["FR"], metrics["FR"]),
+            )
+            async with _gateway_processes(state, {"de": de_text, "fr": fr_text}):
+                await radios_initialised([sim_de, sim_sos, sim_fr], 1)
+                padding = "x" * TEXT_CHARS
+
+                async def routine(number: int) -> None:
+                    text = f"B{number:08d} {padding}"[:TEXT_CHARS]
+                    await sim_de.send_text(sender.issi, target.alias_abroad, text, report_request=0)
+
+                async def emergency(number: int) -> None:
+                    lon = 7.0 + number / 10_000
+                    await sim_sos.send_location(sos_unit, target.alias_abroad, 48.5, lon, reason=2)
+
+                # The first text waits in custody until the federation link is up.
+                warmup = probe.number()
+                probe.mark_sent(warmup)
+                await routine(warmup)
+                await probe.wait_delivered(range(warmup, warmup + 1), 60.0)
+                if warmup not in probe.delivered:
+                    raise RuntimeError("the gateway path delivered nothing within 60 s")
+
+                async def settle() -> None:
+                    # Until both gateways have nothing queued or in flight (their metrics).
+                    deadline = time.perf_counter() + options.drain_seconds
+                    while time.perf_counter() < deadline:
+                        if all([await _busy(port) == 0 for port in metrics.values()]):
+                            return
+                        await asyncio.sleep(0.1)
+
+                yield PathDriver(
+                    name="gateway",
+                    settle=settle,
+                    routine=routine,
+                    emergency=emergency,
+                    probe=probe,
+                    emergency_probe=emergency_probe,
+                    outstanding=512,
+                    notes=[
+                        "TETRA PEI in -> gateway DE -> MQTT 5 / mutual TLS 1.3 (Mosquitto) -> "
+                        "gateway FR -> TETRA PEI out; each gateway its own process; journal "
+                        "fsync on every group commit",
+                        f"routine: {TEXT_CHARS}-character SDS-TL texts; emergencies: LIP "
+                        "emergency reports from a second radio network (own PEI line)",
+                    ],
+                )
+
+
+def _api_table(mqtt_table: str, metrics_port: int) -> str:
+    """An ``[api]`` table with the gateway's own credential and a loopback metrics port."""
+    found = dict(re.findall(r'^(cert|key|bundle) = "([^"]+)"$', mqtt_table, re.MULTILINE))
+    return "\n".join(
+        [
+            "[api]",
+            'listen = "127.0.0.1:0"',
+            f'cert = "{found["cert"]}"',
+            f'key = "{found["key"]}"',
+            f'bundle = "{found["bundle"]}"',
+            f'metrics_listen = "127.0.0.1:{metrics_port}"',
+            "",
         ]
-        backbone = await stack.enter_async_context(_mqtt_backbone(state, configs))
-        gateways = runner.build_gateways(
-            configs, LocalFederationBus(), state_dir=state, link_factory=backbone.link
-        )
-        for gateway in gateways:
-            await stack.enter_async_context(gateway.running())
-        for gateway in gateways:
-            await gateway.wait_ready(15.0)
-        await backbone.wait_connected(15.0)
-        padding = "x" * TEXT_CHARS
+    )
 
-        async def routine(number: int) -> None:
-            text = f"B{number:08d} {padding}"[:TEXT_CHARS]
-            await sim_de.send_text(sender.issi, target.alias_abroad, text, report_request=0)
 
-        async def emergency(number: int) -> None:
-            lon = 7.0 + number / 10_000
-            await sim_sos.send_location(sos_unit, target.alias_abroad, 48.5, lon, reason=2)
+async def _busy(port: int) -> int:
+    """Messages a gateway has queued or in flight, from its metrics (-1: no answer)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2.0)
+    except (OSError, TimeoutError):
+        return -1
+    try:
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        body = (await asyncio.wait_for(reader.read(), 5.0)).decode(errors="replace")
+    except (OSError, TimeoutError):
+        return -1
+    finally:
+        writer.close()
+    total = 0
+    for line in body.splitlines():
+        if line.startswith(("euccs_queue_depth{", "euccs_in_flight{")):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
 
-        async def settle() -> None:
-            deadline = time.perf_counter() + options.drain_seconds
-            # Gateway queues have no change notification: poll them.
-            while time.perf_counter() < deadline and not all(_idle(g) for g in gateways):  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
 
-        yield PathDriver(
-            name="gateway",
-            settle=settle,
-            routine=routine,
-            emergency=emergency,
-            probe=probe,
-            emergency_probe=emergency_probe,
-            outstanding=512,
-            notes=[
-                "TETRA PEI in -> gateway DE -> MQTT 5 / mutual TLS 1.3 (Mosquitto) -> "
-                "gateway FR -> TETRA PEI out; journal fsync on every group commit",
-                f"routine: {TEXT_CHARS}-character SDS-TL texts; emergencies: LIP emergency "
-                "reports from a second radio network (own PEI line)",
-            ],
-        )
+@contextlib.asynccontextmanager
+async def _gateway_processes(state: Path, texts: dict[str, str]) -> AsyncIterator[None]:
+    """One ``euccs-gw run`` process per configuration; stopped (SIGTERM) afterwards."""
+    from loadtests._processes import start_gateways
+
+    procs: list[asyncio.subprocess.Process] = []
+    logs = []
+    try:
+        for name, text in texts.items():
+            config = state / f"{name}.toml"
+            config.write_text(text, encoding="utf-8")
+            log = (state / f"{name}.log").open("wb")
+            logs.append(log)
+            procs.append(await start_gateways([config], state / f"state-{name}", stderr=log))
+        yield
+        for proc, (name, _text) in zip(procs, texts.items(), strict=True):
+            if proc.returncode is not None:
+                tail = (state / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"gateway {name} exited with {proc.returncode}: {tail}")
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for log in logs:
+            log.close()
 
 
 #: The bench measures capacity: the per-partner rate limits (a policy, 200 msg/s by
@@ -406,13 +485,6 @@ burst = 1e6
 bytes_per_second = 1e9
 bytes_burst = 1e9
 """
-
-
-def _idle(gateway: Any) -> bool:
-    """No message queued and none in flight to a partner."""
-    return not any(len(q) for q in gateway.queues.values()) and not any(
-        gateway.in_flight(p) for p in gateway.config.federation.partners
-    )
 
 
 def _sos_adapter(port: int, radio: str, unit: str, target_unit: str, alias: str) -> str:
