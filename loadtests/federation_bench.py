@@ -232,6 +232,11 @@ async def _saturate(
     return numbers, late / (end - half)
 
 
+async def _unknown() -> float | None:
+    """A path that cannot tell when it is idle."""
+    return None
+
+
 @dataclass
 class PathDriver:
     """How a path's harness sends and observes messages."""
@@ -244,8 +249,9 @@ class PathDriver:
     outstanding: int
     notes: list[str] = field(default_factory=list)
     #: Waits until the path has finished the work a phase left behind (receipts,
-    #: acknowledgements), so that the next phase starts from an idle system.
-    settle: Callable[[], Awaitable[None]] = field(default=lambda: asyncio.sleep(0))
+    #: acknowledgements), so that the next phase starts from an idle system; returns
+    #: when it found the path idle (``time.perf_counter()``), None if it cannot tell.
+    settle: Callable[[], Awaitable[float | None]] = field(default=_unknown)
 
 
 async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
@@ -258,12 +264,13 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
         driver.routine, driver.probe, options.capacity_seconds, driver.outstanding
     )
     await driver.probe.wait_delivered(numbers, options.drain_seconds)
-    await driver.settle()
-    # Sustained: everything the phase sent, delivered and its follow-up work (receipts,
-    # acknowledgements) done, over the time that took. A path that defers work while
-    # saturated shows a steady-state rate it cannot keep up.
-    done = sum(1 for n in numbers if n in driver.probe.delivered)
-    capacity = min(steady, done / (time.perf_counter() - started))
+    idle_at = await driver.settle()
+    # Sustained: everything the phase delivered, over the time until the last delivery
+    # and the follow-up work (receipts, acknowledgements) were done. A path that defers
+    # work while saturated shows a steady-state rate it cannot keep up.
+    arrivals = [driver.probe.delivered[n] for n in numbers if n in driver.probe.delivered]
+    end = max([*arrivals, idle_at or 0.0])
+    capacity = min(steady, len(arrivals) / (end - started)) if arrivals else 0.0
     figures.capacity_msg_s = round(capacity, 1)
     say(f"[{driver.name}] capacity {capacity:,.0f} msg/s delivered end to end")
     if capacity <= 0:
@@ -381,13 +388,14 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                 if warmup not in probe.delivered:
                     raise RuntimeError("the gateway path delivered nothing within 60 s")
 
-                async def settle() -> None:
+                async def settle() -> float | None:
                     # Until both gateways have nothing queued or in flight (their metrics).
                     deadline = time.perf_counter() + options.drain_seconds
                     while time.perf_counter() < deadline:
                         if all([await _busy(port) == 0 for port in metrics.values()]):
-                            return
-                        await asyncio.sleep(0.1)
+                            return time.perf_counter()
+                        await asyncio.sleep(0.05)
+                    return None
 
                 yield PathDriver(
                     name="gateway",
