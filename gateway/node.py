@@ -366,8 +366,31 @@ class Gateway:
                 )
                 tasks.create_task(self._housekeeping_loop(), name=f"gateway[{self.name}].house")
         finally:
+            await self._save_state_last(journal)
             self.journal = None
             await asyncio.to_thread(journal.close)
+
+    async def _save_state_last(self, journal: AsyncJournal) -> None:
+        """On the way out: save what changed since the last save (a handover loses nothing)."""
+        if self.journal is None:
+            return
+        now = self.monotonic()
+        wall = self.clock()
+        presence = [(u, self._storable(u, row, wall)) for u, row in self.presence.unsaved(now)]
+        alerts = [
+            (key, self._storable(key, None if a is None else self._alert_row(a, now), wall))
+            for key in self._unsaved_alerts
+            for a in [self.alerts.get(_alert_id(key))]
+        ]
+        self._unsaved_alerts.clear()
+        if not presence and not alerts:
+            return
+        try:
+            await asyncio.wait_for(
+                journal.submit(functools.partial(_put_state, presence, alerts)), 5.0
+            )
+        except Exception as exc:  # fenced, or the journal failed: the next start rebuilds it
+            self.log.warning("state.last_save_failed", error=str(exc))
 
     def _open_journal(self) -> AsyncJournal:
         journal = open_journal(self.config, self.name, path=self.journal_path, fence=self.fence)

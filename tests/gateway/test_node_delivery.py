@@ -173,6 +173,20 @@ async def test_presence_and_an_outstanding_emergency_survive_a_restart(tmp_path:
         assert fed.fr.counters["state_not_restored"] == 0
 
 
+async def test_what_changed_since_the_last_save_is_saved_on_the_way_out(tmp_path: Path) -> None:
+    fr_fpt_unit = "fr.sdis67.fpt-strasbourg-2"
+    async with federation(tmp_path) as fed:
+        await fed.sim_fr.send_status(FR_VSAV, "8002001", 0x8101)
+        await eventually(lambda: fed.fr.presence.availability(FR_VSAV_UNIT) is Availability.ONLINE)
+        since = fed.fr.monotonic()
+        await eventually(lambda: fed.fr.state_saved_through >= since)
+        # Within a second of that save: the next one is not due before the stop.
+        await fed.sim_fr.send_status(FR_FPT, "8002001", 0x8101)
+        await eventually(lambda: fed.fr.presence.availability(fr_fpt_unit) is Availability.ONLINE)
+    async with federation(tmp_path) as fed:
+        assert fed.fr.presence.availability(fr_fpt_unit) is Availability.ONLINE
+
+
 def _remote_rows(count: int, saved_at: float) -> list[tuple[str, dict[str, object] | None]]:
     """Saved forms of ``count`` German units ONLINE, as France's registry would keep them."""
     registry = PresenceRegistry(gateway="gw-fr-strasbourg", nation="FR", epoch=1)
