@@ -929,13 +929,27 @@ class MqttFederationLink:
         self._last_flush[key] = loop.time()
         task = loop.create_task(self._publish(key, pending))
         self._publishing.add(task)
-        task.add_done_callback(functools.partial(self._published, key))
+        task.add_done_callback(functools.partial(self._published, key, pending))
 
-    def _published(self, key: tuple[str, int], task: asyncio.Task[None]) -> None:
+    def _published(self, key: tuple[str, int], pending: _Pending, task: asyncio.Task[None]) -> None:
         self._publishing.discard(task)
+        if task.cancelled():
+            # Cancelled before it ran (a disconnect in the same pass): its senders must not
+            # wait for ever; they keep their envelopes and send again.
+            for future in pending.futures:
+                if not future.done():
+                    future.set_exception(LinkError("publish aborted: the link went down"))
         self._busy[key] -= 1
         if not self._busy[key]:
             del self._busy[key]
+            waiting = self._pending.get(key)
+            if (
+                waiting is not None
+                and not task.cancelled()
+                and asyncio.get_running_loop().time() - self._last_flush[key]
+                >= self.settings.linger
+            ):
+                self._flush(key)  # the link is quiet again: no need to wait out the linger
 
     async def _publish(self, key: tuple[str, int], pending: _Pending) -> None:
         nation, priority = key

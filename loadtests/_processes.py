@@ -9,14 +9,21 @@ import asyncio
 import contextlib
 import functools
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from adapters.tetra import TetraNetworkSimulator
 
-__all__ = ["mqtt_backbone", "over_mqtt", "radios_initialised", "start_gateways"]
+__all__ = [
+    "mqtt_backbone",
+    "over_mqtt",
+    "radios_initialised",
+    "start_gateways",
+    "while_running",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +56,37 @@ async def start_gateways(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=stderr,
     )
+
+
+async def while_running(
+    procs: dict[str, asyncio.subprocess.Process],
+    folder: Path,
+    waiting: Coroutine[Any, Any, Any],
+    within: float,
+) -> float:
+    """Await ``waiting`` for at most ``within`` seconds, failing at once if a gateway exits."""
+    began = time.monotonic()
+    task: asyncio.Future[Any] = asyncio.ensure_future(waiting)
+    exits: dict[asyncio.Future[Any], str] = {
+        asyncio.ensure_future(p.wait()): name for name, p in procs.items()
+    }
+    try:
+        done, _pending = await asyncio.wait(
+            [task, *exits], timeout=within, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for future in (task, *exits):
+            future.cancel()
+    failed = task not in done or task.cancelled() or task.exception() is not None
+    if failed:
+        gone = [exits[f] for f in done if f in exits]
+        what = f"gateway {', '.join(gone)} exited" if gone else f"nothing after {within:g} s"
+        logs = "\n".join(
+            f"--- {n}.log\n" + (folder / f"{n}.log").read_text(errors="replace")[-1500:]
+            for n in (gone or list(procs))
+        )
+        raise RuntimeError(f"{what}\n{logs}")
+    return time.monotonic() - began
 
 
 async def radios_initialised(sims: list[TetraNetworkSimulator], count: int) -> None:

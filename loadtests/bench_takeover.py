@@ -29,14 +29,20 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from adapters.tetra import TetraNetworkSimulator
 from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
 from loadtests._postgres import find_bindir, running_postgres
-from loadtests._processes import mqtt_backbone, over_mqtt, radios_initialised, start_gateways
+from loadtests._processes import (
+    mqtt_backbone,
+    over_mqtt,
+    radios_initialised,
+    start_gateways,
+    while_running,
+)
 from loadtests.federation_bench import UNLIMITED_RATES
 from protocols.errors import LinkError
 from protocols.tetra import TextSds
@@ -153,12 +159,12 @@ async def run(seconds: float, ttl: float, folder: Path, postgres_url: str) -> di
 
         await start("fr", fr)
         await start("de-1", de, "--instance", "de-1")
-        await _while_running(procs, folder, radios_initialised([sim_de, sim_fr], 1), 60.0)
+        await while_running(procs, folder, radios_initialised([sim_de, sim_fr], 1), 60.0)
         traffic = _Traffic(sim_fr, sim_de)
         traffic.start()
         stack.push_async_callback(traffic.stop)
         # The federation is up once a first text has crossed it.
-        await _while_running(procs, folder, _first_change(traffic.delivered, 0, 60.0), 60.0)
+        await while_running(procs, folder, _first_change(traffic.delivered, 0, 60.0), 60.0)
         await asyncio.sleep(max(3.0, seconds / 2))  # warm-up: the rate settles
         one = await traffic.rate(seconds)
         await start("de-2", de, "--instance", "de-2")
@@ -170,10 +176,10 @@ async def run(seconds: float, ttl: float, folder: Path, postgres_url: str) -> di
         killed = time.monotonic()
         delivered_at_kill = traffic.delivered()
         standby = {"de-2": procs["de-2"], "fr": procs["fr"]}
-        adapter_s = await _while_running(
+        adapter_s = await while_running(
             standby, folder, _first_change(lambda: sim_de.connection_count, connections, 60), 60
         )
-        await _while_running(
+        await while_running(
             standby, folder, _first_change(traffic.delivered, delivered_at_kill, 60.0), 60.0
         )
         delivery_s = time.monotonic() - killed
@@ -191,37 +197,6 @@ async def run(seconds: float, ttl: float, folder: Path, postgres_url: str) -> di
 
 
 _PROCESSES = ("fr", "de-1", "de-2")
-
-
-async def _while_running(
-    procs: dict[str, asyncio.subprocess.Process],
-    folder: Path,
-    waiting: Coroutine[Any, Any, Any],
-    within: float,
-) -> float:
-    """Await ``waiting`` for at most ``within`` seconds, failing at once if a gateway exits."""
-    began = time.monotonic()
-    task: asyncio.Future[Any] = asyncio.ensure_future(waiting)
-    exits: dict[asyncio.Future[Any], str] = {
-        asyncio.ensure_future(p.wait()): name for name, p in procs.items()
-    }
-    try:
-        done, _pending = await asyncio.wait(
-            [task, *exits], timeout=within, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        for future in (task, *exits):
-            future.cancel()
-    failed = task not in done or task.cancelled() or task.exception() is not None
-    if failed:
-        gone = [exits[f] for f in done if f in exits]
-        what = f"gateway {', '.join(gone)} exited" if gone else f"nothing after {within:g} s"
-        logs = "\n".join(
-            f"--- {n}.log\n" + (folder / f"{n}.log").read_text(errors="replace")[-1500:]
-            for n in (gone or list(procs))
-        )
-        raise RuntimeError(f"{what}\n{logs}")
-    return time.monotonic() - began
 
 
 async def _stop_all(procs: dict[str, asyncio.subprocess.Process]) -> None:

@@ -327,7 +327,12 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
     """
     from adapters.tetra import TetraNetworkSimulator
     from gateway.demo_configs import DEMO_UNITS, GATEWAY_RADIO, demo_config_text
-    from loadtests._processes import mqtt_backbone, over_mqtt, radios_initialised
+    from loadtests._processes import (
+        mqtt_backbone,
+        over_mqtt,
+        radios_initialised,
+        while_running,
+    )
     from protocols.tetra import LocationReport, TextSds
 
     sender = next(u for u in DEMO_UNITS if u.nation == "DE")
@@ -368,8 +373,9 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                 UNLIMITED_RATES,
                 _api_table(mqtt["FR"], metrics["FR"]),
             )
-            async with _gateway_processes(state, {"de": de_text, "fr": fr_text}):
-                await radios_initialised([sim_de, sim_sos, sim_fr], 1)
+            async with _gateway_processes(state, {"de": de_text, "fr": fr_text}) as procs:
+                sims = [sim_de, sim_sos, sim_fr]
+                await while_running(procs, state, radios_initialised(sims, 1), 60.0)
                 padding = "x" * TEXT_CHARS
 
                 async def routine(number: int) -> None:
@@ -384,22 +390,14 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                 warmup = probe.number()
                 probe.mark_sent(warmup)
                 await routine(warmup)
-                await probe.wait_delivered(range(warmup, warmup + 1), 60.0)
+                first = probe.wait_delivered(range(warmup, warmup + 1), 60.0)
+                await while_running(procs, state, first, 60.0)
                 if warmup not in probe.delivered:
                     raise RuntimeError("the gateway path delivered nothing within 60 s")
 
-                async def settle() -> float | None:
-                    # Until both gateways have nothing queued or in flight (their metrics).
-                    deadline = time.perf_counter() + options.drain_seconds
-                    while time.perf_counter() < deadline:
-                        if all([await _busy(port) == 0 for port in metrics.values()]):
-                            return time.perf_counter()
-                        await asyncio.sleep(0.05)
-                    return None
-
                 yield PathDriver(
                     name="gateway",
-                    settle=settle,
+                    settle=functools.partial(_settle, list(metrics.values()), options),
                     routine=routine,
                     emergency=emergency,
                     probe=probe,
@@ -431,8 +429,33 @@ def _api_table(mqtt_table: str, metrics_port: int) -> str:
     )
 
 
+async def _settle(ports: list[int], options: BenchOptions) -> float:
+    """Wait until the gateways at ``ports`` (metrics) have nothing queued or in flight.
+
+    Idle twice in a row: returns when the first of those polls began. Still busy (or not
+    answering) after ``drain_seconds``: says so and returns that moment, so a capacity
+    figure counts the work left over until then.
+    """
+    deadline = time.perf_counter() + options.drain_seconds
+    idle_since: float | None = None
+    while time.perf_counter() < deadline:
+        polled = time.perf_counter()
+        if all([await _busy(port) == 0 for port in ports]):
+            if idle_since is not None:
+                return idle_since
+            idle_since = polled
+        else:
+            idle_since = None
+        await asyncio.sleep(0.05)
+    options.say(
+        f"[gateway] still busy {options.drain_seconds:g} s after the phase "
+        "(or its metrics did not answer): counted until then"
+    )
+    return time.perf_counter()
+
+
 async def _busy(port: int) -> int:
-    """Messages a gateway has queued or in flight, from its metrics (-1: no answer)."""
+    """Messages a gateway has queued or in flight, from its metrics (-1: no valid answer)."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2.0)
     except (OSError, TimeoutError):
@@ -444,19 +467,24 @@ async def _busy(port: int) -> int:
         return -1
     finally:
         writer.close()
-    total = 0
+    if not body.startswith(("HTTP/1.0 200", "HTTP/1.1 200")):
+        return -1
+    total, answered = 0, False
     for line in body.splitlines():
-        if line.startswith(("euccs_queue_depth{", "euccs_in_flight{")):
+        if line.startswith(("euccs_queue_depth{", "euccs_in_flight{", "euccs_queue_spilled{")):
             total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+            answered = answered or line.startswith("euccs_in_flight{")
+    return total if answered else -1
 
 
 @contextlib.asynccontextmanager
-async def _gateway_processes(state: Path, texts: dict[str, str]) -> AsyncIterator[None]:
-    """One ``euccs-gw run`` process per configuration; stopped (SIGTERM) afterwards."""
+async def _gateway_processes(
+    state: Path, texts: dict[str, str]
+) -> AsyncIterator[dict[str, asyncio.subprocess.Process]]:
+    """One ``euccs-gw run`` process per configuration (log in ``<name>.log``); stopped after."""
     from loadtests._processes import start_gateways
 
-    procs: list[asyncio.subprocess.Process] = []
+    procs: dict[str, asyncio.subprocess.Process] = {}
     logs = []
     try:
         for name, text in texts.items():
@@ -464,17 +492,18 @@ async def _gateway_processes(state: Path, texts: dict[str, str]) -> AsyncIterato
             config.write_text(text, encoding="utf-8")
             log = (state / f"{name}.log").open("wb")
             logs.append(log)
-            procs.append(await start_gateways([config], state / f"state-{name}", stderr=log))
-        yield
-        for proc, (name, _text) in zip(procs, texts.items(), strict=True):
+            procs[name] = await start_gateways([config], state / f"state-{name}", stderr=log)
+        yield procs
+        for name, proc in procs.items():
             if proc.returncode is not None:
                 tail = (state / f"{name}.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"gateway {name} exited with {proc.returncode}: {tail}")
     finally:
-        for proc in procs:
+        for proc in procs.values():
             if proc.returncode is None:
-                proc.terminate()
-        for proc in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+        for proc in procs.values():
             try:
                 await asyncio.wait_for(proc.wait(), 20)
             except TimeoutError:

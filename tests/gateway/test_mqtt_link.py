@@ -104,6 +104,21 @@ async def test_a_quiet_link_sends_at_once_and_a_busy_one_batches_within_the_ling
     assert fr_inbox.texts()[3:] == ["first", "second", "later"]
 
 
+async def test_a_send_whose_batch_was_cancelled_before_it_ran_fails_instead_of_hanging(
+    mqtt_world: MqttWorld,
+) -> None:
+    de = _link(mqtt_world, "DE")
+    fr = _link(mqtt_world, "FR")
+    async with serving(de), serving(fr):
+        await de.wait_until(lambda: de.reachable("FR"))
+        send = asyncio.create_task(de.send("FR", envelope("DE", "FR", "caught out")))
+        await asyncio.sleep(0)  # the batch's publish task exists but has not run yet
+        de._fail_pending(LinkError("the session ended"))
+        with pytest.raises(LinkError):
+            await asyncio.wait_for(send, 5.0)
+        assert not de._busy
+
+
 async def test_presence_birth_will_and_epochs(mqtt_world: MqttWorld) -> None:
     de = _link(mqtt_world, "DE")
     it = _link(mqtt_world, "IT")

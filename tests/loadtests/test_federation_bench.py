@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,64 @@ def test_percentile_is_nearest_rank() -> None:
     assert fb._percentile(values, 100) == 100.0
     assert fb._percentile([], 50) is None
     assert fb._percentile([7.0], 99) == 7.0
+
+
+@contextlib.asynccontextmanager
+async def _metrics_server(answers: list[tuple[int, str]]) -> AsyncIterator[int]:
+    """A /metrics endpoint giving ``answers`` in turn (the last one for ever)."""
+    from aiohttp import web
+
+    async def metrics(_request: web.Request) -> web.Response:
+        status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+        return web.Response(status=status, text=body)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+BUSY = """# HELP euccs_queue_depth Messages waiting per queue and priority.
+euccs_queue_depth{priority="routine",queue="egress:FR"} 3
+euccs_queue_depth{priority="emergency",queue="egress:FR"} 0
+euccs_in_flight{partner="FR"} 2
+euccs_queue_spilled{queue="egress:FR"} 1
+"""
+IDLE = (
+    'euccs_queue_depth{priority="routine",queue="egress:FR"} 0\neuccs_in_flight{partner="FR"} 0\n'
+)
+
+
+async def test_a_gateway_is_busy_with_what_its_metrics_say_is_queued_or_in_flight() -> None:
+    async with _metrics_server([(200, BUSY)]) as port:
+        assert await fb._busy(port) == 6
+    async with _metrics_server([(404, "not here")]) as port:
+        assert await fb._busy(port) == -1
+    async with _metrics_server([(200, "something_else 0\n")]) as port:
+        assert await fb._busy(port) == -1  # not a gateway's metrics
+    assert await fb._busy(fb._free_port()) == -1  # nobody listening
+
+
+async def test_settle_waits_for_two_idle_polls_and_counts_a_busy_gateway_to_the_deadline() -> None:
+    out = io.StringIO()
+    options = fb.BenchOptions(drain_seconds=0.5, out=out)
+    async with _metrics_server([(200, BUSY), (200, IDLE), (200, BUSY), (200, IDLE)]) as port:
+        before = time.perf_counter()
+        idle_at = await fb._settle([port], options)
+        assert idle_at > before
+        assert time.perf_counter() - idle_at > 0.04  # the second idle poll came after it
+    assert out.getvalue() == ""
+    async with _metrics_server([(200, BUSY)]) as port:
+        started = time.perf_counter()
+        end = await fb._settle([port], options)
+        assert end - started >= 0.5
+    assert "still busy" in out.getvalue()
 
 
 async def test_probe_counts_losses_and_keeps_the_first_arrival() -> None:
