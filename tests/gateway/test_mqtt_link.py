@@ -10,6 +10,7 @@ import socket
 import ssl
 import struct
 import time
+from typing import Any
 
 import pytest
 
@@ -74,7 +75,7 @@ async def test_send_fails_cleanly_when_not_connected_or_partner_offline(
 async def test_a_quiet_link_sends_at_once_and_a_busy_one_batches_within_the_linger(
     mqtt_world: MqttWorld,
 ) -> None:
-    linger = 0.6
+    linger = 1.0
     de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", linger=linger))
     fr = _link(mqtt_world, "FR")
     async with serving(de), serving(fr) as fr_inbox:
@@ -102,6 +103,40 @@ async def test_a_quiet_link_sends_at_once_and_a_busy_one_batches_within_the_ling
         assert time.monotonic() - again < linger / 2
         await fr_inbox.wait_for(6)
     assert fr_inbox.texts()[3:] == ["first", "second", "later"]
+
+
+async def test_a_batch_on_its_way_holds_the_next_one_until_it_is_acknowledged(
+    mqtt_world: MqttWorld,
+) -> None:
+    linger = 0.5
+    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", linger=linger))
+    fr = _link(mqtt_world, "FR")
+    async with serving(de), serving(fr) as fr_inbox:
+        await de.wait_until(lambda: de.reachable("FR"))
+        client: Any = de._client
+        publish = client.publish_acked
+        release = asyncio.Event()
+        started: list[str] = []
+
+        async def slow(topic: str, payload: bytes, **kwargs: Any) -> None:
+            started.append(topic)
+            if topic.endswith("/routine"):
+                await release.wait()  # a slow broker
+            await publish(topic, payload, **kwargs)
+
+        client.publish_acked = slow
+        first = asyncio.create_task(de.send("FR", envelope("DE", "FR", "first")))
+        await asyncio.sleep(1.2 * linger)  # quiet for a linger, but the batch is on its way
+        second = asyncio.create_task(de.send("FR", envelope("DE", "FR", "second")))
+        await de.send("FR", envelope("DE", "FR", "mayday", v1.PRIORITY_EMERGENCY))
+        await fr_inbox.wait_for(1)
+        assert fr_inbox.texts() == ["mayday"]  # never held behind routine traffic
+        routine = [t for t in started if t.endswith("/routine")]
+        assert len(routine) == 1  # "second" waits for company, up to a linger
+        release.set()
+        await asyncio.gather(first, second)
+        await fr_inbox.wait_for(3)
+    assert fr_inbox.texts() == ["mayday", "first", "second"]
 
 
 async def test_a_send_whose_batch_was_cancelled_before_it_ran_fails_instead_of_hanging(
