@@ -105,8 +105,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed")
-def test_mosquitto_accepts_the_configuration_with_the_minted_pki(tmp_path: Path) -> None:
+def _mint(tmp_path: Path) -> Path:
+    """Run deploy/mint-pki.sh for real into ``tmp_path/pki``; return that folder."""
     pki = tmp_path / "pki"
     env = {
         **os.environ,
@@ -116,6 +116,12 @@ def test_mosquitto_accepts_the_configuration_with_the_minted_pki(tmp_path: Path)
     subprocess.run(
         ["/bin/sh", str(DEPLOY / "mint-pki.sh")], env=env, check=True, capture_output=True
     )
+    return pki
+
+
+@pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="mosquitto is not installed")
+def test_mosquitto_accepts_the_configuration_with_the_minted_pki(tmp_path: Path) -> None:
+    pki = _mint(tmp_path)
     for needed in ("broker/broker.pem", "broker/broker.key", "broker/acl", "broker/crl.pem"):
         assert (pki / needed).is_file(), needed
     assert (pki / "bundle" / "cafile.pem").is_file()
@@ -282,15 +288,7 @@ _EMQX_RULE = re.compile(
 
 
 def test_the_minted_files_are_those_the_cluster_names(tmp_path: Path) -> None:
-    pki = tmp_path / "pki"
-    env = {
-        **os.environ,
-        "PKI": str(pki),
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-    }
-    subprocess.run(
-        ["/bin/sh", str(DEPLOY / "mint-pki.sh")], env=env, check=True, capture_output=True
-    )
+    pki = _mint(tmp_path)
     services = _cluster()
     named = {
         value

@@ -72,12 +72,18 @@ async def test_send_fails_cleanly_when_not_connected_or_partner_offline(
             await de.send("ES", envelope("DE", "ES", "nobody there"))
 
 
+def _lingering_pair(
+    world: MqttWorld, linger: float
+) -> tuple[MqttFederationLink, MqttFederationLink]:
+    """DE with a batch linger of ``linger`` seconds, and FR."""
+    return _link(world, "DE", settings=world.settings("DE", linger=linger)), _link(world, "FR")
+
+
 async def test_a_quiet_link_sends_at_once_and_a_busy_one_batches_within_the_linger(
     mqtt_world: MqttWorld,
 ) -> None:
     linger = 1.0
-    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", linger=linger))
-    fr = _link(mqtt_world, "FR")
+    de, fr = _lingering_pair(mqtt_world, linger)
     async with serving(de), serving(fr) as fr_inbox:
         await de.wait_until(lambda: de.reachable("FR"))
         started = time.monotonic()
@@ -109,8 +115,7 @@ async def test_a_batch_on_its_way_holds_the_next_one_until_it_is_acknowledged(
     mqtt_world: MqttWorld,
 ) -> None:
     linger = 0.5
-    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", linger=linger))
-    fr = _link(mqtt_world, "FR")
+    de, fr = _lingering_pair(mqtt_world, linger)
     async with serving(de), serving(fr) as fr_inbox:
         await de.wait_until(lambda: de.reachable("FR"))
         client: Any = de._client
