@@ -116,6 +116,10 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
+#: Most routine operations in one commit (an urgent one waits for at most that many).
+MAX_GROUP = 256
+
+
 class JournalError(GatewayError):
     """The journal cannot be opened or written: custody cannot be guaranteed."""
 
@@ -527,7 +531,10 @@ class _Pending:
 class AsyncJournal:
     """A journal store driven by one writer thread with group commit.
 
-    ``await journal.submit(op)`` returns once ``op``'s transaction is durable.
+    ``await journal.submit(op)`` returns once ``op``'s transaction is durable. Operations
+    submitted with ``urgent=True`` (emergency and imminent-peril custody) go into the next
+    commit on their own, ahead of routine operations that were waiting; a routine group is
+    at most :data:`MAX_GROUP` operations, so an urgent one never waits behind a long commit.
 
     Args:
         store: a SQLite file (a path), or an open :class:`JournalStore`, which
@@ -537,6 +544,7 @@ class AsyncJournal:
     def __init__(self, store: str | Path | JournalStore) -> None:
         self.journal: JournalStore = Journal(store) if isinstance(store, (str, Path)) else store
         self._pending: list[_Pending] = []
+        self._urgent: list[_Pending] = []
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -561,8 +569,10 @@ class AsyncJournal:
             )
             self._thread.start()
 
-    async def submit(self, op: Callable[[JournalStore], R]) -> R:
+    async def submit(self, op: Callable[[JournalStore], R], *, urgent: bool = False) -> R:
         """Run ``op`` in the next group commit and return its result once durable.
+
+        ``urgent``: in the next commit, with urgent operations only.
 
         Raises:
             JournalError: the journal is closed or the commit failed.
@@ -573,7 +583,7 @@ class AsyncJournal:
         with self._cond:
             if self._closing or self._thread is None:
                 raise JournalError(f"{self.location}: the journal is not running")
-            self._pending.append(_Pending(op, future, loop))
+            (self._urgent if urgent else self._pending).append(_Pending(op, future, loop))
             self._cond.notify()
         return await future
 
@@ -589,9 +599,12 @@ class AsyncJournal:
     def _writer(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closing:
+                while not (self._pending or self._urgent) and not self._closing:
                     self._cond.wait()
-                batch, self._pending = self._pending, []
+                if self._urgent:
+                    batch, self._urgent = self._urgent, []
+                else:
+                    batch, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
                 if not batch and self._closing:
                     return
             try:

@@ -128,6 +128,8 @@ _CANARY_TEXT = "euccs-canary"
 _JOURNAL_RETRY = 1.0
 #: Seconds between expiry, retransmission and pruning passes.
 _HOUSEKEEPING_INTERVAL = 0.25
+#: SDS of one radio line being taken into custody at once; beyond, its read loop waits.
+_MAX_ACCEPTING = 64
 #: Seconds between two saves of presence and outstanding alerts to the journal.
 _STATE_SAVE_INTERVAL = 1.0
 #: At most this many rows of each kind per save (the rest go in the next ones).
@@ -304,6 +306,10 @@ class Gateway:
         self.alerts = EmergencyLedger(max_alerts=config.presence.max_alerts)
         #: (alert, unit) -> when it was delivered live, so a first sign of life is no "return".
         self._alert_deliveries: dict[tuple[bytes, str], float] = {}
+        #: Per TETRA adapter: places for SDS being taken into custody (read-loop backpressure).
+        self._accepting = {
+            a.name: asyncio.Semaphore(_MAX_ACCEPTING) for a in config.adapters if a.type == "tetra"
+        }
         #: Alerts (hex ids, the journal's keys) whose saved form is out of date.
         self._unsaved_alerts: dict[str, None] = {}
         self._next_state_save = 0.0
@@ -773,7 +779,8 @@ class Gateway:
                 j.drop_origin(drop_origin)
             return j.add(rows)
 
-        ids = await journal.submit(op)
+        urgent = any(h.envelope.priority >= v1.PRIORITY_IMMINENT_PERIL for h in add)
+        ids = await journal.submit(op, urgent=urgent)
         if ids is None:
             return False
         for held, entry_id in zip(add, ids, strict=True):
@@ -1043,8 +1050,13 @@ class Gateway:
                 await self._on_unit_report(adapter, event)
             case SdsReceived():
                 self._heard(adapter, event)
-                # Custody needs an fsync: never make the radio's read loop wait for it.
-                self._spawn(self._on_sds(adapter, event), "accept")
+                # Custody needs an fsync: the radio's read loop does not wait for it, but
+                # for one of a bounded number of places, so that a radio line faster than
+                # custody is held back (its network keeps the rest) instead of swamping the
+                # event loop that every message, emergencies first, needs.
+                slot = self._accepting[adapter]
+                await slot.acquire()
+                self._spawn(self._on_sds(adapter, event, slot), "accept")
 
     def _heard(self, adapter: str, event: SdsReceived) -> None:
         """Presence: any SDS from one of our units renews its lease (and may affiliate it)."""
@@ -1112,38 +1124,15 @@ class Gateway:
     async def _commit_quietly(self, copies: list[Held]) -> None:
         await self._commit(add=copies)
 
-    async def _on_sds(self, adapter_name: str, event: SdsReceived) -> None:
-        adapter = self._adapter_configs[adapter_name]
-        message_id = _new_id()
+    async def _on_sds(self, adapter_name: str, event: SdsReceived, slot: asyncio.Semaphore) -> None:
         try:
-            envelope = envelope_from_tetra(
-                event,
-                adapter=adapter,
-                directory=self.directory,
-                codebook=self._codebooks[adapter.codebook],
-                delivery=self.config.delivery,
-                message_id=message_id,
-                now_us=self._now_us(),
-            )
-            nations = self._destination_nations(envelope)
-        except DeliveryRefused as exc:
-            await self._refuse_inbound(adapter_name, event, exc)
+            refused = await self._accept_sds(adapter_name, event)
+        finally:
+            slot.release()  # before any radio I/O: the read loop may be waiting for it
+        if refused is not None:
+            await self._refuse_inbound(adapter_name, event, refused)
             return
         text = event.content if isinstance(event.content, TextSds) else None
-        origin = OriginRecord(
-            message_id=message_id,
-            adapter=adapter_name,
-            source_issi=event.source,
-            protocol_id=text.protocol_id if text else None,
-            message_reference=text.message_reference if text else None,
-            report_request=text.delivery_report_request if text else 0,
-            priority=envelope.priority,
-        )
-        try:
-            await self._take_custody(envelope, nations, origin)
-        except DeliveryRefused as exc:
-            await self._refuse_inbound(adapter_name, event, exc)
-            return
         if (
             self.config.delivery.stored_report
             and text is not None
@@ -1158,6 +1147,39 @@ class Gateway:
                 text.message_reference,
                 DeliveryStatus.STORED,
             )
+
+    async def _accept_sds(self, adapter_name: str, event: SdsReceived) -> DeliveryRefused | None:
+        """Take a radio's SDS into custody; the refusal if it cannot be (nothing sent yet)."""
+        adapter = self._adapter_configs[adapter_name]
+        message_id = _new_id()
+        try:
+            envelope = envelope_from_tetra(
+                event,
+                adapter=adapter,
+                directory=self.directory,
+                codebook=self._codebooks[adapter.codebook],
+                delivery=self.config.delivery,
+                message_id=message_id,
+                now_us=self._now_us(),
+            )
+            nations = self._destination_nations(envelope)
+        except DeliveryRefused as exc:
+            return exc
+        text = event.content if isinstance(event.content, TextSds) else None
+        origin = OriginRecord(
+            message_id=message_id,
+            adapter=adapter_name,
+            source_issi=event.source,
+            protocol_id=text.protocol_id if text else None,
+            message_reference=text.message_reference if text else None,
+            report_request=text.delivery_report_request if text else 0,
+            priority=envelope.priority,
+        )
+        try:
+            await self._take_custody(envelope, nations, origin)
+        except DeliveryRefused as exc:
+            return exc
+        return None
 
     def _destination_nations(self, envelope: v1.Envelope) -> list[str]:
         """Partner countries an envelope goes to: the unit's, or every one carrying the group."""
@@ -1739,7 +1761,8 @@ class Gateway:
                 if next_reference is not None:
                     j.set_ref(adapter_name, issi, next_reference)
 
-        await journal.submit(op)
+        urgent = any(h.envelope.priority >= v1.PRIORITY_IMMINENT_PERIL for h, _ in staged)
+        await journal.submit(op, urgent=urgent)
 
     def _content_for(
         self, adapter: TetraAdapter, delivery: TetraDelivery, reference: int | None

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import sqlite3
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ import pytest
 
 from gateway.config import parse_config
 from gateway.journal import (
+    MAX_GROUP,
     AsyncJournal,
     Bounds,
     Journal,
@@ -310,11 +312,56 @@ async def test_concurrent_submissions_share_commits(store: Stores) -> None:
         await journal.submit(lambda j: j.count())
 
 
+async def test_an_urgent_operation_goes_in_the_next_commit_on_its_own(tmp_path: Path) -> None:
+    batches: list[list[str]] = []
+    held = threading.Event()
+
+    class Recording(Journal):
+        def run_batch(self, ops: Any) -> list[tuple[bool, Any]]:
+            results = super().run_batch(ops)
+            batches.append([str(value) for _ok, value in results])
+            return results
+
+    journal = AsyncJournal(Recording(tmp_path / "j.sqlite3"))
+    journal.start()
+    try:
+        # The first commit is held up while routine and then urgent operations arrive.
+        first = asyncio.ensure_future(journal.submit(functools.partial(_held, held, "first")))
+        await asyncio.sleep(0.05)
+        routine = [
+            asyncio.ensure_future(journal.submit(functools.partial(_named, f"routine {n}")))
+            for n in range(MAX_GROUP + 10)
+        ]
+        await asyncio.sleep(0.05)
+        urgent_op = functools.partial(_named, "urgent")
+        urgent = asyncio.ensure_future(journal.submit(urgent_op, urgent=True))
+        await asyncio.sleep(0.05)
+        held.set()
+        await asyncio.gather(first, urgent, *routine)
+    finally:
+        journal.close()
+    assert batches[0] == ["first"]
+    assert batches[1] == ["urgent"]  # ahead of the routine operations that waited longer
+    assert len(batches[2]) == MAX_GROUP  # a routine group is bounded
+    assert batches[2][0] == "routine 0" and batches[3] == [
+        f"routine {MAX_GROUP + n}" for n in range(10)
+    ]
+
+
 def test_async_journal_still_opens_a_sqlite_file(tmp_path: Path) -> None:
     journal = AsyncJournal(tmp_path / "j.sqlite3")
     assert isinstance(journal.journal, SqliteJournal)
     assert journal.location == str(tmp_path / "j.sqlite3")
     journal.close()
+
+
+def _named(name: str, _journal: JournalStore) -> str:
+    return name
+
+
+def _held(event: threading.Event, name: str, _journal: JournalStore) -> str:
+    event.wait(10)
+    return name
 
 
 def _add_one(i: int, j: JournalStore) -> list[int]:
