@@ -532,9 +532,11 @@ class AsyncJournal:
     """A journal store driven by one writer thread with group commit.
 
     ``await journal.submit(op)`` returns once ``op``'s transaction is durable. Operations
-    submitted with ``urgent=True`` (emergency and imminent-peril custody) go into the next
-    commit on their own, ahead of routine operations that were waiting; a routine group is
-    at most :data:`MAX_GROUP` operations, so an urgent one never waits behind a long commit.
+    submitted with ``urgent=True`` (emergency and imminent-peril custody) go into a commit
+    of their own, ahead of routine operations that were waiting; a routine group is at most
+    :data:`MAX_GROUP` operations, so an urgent one waits for at most the commit in progress
+    and one routine group (urgent and routine commits alternate while both wait, so a steady
+    urgent stream cannot starve routine work, some of which urgent work depends on).
 
     Args:
         store: a SQLite file (a path), or an open :class:`JournalStore`, which
@@ -545,6 +547,7 @@ class AsyncJournal:
         self.journal: JournalStore = Journal(store) if isinstance(store, (str, Path)) else store
         self._pending: list[_Pending] = []
         self._urgent: list[_Pending] = []
+        self._last_urgent = False
         self._cond = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -601,10 +604,12 @@ class AsyncJournal:
             with self._cond:
                 while not (self._pending or self._urgent) and not self._closing:
                     self._cond.wait()
-                if self._urgent:
+                if self._urgent and not (self._last_urgent and self._pending):
                     batch, self._urgent = self._urgent, []
+                    self._last_urgent = True
                 else:
                     batch, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                    self._last_urgent = False
                 if not batch and self._closing:
                     return
             try:
@@ -615,6 +620,10 @@ class AsyncJournal:
             except Exception as exc:  # a backend bug must not leave the waiters hanging
                 log.exception("journal.commit_failed", operations=len(batch))
                 error = JournalError(f"{self.location}: commit failed: {exc!r}")
+                results = [(False, error)] * len(batch)
+            if len(results) != len(batch):  # a backend bug: fail the waiters, keep the thread
+                log.error("journal.results_mismatch", operations=len(batch), results=len(results))
+                error = JournalError(f"{self.location}: the commit's outcome is unknown")
                 results = [(False, error)] * len(batch)
             self.commits += 1
             self.operations += len(batch)

@@ -128,8 +128,6 @@ _CANARY_TEXT = "euccs-canary"
 _JOURNAL_RETRY = 1.0
 #: Seconds between expiry, retransmission and pruning passes.
 _HOUSEKEEPING_INTERVAL = 0.25
-#: SDS of one radio line being taken into custody at once; beyond, its read loop waits.
-_MAX_ACCEPTING = 64
 #: Seconds between two saves of presence and outstanding alerts to the journal.
 _STATE_SAVE_INTERVAL = 1.0
 #: At most this many rows of each kind per save (the rest go in the next ones).
@@ -306,10 +304,6 @@ class Gateway:
         self.alerts = EmergencyLedger(max_alerts=config.presence.max_alerts)
         #: (alert, unit) -> when it was delivered live, so a first sign of life is no "return".
         self._alert_deliveries: dict[tuple[bytes, str], float] = {}
-        #: Per TETRA adapter: places for SDS being taken into custody (read-loop backpressure).
-        self._accepting = {
-            a.name: asyncio.Semaphore(_MAX_ACCEPTING) for a in config.adapters if a.type == "tetra"
-        }
         #: Alerts (hex ids, the journal's keys) whose saved form is out of date.
         self._unsaved_alerts: dict[str, None] = {}
         self._next_state_save = 0.0
@@ -1050,13 +1044,9 @@ class Gateway:
                 await self._on_unit_report(adapter, event)
             case SdsReceived():
                 self._heard(adapter, event)
-                # Custody needs an fsync: the radio's read loop does not wait for it, but
-                # for one of a bounded number of places, so that a radio line faster than
-                # custody is held back (its network keeps the rest) instead of swamping the
-                # event loop that every message, emergencies first, needs.
-                slot = self._accepting[adapter]
-                await slot.acquire()
-                self._spawn(self._on_sds(adapter, event, slot), "accept")
+                # Custody needs an fsync: never make the radio's read loop wait for it (the
+                # loop also reads the radio's answers to our commands).
+                self._spawn(self._on_sds(adapter, event), "accept")
 
     def _heard(self, adapter: str, event: SdsReceived) -> None:
         """Presence: any SDS from one of our units renews its lease (and may affiliate it)."""
@@ -1124,11 +1114,8 @@ class Gateway:
     async def _commit_quietly(self, copies: list[Held]) -> None:
         await self._commit(add=copies)
 
-    async def _on_sds(self, adapter_name: str, event: SdsReceived, slot: asyncio.Semaphore) -> None:
-        try:
-            refused = await self._accept_sds(adapter_name, event)
-        finally:
-            slot.release()  # before any radio I/O: the read loop may be waiting for it
+    async def _on_sds(self, adapter_name: str, event: SdsReceived) -> None:
+        refused = await self._accept_sds(adapter_name, event)
         if refused is not None:
             await self._refuse_inbound(adapter_name, event, refused)
             return

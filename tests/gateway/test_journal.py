@@ -348,6 +348,39 @@ async def test_an_urgent_operation_goes_in_the_next_commit_on_its_own(tmp_path: 
     ]
 
 
+async def test_urgent_and_routine_commits_alternate_while_both_wait(tmp_path: Path) -> None:
+    batches: list[list[str]] = []
+
+    class Recording(Journal):
+        def run_batch(self, ops: Any) -> list[tuple[bool, Any]]:
+            results = super().run_batch(ops)
+            batches.append([str(value) for _ok, value in results])
+            return results
+
+    journal = AsyncJournal(Recording(tmp_path / "j.sqlite3"))
+    journal.start()
+    first_held, urgent_held = threading.Event(), threading.Event()
+    try:
+        first = asyncio.ensure_future(journal.submit(functools.partial(_held, first_held, "first")))
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.ensure_future(journal.submit(functools.partial(_named, "r1")))]
+        held_urgent = functools.partial(_held, urgent_held, "u1")
+        waiting.append(asyncio.ensure_future(journal.submit(held_urgent, urgent=True)))
+        await asyncio.sleep(0.05)
+        first_held.set()
+        await asyncio.sleep(0.05)  # "u1" is being committed; more of both kinds arrive
+        more_urgent = functools.partial(_named, "u2")
+        waiting.append(asyncio.ensure_future(journal.submit(more_urgent, urgent=True)))
+        waiting.append(asyncio.ensure_future(journal.submit(functools.partial(_named, "r2"))))
+        await asyncio.sleep(0.05)
+        urgent_held.set()
+        await asyncio.gather(first, *waiting)
+    finally:
+        journal.close()
+    # After an urgent commit, the routine work that waited goes before the next urgent one.
+    assert batches == [["first"], ["u1"], ["r1", "r2"], ["u2"]]
+
+
 def test_async_journal_still_opens_a_sqlite_file(tmp_path: Path) -> None:
     journal = AsyncJournal(tmp_path / "j.sqlite3")
     assert isinstance(journal.journal, SqliteJournal)

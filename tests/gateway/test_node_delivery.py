@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from gateway import node as node_mod
 from gateway.journal import Journal
 from gateway.presence import Availability, PresenceRegistry, PresenceUpdate
 from protocols.schema import v1
@@ -259,32 +256,6 @@ async def test_saved_state_that_cannot_be_restored_is_logged_counted_and_dropped
     # Of the ten partner units, only the four that were restored are kept (Germany's own
     # announcements of its units may be there too).
     assert len([u for u in left["presence"] if u.startswith("de.bos.unit-")]) == 4
-
-
-async def test_a_radio_line_faster_than_custody_is_held_back_and_loses_nothing(
-    tmp_path: Path,
-) -> None:
-    async with federation(tmp_path) as fed:
-        journal = fed.de.journal
-        assert journal is not None
-        stuck = threading.Event()
-        # Custody stops (a slow disk): every commit waits behind this one.
-        blocker = asyncio.ensure_future(journal.submit(lambda _j: stuck.wait(30)))
-        count = node_mod._MAX_ACCEPTING + 20
-        for n in range(count):
-            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"burst {n:03d}")
-        slots = fed.de._accepting["tetra-de"]
-        await eventually(slots.locked)
-        await asyncio.sleep(0.2)
-        # No more than the bound in progress; the rest waits in the radio line, unread.
-        assert fed.de.counters["accepted"] == 0
-        assert fed.de.adapters["tetra-de"].counters["sds_in"] <= node_mod._MAX_ACCEPTING + 1
-        stuck.set()
-        await blocker
-        await eventually(lambda: fed.de.counters["accepted"] == count, seconds=15)
-        await eventually(lambda: len(texts(fed.sim_fr, FR_VSAV)) == count, seconds=15)
-        arrived = [t.text.rsplit("burst ", 1)[1] for t in texts(fed.sim_fr, FR_VSAV)]
-        assert arrived == [f"{n:03d}" for n in range(count)]
 
 
 FAST_CANARIES = """
