@@ -312,9 +312,9 @@ async def test_concurrent_submissions_share_commits(store: Stores) -> None:
         await journal.submit(lambda j: j.count())
 
 
-async def test_an_urgent_operation_goes_in_the_next_commit_on_its_own(tmp_path: Path) -> None:
+def _recording(tmp_path: Path) -> tuple[AsyncJournal, list[list[str]]]:
+    """A started journal that records each commit's results (as text), in order."""
     batches: list[list[str]] = []
-    held = threading.Event()
 
     class Recording(Journal):
         def run_batch(self, ops: Any) -> list[tuple[bool, Any]]:
@@ -324,6 +324,12 @@ async def test_an_urgent_operation_goes_in_the_next_commit_on_its_own(tmp_path: 
 
     journal = AsyncJournal(Recording(tmp_path / "j.sqlite3"))
     journal.start()
+    return journal, batches
+
+
+async def test_an_urgent_operation_goes_in_the_next_commit_on_its_own(tmp_path: Path) -> None:
+    held = threading.Event()
+    journal, batches = _recording(tmp_path)
     try:
         # The first commit is held up while routine and then urgent operations arrive.
         first = asyncio.ensure_future(journal.submit(functools.partial(_held, held, "first")))
@@ -349,16 +355,7 @@ async def test_an_urgent_operation_goes_in_the_next_commit_on_its_own(tmp_path: 
 
 
 async def test_urgent_and_routine_commits_alternate_while_both_wait(tmp_path: Path) -> None:
-    batches: list[list[str]] = []
-
-    class Recording(Journal):
-        def run_batch(self, ops: Any) -> list[tuple[bool, Any]]:
-            results = super().run_batch(ops)
-            batches.append([str(value) for _ok, value in results])
-            return results
-
-    journal = AsyncJournal(Recording(tmp_path / "j.sqlite3"))
-    journal.start()
+    journal, batches = _recording(tmp_path)
     first_held, urgent_held = threading.Event(), threading.Event()
     try:
         first = asyncio.ensure_future(journal.submit(functools.partial(_held, first_held, "first")))
