@@ -47,6 +47,8 @@ __all__ = ["BenchOptions", "PathFigures", "run_bench"]
 
 #: Share of capacity of the three fixed-rate latency runs.
 LOAD_LEVELS = (0.25, 0.50, 0.90)
+#: Seconds after which an undelivered message of the capacity phase counts as lost.
+LOST_AFTER = 2.0
 #: One emergency message every this many seconds during the overload test.
 EMERGENCY_EVERY = 0.100
 #: Routine payload (bytes) of the peer path; the gateway path's texts give envelopes of
@@ -212,13 +214,19 @@ async def _saturate(
 ) -> tuple[range, float]:
     """Keep ``outstanding`` messages in flight for ``seconds``; return numbers and rate.
 
-    The rate counts deliveries in the second half of the run (steady state).
+    The rate counts deliveries in the second half of the run (steady state). A message not
+    delivered within :data:`LOST_AFTER` seconds no longer counts as in flight (a path that
+    drops messages is not slowed down by its own losses).
     """
     first = probe._next + 1
     start = time.perf_counter()
     half = start + seconds / 2
-    while time.perf_counter() - start < seconds:
-        in_flight = sum(1 for n in range(first, probe._next + 1) if n not in probe.delivered)
+    while (now := time.perf_counter()) - start < seconds:
+        in_flight = sum(
+            1
+            for n in range(first, probe._next + 1)
+            if n not in probe.delivered and now - probe.sent[n] < LOST_AFTER
+        )
         for _ in range(max(0, outstanding - in_flight)):
             number = probe.number()
             probe.mark_sent(number)

@@ -87,6 +87,22 @@ async def test_settle_waits_for_two_idle_polls_and_counts_a_busy_gateway_to_the_
     assert "still busy" in out.getvalue()
 
 
+async def test_a_lossy_path_is_not_slowed_down_by_its_own_losses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fb, "LOST_AFTER", 0.1)
+    probe = fb.Probe()
+
+    async def every_other_one(number: int) -> None:
+        if number % 2 == 0:
+            probe.mark_delivered(number)
+
+    numbers, rate = await fb._saturate(every_other_one, probe, 0.6, 4)
+    # Four lost messages would stall a sender that waits for them; this one goes on.
+    assert len(numbers) > 20
+    assert rate > 0
+
+
 async def test_probe_counts_losses_and_keeps_the_first_arrival() -> None:
     probe = fb.Probe()
     numbers = [probe.number() for _ in range(4)]
