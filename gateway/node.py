@@ -374,15 +374,7 @@ class Gateway:
         """On the way out: save what changed since the last save (a handover loses nothing)."""
         if self.journal is None:
             return
-        now = self.monotonic()
-        wall = self.clock()
-        presence = [(u, self._storable(u, row, wall)) for u, row in self.presence.unsaved(now)]
-        alerts = [
-            (key, self._storable(key, None if a is None else self._alert_row(a, now), wall))
-            for key in self._unsaved_alerts
-            for a in [self.alerts.get(_alert_id(key))]
-        ]
-        self._unsaved_alerts.clear()
+        presence, alerts = self._unsaved_rows(self.monotonic(), None)
         if not presence and not alerts:
             return
         try:
@@ -575,23 +567,30 @@ class Gateway:
         """Write what changed in presence and outstanding alerts, at most once a second."""
         if self.journal is None or self._saving_state or now < self._next_state_save:
             return
-        wall = self.clock()
-        presence = [
-            (unit, self._storable(unit, state, wall))
-            for unit, state in self.presence.unsaved(now, limit=_STATE_SAVE_ROWS)
-        ]
-        alerts: list[tuple[str, dict[str, Any] | None]] = []
-        for key in list(self._unsaved_alerts)[:_STATE_SAVE_ROWS]:
-            del self._unsaved_alerts[key]
-            alert = self.alerts.get(_alert_id(key))
-            row = None if alert is None else self._alert_row(alert, now)
-            alerts.append((key, self._storable(key, row, wall)))
+        presence, alerts = self._unsaved_rows(now, _STATE_SAVE_ROWS)
         if not presence and not alerts:
             self.state_saved_through = now
             return
         self._next_state_save = now + _STATE_SAVE_INTERVAL
         self._saving_state = True
         self._spawn(self._save_state(presence, alerts, now), "save_state")
+
+    def _unsaved_rows(
+        self, now: float, limit: int | None
+    ) -> tuple[list[tuple[str, dict[str, Any] | None]], list[tuple[str, dict[str, Any] | None]]]:
+        """Presence and alert rows changed since the last save (at most ``limit`` of each)."""
+        wall = self.clock()
+        presence = [
+            (unit, self._storable(unit, state, wall))
+            for unit, state in self.presence.unsaved(now, limit=limit)
+        ]
+        alerts: list[tuple[str, dict[str, Any] | None]] = []
+        for key in list(self._unsaved_alerts)[:limit]:
+            del self._unsaved_alerts[key]
+            alert = self.alerts.get(_alert_id(key))
+            row = None if alert is None else self._alert_row(alert, now)
+            alerts.append((key, self._storable(key, row, wall)))
+        return presence, alerts
 
     def _storable(self, key: str, row: dict[str, Any] | None, wall: float) -> dict[str, Any] | None:
         """``row`` stamped with the wall-clock time, or None (delete) if it is not plain JSON."""
