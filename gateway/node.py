@@ -293,6 +293,7 @@ class Gateway:
         self._spilled: dict[str, _Spill] = {}
         #: Acknowledgements being sent to each partner (bounded; see :meth:`_ack`).
         self._acks_sending: Counter[str] = Counter()
+        self._receipts_applying: set[bytes] = set()
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
         self._ack_timeout = delivery.ack_timeout
@@ -1587,12 +1588,21 @@ class Gateway:
         journal = self.journal
         assert journal is not None
         message_id = envelope.message_id
-        if await journal.submit(lambda j: j.is_seen(message_id)):
+        if message_id in self._receipts_applying:
+            # A copy of a receipt still being applied (the link takes a batch in together).
             self.counters["duplicates"] += 1
-        else:
-            # Applied before it is recorded: a crash in between repeats a report, never loses one.
-            await self._apply_receipt(receipt)
-            await self._commit_surely(seen=message_id)
+            return
+        self._receipts_applying.add(message_id)
+        try:
+            if await journal.submit(lambda j: j.is_seen(message_id)):
+                self.counters["duplicates"] += 1
+            else:
+                # Applied before it is recorded: a crash in between repeats a report, never
+                # loses one.
+                await self._apply_receipt(receipt)
+                await self._commit_surely(seen=message_id)
+        finally:
+            self._receipts_applying.discard(message_id)
         self._ack(sender, envelope)
 
     # ------------------------------------------------------------------ local delivery

@@ -19,7 +19,7 @@ from gateway.mqtt_link import MqttFederationLink, _SocketTracker
 from protocols.errors import LinkError
 from protocols.schema import v1
 from tests.interop import mosquitto
-from tests.interop.helpers import Inbox, envelope, serving
+from tests.interop.helpers import Inbox, envelope, serving, text_of
 from tests.interop.mosquitto import MqttWorld
 
 pytestmark = pytest.mark.interop
@@ -142,6 +142,55 @@ async def test_a_batch_on_its_way_holds_the_next_one_until_it_is_acknowledged(
         await asyncio.gather(first, second)
         await fr_inbox.wait_for(3)
     assert fr_inbox.texts() == ["mayday", "first", "second"]
+
+
+class _GroupCommitInbox(Inbox):
+    """An inbox that, like custody, finishes only when the envelopes of a group commit do.
+
+    Texts starting with "m" wait until ``group`` of them are in progress at once, then all
+    finish: an inbox fed one envelope of a batch at a time would never fill a group.
+    """
+
+    def __init__(self, group: int) -> None:
+        super().__init__()
+        self.group = group
+        self.started: list[str] = []
+        self._in_progress = 0
+        self._committed = asyncio.Event()
+
+    async def __call__(self, sender: str, payload: bytes) -> None:
+        text = text_of(payload)
+        if text.startswith("m"):
+            self.started.append(text)
+            self._in_progress += 1
+            if self._in_progress == self.group:
+                self._committed.set()
+            await self._committed.wait()
+            self._in_progress -= 1
+            if self._in_progress == 0:
+                self._committed.clear()
+        await super().__call__(sender, payload)
+
+
+async def test_the_envelopes_of_a_batch_are_taken_in_together_in_their_order(
+    mqtt_world: MqttWorld,
+) -> None:
+    linger = 0.5
+    de, fr = _lingering_pair(mqtt_world, linger)
+    group = _GroupCommitInbox(group=3)
+    async with serving(de), serving(fr, group):
+        await de.wait_until(lambda: de.reachable("FR"))
+        await de.send("FR", envelope("DE", "FR", "warm"))  # a quiet link: alone, at once
+        for round_ in ("a", "b"):
+            batches, received = de.counters["batches_sent"], list(group.received)
+            # Within a linger of the last batch: the three share one batch.
+            sends = [de.send("FR", envelope("DE", "FR", f"m{round_}{i}")) for i in range(3)]
+            await asyncio.gather(*sends)
+            assert de.counters["batches_sent"] == batches + 1
+            await group.wait_for(len(received) + 3)
+    expected = ["ma0", "ma1", "ma2", "mb0", "mb1", "mb2"]
+    assert group.started == expected  # a group held back the second batch's start
+    assert sorted(group.texts()) == [*expected, "warm"]
 
 
 async def test_a_send_whose_batch_was_cancelled_before_it_ran_fails_instead_of_hanging(

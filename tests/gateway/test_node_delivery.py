@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import sqlite3
@@ -97,6 +98,24 @@ async def test_partner_retransmission_is_delivered_once(fed: Federation) -> None
     assert [t.text[-12:] for t in texts(fed.sim_de, DE_RTW)] == ["einmal bitte"]
     # Every copy was acknowledged, so the sender could stop sending.
     await eventually(lambda: fed.fr.counters["acks_unmatched"] == 3)
+
+
+async def test_two_copies_of_a_receipt_taken_in_together_are_applied_once(
+    fed: Federation,
+) -> None:
+    receipt = v1.Envelope(message_id=b"\x43" * 16, priority=v1.PRIORITY_ROUTINE)
+    receipt.origin.nation = "FR"
+    receipt.origin.unit = FR_VSAV_UNIT
+    receipt.receipt.message_id = b"\x44" * 16  # a message DE no longer tracks
+    receipt.receipt.state = v1.DELIVERY_STATE_DELIVERED
+    payload = receipt.SerializeToString()
+    # The link hands the envelopes of one batch over together.
+    await asyncio.gather(*(fed.de._on_federation("FR", payload) for _ in range(2)))
+    assert fed.de.counters["receipts_unmatched"] == 1
+    assert fed.de.counters["duplicates"] == 1
+    await fed.de._on_federation("FR", payload)  # a later copy: seen in the journal
+    assert fed.de.counters["receipts_unmatched"] == 1
+    assert fed.de.counters["duplicates"] == 2
 
 
 FAST_PRESENCE = """
