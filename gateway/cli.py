@@ -108,12 +108,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     paths = tuple(args.paths or ("gateway", "peer"))
     options = BenchOptions.quick(paths=paths) if args.quick else BenchOptions(paths=paths)
-    if args.seconds is not None:
-        try:
+    try:
+        if args.seconds is not None:
             options = options.scaled(args.seconds)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        if args.radio_lines is not None:
+            options = options.with_radio_lines(args.radio_lines)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return bench_main(options, as_json=args.json, plot=args.plot)
 
 
@@ -235,6 +237,13 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         choices=("gateway", "peer"),
         help="measure only this path (repeatable; default both)",
+    )
+    bench.add_argument(
+        "--radio-lines",
+        type=int,
+        metavar="N",
+        help="radio lines (PEI connections) of the destination gateway, texts to each in turn "
+        "(default 4: one simulated radio line submits one SDS at a time)",
     )
     bench.add_argument(
         "--plot", metavar="PNG", help="also draw latency against load for both paths to PNG"

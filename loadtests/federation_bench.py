@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -38,6 +39,7 @@ import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +60,8 @@ PAYLOAD_BYTES = 256
 _NUMBERED = re.compile(r"\bB(\d{8})\b")
 #: Text length of the gateway path's routine SDS (one SDS-TL PDU, no concatenation).
 TEXT_CHARS = 120
+#: Most radio lines the destination gateway may have in the bench.
+MAX_RADIO_LINES = 16
 
 
 @dataclass
@@ -69,6 +73,9 @@ class BenchOptions:
     overload_seconds: float = 10.0
     drain_seconds: float = 15.0
     paths: tuple[str, ...] = ("gateway", "peer")
+    #: Radio lines (PEI connections, each its own gateway radio) of the destination
+    #: gateway; routine texts go to a unit behind each in turn.
+    radio_lines: int = 4
     out: TextIO = field(default_factory=lambda: sys.stderr)
 
     @classmethod
@@ -82,6 +89,12 @@ class BenchOptions:
             paths=paths,
         )
 
+    def with_radio_lines(self, lines: int) -> BenchOptions:
+        """The same run with ``lines`` radio lines at the destination."""
+        if not 1 <= lines <= MAX_RADIO_LINES:
+            raise ValueError(f"--radio-lines must be between 1 and {MAX_RADIO_LINES}, not {lines}")
+        return dataclasses.replace(self, radio_lines=lines)
+
     def scaled(self, seconds: float) -> BenchOptions:
         """The same run with measuring phases of ``seconds``."""
         if not 1.0 <= seconds <= 600.0:
@@ -92,6 +105,7 @@ class BenchOptions:
             overload_seconds=seconds,
             drain_seconds=max(10.0, seconds * 1.5),
             paths=self.paths,
+            radio_lines=self.radio_lines,
             out=self.out,
         )
 
@@ -345,6 +359,9 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
 
     sender = next(u for u in DEMO_UNITS if u.nation == "DE")
     target = next(u for u in DEMO_UNITS if u.nation == "FR")
+    lines = [_RadioLine.first(target.issi, target.alias_abroad)] + [
+        _RadioLine.added(n) for n in range(2, options.radio_lines + 1)
+    ]
     sos_radio, sos_unit = "9000001", "2099"
     probe, emergency_probe = Probe(), Probe()
 
@@ -364,31 +381,45 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
         TetraNetworkSimulator(
             radio_issi=GATEWAY_RADIO["FR"], units=units_fr, delivery_latency=0.0
         ) as sim_fr,
+        contextlib.AsyncExitStack() as stack,
     ):
-        sim_fr.radios.on_received = received
+        more_fr = [
+            await stack.enter_async_context(
+                TetraNetworkSimulator(
+                    radio_issi=line.radio, units=[line.issi], delivery_latency=0.0
+                )
+            )
+            for line in lines[1:]
+        ]
+        per_line: Counter[int] = Counter()
+        for index, sim in enumerate((sim_fr, *more_fr)):
+            sim.radios.on_received = functools.partial(_count_line, per_line, index, received)
         with mqtt_backbone(state, names) as mqtt:
             metrics = {"DE": _free_port(), "FR": _free_port()}
             de_text = over_mqtt(
                 demo_config_text("DE", partner="FR", pei_port=sim_de.port, delivery=delivery),
                 mqtt["DE"],
                 _sos_adapter(sim_sos.port, sos_radio, sos_unit, target.unit, target.alias_abroad),
+                *(line.alias("tetra-de") for line in lines[1:]),
                 UNLIMITED_RATES,
                 _api_table(mqtt["DE"], metrics["DE"]),
             )
             fr_text = over_mqtt(
                 demo_config_text("FR", partner="DE", pei_port=sim_fr.port, delivery=delivery),
                 mqtt["FR"],
+                *(line.adapter(sim.port) for line, sim in zip(lines[1:], more_fr, strict=True)),
                 UNLIMITED_RATES,
                 _api_table(mqtt["FR"], metrics["FR"]),
             )
             async with _gateway_processes(state, {"de": de_text, "fr": fr_text}) as procs:
-                sims = [sim_de, sim_sos, sim_fr]
+                sims = [sim_de, sim_sos, sim_fr, *more_fr]
                 await while_running(procs, state, radios_initialised(sims, 1), 60.0)
                 padding = "x" * TEXT_CHARS
 
                 async def routine(number: int) -> None:
                     text = f"B{number:08d} {padding}"[:TEXT_CHARS]
-                    await sim_de.send_text(sender.issi, target.alias_abroad, text, report_request=0)
+                    alias = lines[number % len(lines)].alias_issi
+                    await sim_de.send_text(sender.issi, alias, text, report_request=0)
 
                 async def emergency(number: int) -> None:
                     lon = 7.0 + number / 10_000
@@ -403,7 +434,7 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                 if warmup not in probe.delivered:
                     raise RuntimeError("the gateway path delivered nothing within 60 s")
 
-                yield PathDriver(
+                driver = PathDriver(
                     name="gateway",
                     settle=functools.partial(_settle, list(metrics.values()), options),
                     routine=routine,
@@ -413,12 +444,23 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                     outstanding=512,
                     notes=[
                         "TETRA PEI in -> gateway DE -> MQTT 5 / mutual TLS 1.3 (Mosquitto) -> "
-                        "gateway FR -> TETRA PEI out; each gateway its own process; journal "
-                        "fsync on every group commit",
+                        f"gateway FR -> TETRA PEI out ({len(lines)} radio lines, texts to each "
+                        "in turn); each gateway its own process; journal fsync on every group "
+                        "commit",
                         f"routine: {TEXT_CHARS}-character SDS-TL texts; emergencies: LIP "
                         "emergency reports from a second radio network (own PEI line)",
                     ],
                 )
+                yield driver
+                counts = "/".join(str(per_line[i]) for i in range(len(lines)))
+                driver.notes.append(f"SDS delivered per radio line: {counts}")
+
+
+def _count_line(
+    per_line: Counter[int], index: int, received: Callable[[str, str, Any], None], *args: Any
+) -> None:
+    per_line[index] += 1
+    received(*args)
 
 
 def _api_table(mqtt_table: str, metrics_port: int) -> str:
@@ -530,6 +572,70 @@ burst = 1e6
 bytes_per_second = 1e9
 bytes_burst = 1e9
 """
+
+
+@dataclass(frozen=True)
+class _RadioLine:
+    """One radio line of the destination gateway and the unit the bench texts behind it."""
+
+    name: str
+    radio: str
+    issi: str
+    unit: str
+    alias_issi: str  # how German radios address the unit
+
+    @classmethod
+    def first(cls, issi: str, alias: str) -> _RadioLine:
+        """The demo's own line (``tetra-fr``) and its first unit."""
+        return cls(name="tetra-fr", radio="", issi=issi, unit="", alias_issi=alias)
+
+    @classmethod
+    def added(cls, n: int) -> _RadioLine:
+        """The n-th line (n >= 2), with a radio, a unit and an alias of its own."""
+        return cls(
+            name=f"tetra-fr-{n}",
+            radio=f"90{n:05d}",
+            issi=f"3{n:03d}",
+            unit=f"fr.sdis67.bench-line-{n}",
+            alias_issi=f"87{n:05d}",
+        )
+
+    def adapter(self, port: int) -> str:
+        """The destination gateway's adapter and unit for this line."""
+        return "\n".join(
+            [
+                "",
+                "[[adapters]]",
+                f'name = "{self.name}"',
+                'type = "tetra"',
+                'organisation = "sdis67"',
+                'codebook = "fr-sdis67"',
+                f'url = "tcp://127.0.0.1:{port}"',
+                f'radio_issi = "{self.radio}"',
+                "",
+                "[[units]]",
+                f'unit = "{self.unit}"',
+                f'adapter = "{self.name}"',
+                f'issi = "{self.issi}"',
+                f'label = "Bench line {self.name}"',
+                "",
+            ]
+        )
+
+    def alias(self, adapter: str) -> str:
+        """The origin gateway's alias for this line's unit, on its ``adapter``."""
+        return "\n".join(
+            [
+                "",
+                "[[aliases]]",
+                f'issi = "{self.alias_issi}"',
+                f'unit = "{self.unit}"',
+                'nation = "FR"',
+                f'adapter = "{adapter}"',
+                f'label = "Bench line {self.name}"',
+                "",
+            ]
+        )
 
 
 def _sos_adapter(port: int, radio: str, unit: str, target_unit: str, alias: str) -> str:

@@ -140,10 +140,16 @@ def test_summary_table_shows_missing_figures_as_dashes() -> None:
     assert "ratios" not in summary
 
 
-def test_phase_lengths_are_validated() -> None:
+def test_phase_lengths_and_radio_lines_are_validated() -> None:
     assert fb.BenchOptions().scaled(20).capacity_seconds == 20
     with pytest.raises(ValueError, match="between 1 and 600"):
         fb.BenchOptions().scaled(0.1)
+    options = fb.BenchOptions.quick().with_radio_lines(2)
+    assert (options.radio_lines, options.capacity_seconds) == (2, 3.0)
+    assert options.scaled(5).radio_lines == 2
+    for bad in (0, fb.MAX_RADIO_LINES + 1):
+        with pytest.raises(ValueError, match="--radio-lines must be between 1 and 16"):
+            fb.BenchOptions().with_radio_lines(bad)
 
 
 @pytest.mark.interop
@@ -192,6 +198,12 @@ async def test_short_run_of_both_paths_gives_figures_and_ratios() -> None:
     assert summary["ratios"]["throughput_gateway_over_peer"] is not None
     progress = out.getvalue()
     assert "[gateway] capacity" in progress and "[peer] emergencies" in progress
+    # Texts went to every radio line of the destination gateway.
+    notes = summary["paths"]["gateway"]["notes"]
+    per_line = next(n for n in notes if n.startswith("SDS delivered per radio line: "))
+    counts = [int(c) for c in per_line.rsplit(": ", 1)[1].split("/")]
+    assert len(counts) == options.radio_lines == 4
+    assert all(c > 0 for c in counts), counts
 
 
 def test_bench_command_line_refuses_bad_phase_length() -> None:
@@ -205,3 +217,13 @@ def test_bench_command_line_refuses_bad_phase_length() -> None:
     )
     assert result.returncode == 2
     assert "error: --seconds must be between 1 and 600" in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "bench", "--radio-lines", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "error: --radio-lines must be between 1 and 16" in result.stderr
