@@ -627,18 +627,27 @@ class AsyncJournal:
                 results = [(False, error)] * len(batch)
             self.commits += 1
             self.operations += len(batch)
+            # One wake-up per event loop and commit, not one per operation; the waiters
+            # resume in the order they submitted.
+            outcomes: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
             for pending, (ok, value) in zip(batch, results, strict=True):
+                outcomes.setdefault(pending.loop, []).append((pending.future, ok, value))
+            for loop, settled in outcomes.items():
                 with contextlib.suppress(RuntimeError):  # the waiter's loop is already closed
-                    pending.loop.call_soon_threadsafe(_settle, pending.future, ok, value)
+                    loop.call_soon_threadsafe(_settle_all, settled)
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():  # the waiter was cancelled; the write is durable all the same
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+_Outcome = tuple["asyncio.Future[Any]", bool, Any]
+
+
+def _settle_all(outcomes: list[_Outcome]) -> None:
+    for future, ok, value in outcomes:
+        if future.done():  # the waiter was cancelled; the write is durable all the same
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class JournalSettings(Protocol):

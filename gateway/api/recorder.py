@@ -91,6 +91,25 @@ class StateChange:
         return {"state": self.state, "at": iso(self.at), "gateway": self.gateway, **self.detail}
 
 
+@dataclass(slots=True)
+class Hop:
+    """One gateway a message went through (times in Unix seconds, formatted on output)."""
+
+    gateway: str
+    nation: str
+    received_at: float | None
+    forwarded_at: float | None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON form for the API (ISO 8601 times)."""
+        return {
+            "gateway": self.gateway,
+            "nation": self.nation,
+            "received_at": iso(self.received_at),
+            "forwarded_at": iso(self.forwarded_at),
+        }
+
+
 @dataclass(kw_only=True)
 class MessageRecord:
     """What this gateway knows about one message.
@@ -111,7 +130,7 @@ class MessageRecord:
     created_at: float | None = None
     source: str | None = None
     states: list[StateChange] = field(default_factory=list)
-    hops: list[dict[str, Any]] = field(default_factory=list)
+    hops: list[Hop] = field(default_factory=list)
     #: Message text, kept only when the audit trail includes payloads.
     text: str | None = None
     delivered_counted: bool = False
@@ -137,7 +156,7 @@ class MessageRecord:
 
     def detail_json(self) -> dict[str, Any]:
         """JSON form of one message: the log entry plus its hop trace."""
-        return {**self.summary_json(), "body": self.body, "trace": list(self.hops)}
+        return {**self.summary_json(), "body": self.body, "trace": [h.as_json() for h in self.hops]}
 
 
 class MessageLog:
@@ -345,14 +364,7 @@ class Recorder:
                 self.messages_out[(f"link:{partner}", priority_name(str(fields["priority"])))] += 1
                 if record.direction == "outbound" and not record.hops:
                     received = record.created_at or record.first_seen
-                    record.hops.append(
-                        {
-                            "gateway": self.gateway.name,
-                            "nation": self.gateway.nation,
-                            "received_at": iso(received),
-                            "forwarded_at": iso(now),
-                        }
-                    )
+                    record.hops.append(Hop(self.gateway.name, self.gateway.nation, received, now))
                     self.hop_latency.observe(
                         now - received, gateway=self.gateway.name, stage="queue"
                     )
@@ -462,12 +474,12 @@ class Recorder:
     def _trace(self, record: MessageRecord, envelope: v1.Envelope) -> None:
         hops = list(envelope.trace)
         record.hops = [
-            {
-                "gateway": hop.gateway,
-                "nation": hop.nation,
-                "received_at": iso(hop.received_at_us / 1e6) if hop.received_at_us else None,
-                "forwarded_at": iso(hop.forwarded_at_us / 1e6) if hop.forwarded_at_us else None,
-            }
+            Hop(
+                hop.gateway,
+                hop.nation,
+                hop.received_at_us / 1e6 if hop.received_at_us else None,
+                hop.forwarded_at_us / 1e6 if hop.forwarded_at_us else None,
+            )
             for hop in hops
         ]
         for previous, hop in itertools.pairwise(hops):
@@ -541,6 +553,8 @@ class Recorder:
         if len(record.states) > _MAX_STATES:
             del record.states[1]  # keep the first state (acceptance) and the latest ones
         self.audit.message(record, change)
+        if not self.events:
+            return  # nobody is listening: build no event
         self.events.publish(
             {
                 "type": "message",

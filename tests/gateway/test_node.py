@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from gateway.config import parse_config
 from gateway.demo_configs import demo_config_text
 from gateway.federation import LocalFederationBus
 from gateway.journal import Journal, NewEntry
-from gateway.node import Gateway, Held
+from gateway.node import Gateway, Held, _new_id
 from gateway.scheduler import Entry
 from protocols.schema import v1
 from protocols.tetra import LocationReport, StatusSds, TextSds
@@ -287,3 +288,11 @@ async def test_copies_journaled_while_a_queue_spills_are_read_back_once_in_order
         assert len(queue) == 0 and gateway._spilled == {}
     finally:
         await asyncio.to_thread(opened.close)
+
+
+def test_message_ids_are_random_version_4_uuids() -> None:
+    ids = [_new_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for raw in ids:
+        parsed = uuid.UUID(bytes=raw)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
