@@ -243,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="radio lines (PEI connections) of the destination gateway, texts to each in turn "
-        "(default 4: one simulated radio line submits one SDS at a time)",
+        "(default 8: a radio line submits one SDS at a time)",
     )
     bench.add_argument(
         "--plot", metavar="PNG", help="also draw latency against load for both paths to PNG"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from gateway.collector import full_collections, tuned_collector
 from gateway.config import GatewayConfig
 from gateway.federation import FederationLink, LocalFederationBus
 from gateway.node import Gateway
@@ -133,6 +134,10 @@ async def run_gateways(
                 )
                 await stack.enter_async_context(member)
                 waiters.append(asyncio.ensure_future(member.failed.wait()))
+            # Everything is built: keep full collections from pausing message handling.
+            stack.enter_context(tuned_collector())
+            collections = asyncio.create_task(full_collections(), name="gc.full_collections")
+            stack.push_async_callback(_cancel, collections)
             await asyncio.wait([*waiters, *watched], return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()

@@ -75,7 +75,7 @@ class BenchOptions:
     paths: tuple[str, ...] = ("gateway", "peer")
     #: Radio lines (PEI connections, each its own gateway radio) of the destination
     #: gateway; routine texts go to a unit behind each in turn.
-    radio_lines: int = 4
+    radio_lines: int = 8
     out: TextIO = field(default_factory=lambda: sys.stderr)
 
     @classmethod

@@ -202,7 +202,7 @@ async def test_short_run_of_both_paths_gives_figures_and_ratios() -> None:
     notes = summary["paths"]["gateway"]["notes"]
     per_line = next(n for n in notes if n.startswith("SDS delivered per radio line: "))
     counts = [int(c) for c in per_line.rsplit(": ", 1)[1].split("/")]
-    assert len(counts) == options.radio_lines == 4
+    assert len(counts) == options.radio_lines == 8
     assert all(c > 0 for c in counts), counts
 
 
