@@ -387,6 +387,19 @@ class _Client(aiomqtt.Client):
             self._tls.close_all()
             raise
 
+    #: Takes each emergency and imminent-peril data message at once, in place of the message
+    #: queue, where it would wait for the routine batch being taken in.
+    on_urgent: Callable[[aiomqtt.Message], None] | None = None
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        handler = self.on_urgent
+        if handler is not None:
+            parsed = parse_data_topic(message.topic)
+            if parsed is not None and parsed[2] in URGENT:
+                handler(aiomqtt.Message._from_paho_message(message))  # aiomqtt's own conversion
+                return
+        super()._on_message(client, userdata, message)
+
     def _on_log(self, _client: Any, _userdata: Any, level: int, buf: str) -> None:
         if level >= 8:  # MQTT_LOG_ERR
             self.last_error = buf
@@ -894,12 +907,33 @@ class MqttFederationLink:
             receiving.result()  # raises the disconnect
 
     async def _receive(self, client: _Client, inbox: Inbox) -> None:
-        async for message in client.messages:
-            try:
-                await self._on_message(message, inbox)
-            except Exception:  # one bad message must never stop the link
-                self.counters["inbox_failed"] += 1
-                self.log.exception("mqtt.message_failed", topic=message.topic.value)
+        """Take in what the broker delivers: urgent messages at once, the rest in order."""
+        urgent: set[asyncio.Task[None]] = set()
+
+        def at_once(message: aiomqtt.Message) -> None:
+            # Tasks start in creation order: urgent messages keep their order among
+            # themselves, and overtake the routine batch in progress (by design).
+            task = asyncio.get_running_loop().create_task(self._take(message, inbox))
+            urgent.add(task)
+            task.add_done_callback(urgent.discard)
+
+        client.on_urgent = at_once
+        try:
+            async for message in client.messages:
+                await self._take(message, inbox)
+        finally:
+            client.on_urgent = None
+            for task in urgent:  # not acknowledged yet: the partner sends it again
+                task.cancel()
+            if urgent:
+                await asyncio.wait(urgent)
+
+    async def _take(self, message: aiomqtt.Message, inbox: Inbox) -> None:
+        try:
+            await self._on_message(message, inbox)
+        except Exception:  # one bad message must never stop the link
+            self.counters["inbox_failed"] += 1
+            self.log.exception("mqtt.message_failed", topic=message.topic.value)
 
     def _failed(self, exc: Exception, backoff: Backoff, refused: Backoff) -> float:
         self._client = None

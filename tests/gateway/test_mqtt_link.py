@@ -193,6 +193,40 @@ async def test_the_envelopes_of_a_batch_are_taken_in_together_in_their_order(
     assert sorted(group.texts()) == [*expected, "warm"]
 
 
+class _HoldingInbox(Inbox):
+    """An inbox that holds texts starting with "hold" until released (a slow commit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, sender: str, payload: bytes) -> None:
+        if text_of(payload).startswith("hold"):
+            self.holding.set()
+            await self.release.wait()
+        await super().__call__(sender, payload)
+
+
+async def test_an_emergency_is_taken_in_while_a_routine_batch_is_still_in_progress(
+    mqtt_world: MqttWorld,
+) -> None:
+    de, fr = _link(mqtt_world, "DE"), _link(mqtt_world, "FR")
+    inbox = _HoldingInbox()
+    async with serving(de), serving(fr, inbox):
+        await de.wait_until(lambda: de.reachable("FR"))
+        await de.send("FR", envelope("DE", "FR", "hold me"))
+        await asyncio.wait_for(inbox.holding.wait(), 10)
+        await de.send("FR", envelope("DE", "FR", "after me"))  # waits for "hold me"
+        await de.send("FR", envelope("DE", "FR", "mayday", v1.PRIORITY_EMERGENCY))
+        await de.send("FR", envelope("DE", "FR", "peril", v1.PRIORITY_IMMINENT_PERIL))
+        await inbox.wait_for(2)
+        assert inbox.texts() == ["mayday", "peril"]  # the routine batch is still held
+        inbox.release.set()
+        await inbox.wait_for(4)
+    assert inbox.texts() == ["mayday", "peril", "hold me", "after me"]
+
+
 async def test_a_send_whose_batch_was_cancelled_before_it_ran_fails_instead_of_hanging(
     mqtt_world: MqttWorld,
 ) -> None:
