@@ -46,6 +46,7 @@ def tuned_collector() -> Iterator[None]:
     Run :func:`full_collections` meanwhile, or cyclic garbage is never collected.
     """
     previous = gc.get_threshold()
+    gc.collect()  # no garbage of start-up is frozen for good
     gc.freeze()
     gc.set_threshold(previous[0], previous[1], _NO_AUTOMATIC_FULL)
     log.debug("gc.tuned", frozen=gc.get_freeze_count(), thresholds=gc.get_threshold())
@@ -60,10 +61,13 @@ async def full_collections(interval: float = FULL_COLLECTION_INTERVAL) -> None:
     """Run a full collection every ``interval`` seconds until cancelled."""
     while True:
         await asyncio.sleep(interval)
-        started = time.perf_counter()
-        found = gc.collect()
-        log.debug(
-            "gc.full_collection",
-            collected=found,
-            pause_ms=round((time.perf_counter() - started) * 1000, 1),
-        )
+        try:
+            started = time.perf_counter()
+            found = gc.collect()
+            log.debug(
+                "gc.full_collection",
+                collected=found,
+                pause_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+        except Exception:  # never stop collecting: garbage would grow without bound
+            log.exception("gc.full_collection_failed")

@@ -581,6 +581,19 @@ class AsyncJournal:
             JournalError: the journal is closed or the commit failed.
             Exception: whatever ``op`` raised (its changes are rolled back).
         """
+        return await self.submit_nowait(op, urgent=urgent)
+
+    def submit_nowait(
+        self, op: Callable[[JournalStore], R], *, urgent: bool = False
+    ) -> asyncio.Future[R]:
+        """Queue ``op`` for the next group commit now; the future settles once it is durable.
+
+        Operations commit in the order they were queued (urgent ones ahead of routine
+        ones). Cancelling the future does not withdraw the operation.
+
+        Raises:
+            JournalError: the journal is not running.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         with self._cond:
@@ -588,7 +601,7 @@ class AsyncJournal:
                 raise JournalError(f"{self.location}: the journal is not running")
             (self._urgent if urgent else self._pending).append(_Pending(op, future, loop))
             self._cond.notify()
-        return await future
+        return future
 
     def close(self) -> None:
         """Finish pending commits, stop the thread and close the database."""
@@ -644,10 +657,13 @@ def _settle_all(outcomes: list[_Outcome]) -> None:
     for future, ok, value in outcomes:
         if future.done():  # the waiter was cancelled; the write is durable all the same
             continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+        try:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        except Exception as exc:  # e.g. StopIteration, which a future refuses to carry
+            future.set_exception(JournalError(f"the operation failed: {value!r} ({exc})"))
 
 
 class JournalSettings(Protocol):

@@ -94,6 +94,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+#: Envelopes of a received batch handed to the inbox together, at most.
+INBOX_GROUP = 256
+
 #: Priorities that never wait for a batch linger.
 URGENT = frozenset({v1.PRIORITY_EMERGENCY, v1.PRIORITY_IMMINENT_PERIL})
 _CONNACK_CREDENTIAL_CODES = frozenset({4, 5, 0x86, 0x87, 0x8A, 0x8C})
@@ -1069,11 +1072,15 @@ class MqttFederationLink:
             )
         self.counters["batches_received"] += 1
         self.counters["envelopes_received"] += len(batch.envelopes)
-        # A batch's envelopes are handled together, so that their custody shares one
-        # journal commit; they start in the batch's order and the journal commits in the
-        # order it was given, so the order per origin and destination holds. The next
-        # batch (an emergency's first) waits for this one's commit, not for one per envelope.
-        await asyncio.gather(*(self._to_inbox(inbox, src, e) for e in batch.envelopes))
+        # A batch's envelopes are handled together (INBOX_GROUP at a time), so that their
+        # custody shares one journal commit; they start in the batch's order and the
+        # journal commits in the order it was given, so the order per origin and
+        # destination holds. The next batch waits for this one's commit, not for one per
+        # envelope.
+        envelopes = batch.envelopes
+        for start in range(0, len(envelopes), INBOX_GROUP):
+            group = envelopes[start : start + INBOX_GROUP]
+            await asyncio.gather(*(self._to_inbox(inbox, src, e) for e in group))
 
     async def _to_inbox(self, inbox: Inbox, src: str, envelope: bytes) -> None:
         try:

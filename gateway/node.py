@@ -123,6 +123,10 @@ _RETRY_DELAY = 0.5
 _DELIVERY_BATCH = 32
 #: Most envelopes per partner handed to the federation link at once (it batches them).
 _MAX_CONCURRENT_SENDS = 256
+#: Acknowledgements on their way to one partner, at most: a partner's batch (up to
+#: :data:`gateway.mqtt_link.INBOX_GROUP` envelopes) is acknowledged at once, and its acks
+#: may wait a linger and a broker round trip while the next batches are taken in.
+_MAX_ACKS_SENDING = 4096
 #: Text of the loopback canary sent through a national system to our own radio.
 _CANARY_TEXT = "euccs-canary"
 #: Seconds before a failed journal write is tried again.
@@ -779,13 +783,26 @@ class Gateway:
             return j.add(rows)
 
         urgent = any(h.envelope.priority >= v1.PRIORITY_IMMINENT_PERIL for h in add)
-        ids = await journal.submit(op, urgent=urgent)
-        if ids is None:
-            return False
+        committed = journal.submit_nowait(op, urgent=urgent)
+        # Queued when durable even if the caller is cancelled meanwhile (a link restart in
+        # the middle of a batch): a copy in the journal but in no queue would wait for the
+        # next restart. Commits settle in order, so copies are queued in custody order.
+        committed.add_done_callback(functools.partial(self._committed, add))
+        return await asyncio.shield(committed) is not None
+
+    def _committed(self, add: Sequence[Held], committed: asyncio.Future[list[int] | None]) -> None:
+        """Queue the copies a commit added (see :meth:`_commit`)."""
+        if committed.cancelled() or committed.exception() is not None:
+            return
+        ids = committed.result()
+        if ids is None:  # a duplicate: nothing was added
+            return
         for held, entry_id in zip(add, ids, strict=True):
             held.entry_id = entry_id
-            self._enqueue(held)
-        return True
+            try:
+                self._enqueue(held)
+            except Exception:  # a bug must not keep the other copies out of their queues
+                self.log.exception("custody.enqueue_failed", queue=held.queue)
 
     async def _take_custody(
         self, envelope: v1.Envelope, nations: Sequence[str], origin: OriginRecord
@@ -1342,7 +1359,7 @@ class Gateway:
         gateways wait for each other until every window timed out. One that is lost is
         not a loss: the partner sends its message again and gets a new acknowledgement.
         """
-        if self._acks_sending[sender] >= _MAX_CONCURRENT_SENDS:
+        if self._acks_sending[sender] >= _MAX_ACKS_SENDING:
             # A partner flooding us cannot make us hold unbounded work: it will send
             # again and be acknowledged then.
             self.counters["acks_not_sent"] += 1

@@ -7,6 +7,8 @@ import contextlib
 import gc
 import weakref
 
+import pytest
+
 from gateway.collector import full_collections, tuned_collector
 
 
@@ -52,3 +54,26 @@ async def test_start_up_is_frozen_and_only_the_timer_runs_full_collections() -> 
         assert gc.get_stats()[2]["collections"] > full
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+async def test_full_collections_go_on_after_one_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    enough = asyncio.Event()
+
+    def collect(generation: int = 2) -> int:
+        calls.append(generation)
+        if len(calls) == 1:
+            raise RuntimeError("a finaliser failed")
+        if len(calls) == 3:
+            enough.set()
+        return 0
+
+    monkeypatch.setattr(gc, "collect", collect)
+    timer = asyncio.create_task(full_collections(interval=0.01))
+    try:
+        await asyncio.wait_for(enough.wait(), 5)
+    finally:
+        timer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await timer
+    assert calls[:3] == [2, 2, 2]

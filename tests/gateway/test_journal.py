@@ -312,6 +312,35 @@ async def test_concurrent_submissions_share_commits(store: Stores) -> None:
         await journal.submit(lambda j: j.count())
 
 
+def _stops_iteration(_j: object) -> None:
+    raise StopIteration  # a future cannot carry it
+
+
+async def test_one_commit_settles_every_waiter_whatever_the_others_did(store: Stores) -> None:
+    journal = AsyncJournal(store.open())
+    journal.recover()
+    journal.start()
+    try:
+        busy = journal.submit_nowait(lambda _j: time.sleep(0.2))  # the next ops share a commit
+        first = journal.submit_nowait(functools.partial(_add_one, 1))
+        abandoned = journal.submit_nowait(functools.partial(_add_one, 2))
+        odd = journal.submit_nowait(_stops_iteration)
+        failing = journal.submit_nowait(_bad_op)
+        last = journal.submit_nowait(functools.partial(_add_one, 3))
+        abandoned.cancel()  # its waiter went away; the write is durable all the same
+        await busy
+        assert await first == [1]
+        with pytest.raises(JournalError, match="StopIteration"):
+            await odd
+        with pytest.raises(ValueError, match="bad op"):
+            await failing
+        assert await last == [3]
+        assert abandoned.cancelled()
+        assert journal.journal.count() == 3  # the abandoned one too; the failed ones rolled back
+    finally:
+        journal.close()
+
+
 def _recording(tmp_path: Path) -> tuple[AsyncJournal, list[list[str]]]:
     """A started journal that records each commit's results (as text), in order."""
     batches: list[list[str]] = []

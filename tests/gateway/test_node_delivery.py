@@ -118,6 +118,70 @@ async def test_two_copies_of_a_receipt_taken_in_together_are_applied_once(
     assert fed.de.counters["duplicates"] == 2
 
 
+def _from_fr(text: str, message_id: bytes, unit: str = DE_RTW_UNIT) -> bytes:
+    envelope = v1.Envelope(message_id=message_id, priority=v1.PRIORITY_ROUTINE)
+    envelope.origin.nation = "FR"
+    envelope.origin.unit = FR_VSAV_UNIT
+    envelope.destination.unit.nation = "DE"
+    envelope.destination.unit.unit = unit
+    envelope.text.text = text
+    return envelope.SerializeToString()
+
+
+async def test_a_batch_taken_in_together_keeps_its_order_past_refusals_and_duplicates(
+    fed: Federation,
+) -> None:
+    batch = [
+        _from_fr("eins", b"\x51" * 16),
+        _from_fr("niemand", b"\x52" * 16, unit="de.bos.nobody"),  # refused: unknown unit
+        _from_fr("zwei", b"\x53" * 16),
+        _from_fr("eins", b"\x51" * 16),  # a copy of the first, in the same batch
+        *(_from_fr(f"nummer {n}", bytes([0x60 + n]) * 16) for n in range(20)),
+    ]
+    # The MQTT link hands the envelopes of one batch over together.
+    await asyncio.gather(*(fed.de._on_federation("FR", payload) for payload in batch))
+    expected = ["eins", "zwei", *(f"nummer {n}" for n in range(20))]
+    await eventually(lambda: len(texts(fed.sim_de, DE_RTW)) >= len(expected))
+    delivered = [t.text.rsplit(": ", 1)[-1] for t in texts(fed.sim_de, DE_RTW)]
+    assert [d[-len(e) :] for d, e in zip(delivered, expected, strict=True)] == expected
+    assert fed.de.counters["duplicates"] == 1
+    assert fed.de.counters["accepted_from_partner"] == len(expected)
+
+
+async def test_custody_whose_handler_is_cancelled_after_the_commit_is_still_delivered(
+    fed: Federation,
+) -> None:
+    # A link restart cancels what it was taking in; what reached the journal must not
+    # wait there for the next restart of the gateway.
+    journal = fed.de.journal
+    assert journal is not None
+    busy = journal.submit_nowait(lambda _j: time.sleep(0.3))  # a slow commit in progress
+    handler = asyncio.create_task(fed.de._on_federation("FR", _from_fr("trotzdem", b"\x71" * 16)))
+    await asyncio.sleep(0.05)  # the handler waits for the next commit
+    assert not busy.done() and not handler.done()
+    handler.cancel()
+    await asyncio.gather(handler, return_exceptions=True)
+    assert handler.cancelled()
+    await eventually(lambda: bool(texts(fed.sim_de, DE_RTW)))
+    assert [t.text[-8:] for t in texts(fed.sim_de, DE_RTW)] == ["trotzdem"]
+
+
+async def test_a_batch_larger_than_a_commit_group_is_acknowledged_in_full(
+    fed: Federation,
+) -> None:
+    send = fed.de.link.send
+
+    async def slow(nation: str, payload: bytes) -> None:
+        await asyncio.sleep(0.05)  # acks wait for a linger and a broker round trip
+        await send(nation, payload)
+
+    fed.de.link.send = slow  # type: ignore[method-assign]
+    batch = [_from_fr(f"viele {n}", n.to_bytes(2, "big") * 8) for n in range(300)]
+    await asyncio.gather(*(fed.de._on_federation("FR", payload) for payload in batch))
+    await eventually(lambda: fed.de.counters["acks_sent"] >= 300, 10.0)
+    assert fed.de.counters["acks_not_sent"] == 0
+
+
 FAST_PRESENCE = """
 [presence]
 lease = 0.6
