@@ -354,16 +354,16 @@ class Gateway:
         journal = await self._open_journal_in_thread()
         try:
             async with asyncio.TaskGroup() as tasks:
-                for name, adapter in self.adapters.items():
-                    tasks.create_task(adapter.run(), name=f"gateway[{self.name}].adapter[{name}]")
-                    tasks.create_task(
-                        self._delivery_loop(name), name=f"gateway[{self.name}].deliver[{name}]"
-                    )
-                for name, mcdata in self.mcdata.items():
-                    tasks.create_task(mcdata.run(), name=f"gateway[{self.name}].adapter[{name}]")
-                    tasks.create_task(
-                        self._delivery_loop(name), name=f"gateway[{self.name}].deliver[{name}]"
-                    )
+                systems: dict[str, TetraAdapter | McdataAdapter] = {**self.adapters, **self.mcdata}
+                for name, system in systems.items():
+                    tasks.create_task(system.run(), name=f"gateway[{self.name}].adapter[{name}]")
+                    # Urgent messages have a delivery loop of their own: they wait for the
+                    # send in progress on the line, never for routine work around it.
+                    for urgent in (True, False):
+                        tasks.create_task(
+                            self._delivery_loop(name, urgent=urgent),
+                            name=f"gateway[{self.name}].deliver[{name}]{'.urgent' * urgent}",
+                        )
                 for nation in self.config.federation.partners:
                     tasks.create_task(
                         self._egress_loop(nation), name=f"gateway[{self.name}].egress[{nation}]"
@@ -1629,8 +1629,13 @@ class Gateway:
 
     # ------------------------------------------------------------------ local delivery
 
-    async def _delivery_loop(self, adapter_name: str) -> None:
-        """Deliver one adapter's queue in scheduler order while its system is connected."""
+    async def _delivery_loop(self, adapter_name: str, *, urgent: bool) -> None:
+        """Deliver one adapter's urgent (or other) messages in scheduler order.
+
+        Each adapter has two: the urgent loop takes only emergency and imminent-peril
+        messages, one at a time and in order; the other loop the rest, batched. Both
+        deliver while the adapter's system is connected, one send at a time on its line.
+        """
         queue = self.queues[_local(adapter_name)]
         adapter: TetraAdapter | McdataAdapter
         if adapter_name in self.mcdata:
@@ -1638,7 +1643,7 @@ class Gateway:
         else:
             adapter, deliver = self.adapters[adapter_name], self._deliver
         while True:
-            entry = await queue.get(self.monotonic)
+            entry = await queue.get(self.monotonic, urgent=urgent)
             self._unspill_soon(_local(adapter_name))
             if adapter.state is not LinkState.CONNECTED:
                 queue.push_front(entry)
@@ -1646,9 +1651,11 @@ class Gateway:
                     await adapter.wait_connected(_RETRY_DELAY * 4)
                 continue
             batch = [entry]
-            if adapter_name in self.adapters:
+            if adapter_name in self.adapters and not urgent:
                 # Messages already waiting share one journal commit for their references.
-                while len(batch) < _DELIVERY_BATCH and (more := queue.pop(self.monotonic())):
+                while len(batch) < _DELIVERY_BATCH and (
+                    more := queue.pop(self.monotonic(), urgent=False)
+                ):
                     batch.append(more)
             pending = list(batch)
             try:
@@ -1656,7 +1663,7 @@ class Gateway:
                     await self._stage_references(adapter_name, [e.item for e in batch])
                 while pending:
                     if len(pending) < len(batch) and _more_urgent(queue, pending[0].priority):
-                        # An emergency arrived during the batch: it goes first.
+                        # A HIGH message arrived during a ROUTINE batch: it goes first.
                         for waiting in reversed(pending):
                             queue.push_front(waiting)
                         break
@@ -1768,14 +1775,19 @@ class Gateway:
             if held.entry_id is not None
         ]
         issis = {held.delivery.target.issi for held, _ in staged if held.delivery is not None}
-        next_refs = {issi: adapter.next_reference(issi) for issi in issis}
         if not metas:
             return
 
         def op(j: JournalStore) -> None:
             for entry_id, meta in metas:
                 j.update_meta(entry_id, meta)
-            for issi, next_reference in next_refs.items():
+            for issi in issis:
+                # Read when the commit runs, not when it was queued: the urgent and the
+                # routine delivery loop allocate references for the same unit, and their
+                # commits may run in either order; the last one must not write back an
+                # older value (a reference used again after a restart would make the
+                # radio discard a new message as a repeat). A dict read is atomic.
+                next_reference = adapter.next_reference(issi)
                 if next_reference is not None:
                     j.set_ref(adapter_name, issi, next_reference)
 
@@ -2584,5 +2596,11 @@ def _summary(envelope: v1.Envelope) -> str:
 
 
 def _more_urgent(queue: AsyncScheduler[Held], priority: int) -> bool:
-    """True if ``queue`` holds an entry of a more urgent class than ``priority``."""
-    return any(count and cls > priority for cls, count in queue.depths().items())
+    """True if ``queue`` holds a non-urgent entry of a more urgent class than ``priority``.
+
+    Urgent entries are not counted: their own delivery loop takes them.
+    """
+    return any(
+        count and priority < cls < v1.PRIORITY_IMMINENT_PERIL
+        for cls, count in queue.depths().items()
+    )

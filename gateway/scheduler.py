@@ -361,14 +361,17 @@ class Scheduler(Generic[T]):
 
     # Removal -------------------------------------------------------------------------------
 
-    def pop(self, now: float) -> Entry[T] | None:
+    def pop(self, now: float, *, urgent: bool | None = None) -> Entry[T] | None:
         """Remove and return the next entry by the service rule, or None when none is left.
+
+        ``urgent``: True takes only EMERGENCY and IMMINENT_PERIL entries, False only the
+        others (two consumers of one queue, each with its own kind); None takes any.
 
         Never returns an entry expired at ``now``: such entries met at a class head
         are set aside for the next :meth:`expire`.
         """
         while True:
-            choice = self._choose(now)
+            choice = self._choose(now, urgent)
             if choice is None:
                 return None
             cls, wrr_busy = choice
@@ -496,11 +499,14 @@ class Scheduler(Generic[T]):
         while self._heap and not self._heap[0][2].alive:
             heapq.heappop(self._heap)
 
-    def _choose(self, now: float) -> tuple[int, tuple[int, ...]] | None:
+    def _choose(self, now: float, urgent: bool | None) -> tuple[int, tuple[int, ...]] | None:
         """Pick the class to serve; also return the busy classes if round-robin decided."""
-        for cls in _STRICT:
-            if self._head(cls) is not None:
-                return cls, ()
+        if urgent is not False:
+            for cls in _STRICT:
+                if self._head(cls) is not None:
+                    return cls, ()
+        if urgent:
+            return None
         overdue: list[tuple[float, int, int, int]] = []
         busy: list[int] = []
         for cls in _SHARED:
@@ -603,14 +609,15 @@ class AsyncScheduler(Scheduler[T]):
             self._ready.clear()
             await self._ready.wait()
 
-    async def get(self, clock: Callable[[], float]) -> Entry[T]:
+    async def get(self, clock: Callable[[], float], *, urgent: bool | None = None) -> Entry[T]:
         """Wait for and return the next entry, as :meth:`Scheduler.pop` at ``clock()``.
 
         Args:
             clock: Returns the current time on the scheduler's clock; read at each attempt.
+            urgent: Which entries to wait for (see :meth:`Scheduler.pop`).
         """
         while True:
-            entry = self.pop(clock())
+            entry = self.pop(clock(), urgent=urgent)
             if entry is not None:
                 return entry
             self._ready.clear()

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from gateway.journal import Journal
+from gateway.node import Held
 from gateway.presence import Availability, PresenceRegistry, PresenceUpdate
 from protocols.schema import v1
 from protocols.tetra import StatusSds, TextSds
@@ -118,8 +119,10 @@ async def test_two_copies_of_a_receipt_taken_in_together_are_applied_once(
     assert fed.de.counters["duplicates"] == 2
 
 
-def _from_fr(text: str, message_id: bytes, unit: str = DE_RTW_UNIT) -> bytes:
-    envelope = v1.Envelope(message_id=message_id, priority=v1.PRIORITY_ROUTINE)
+def _from_fr(
+    text: str, message_id: bytes, unit: str = DE_RTW_UNIT, priority: int = v1.PRIORITY_ROUTINE
+) -> bytes:
+    envelope = v1.Envelope(message_id=message_id, priority=priority)  # type: ignore[arg-type]
     envelope.origin.nation = "FR"
     envelope.origin.unit = FR_VSAV_UNIT
     envelope.destination.unit.nation = "DE"
@@ -180,6 +183,32 @@ async def test_a_batch_larger_than_a_commit_group_is_acknowledged_in_full(
     await asyncio.gather(*(fed.de._on_federation("FR", payload) for payload in batch))
     await eventually(lambda: fed.de.counters["acks_sent"] >= 300, 10.0)
     assert fed.de.counters["acks_not_sent"] == 0
+
+
+async def test_an_emergency_reaches_its_radio_line_while_routine_work_for_it_is_held(
+    fed: Federation,
+) -> None:
+    held, release = asyncio.Event(), asyncio.Event()
+    stage = fed.de._stage_references
+
+    async def slow_stage(adapter_name: str, batch: list[Held]) -> None:
+        held.set()
+        await release.wait()  # e.g. a slow journal commit of the batch's references
+        await stage(adapter_name, batch)
+
+    fed.de._stage_references = slow_stage  # type: ignore[method-assign]
+    routine = [_from_fr(f"routine {n}", bytes([0x80 + n]) * 16) for n in range(3)]
+    await asyncio.gather(*(fed.de._on_federation("FR", payload) for payload in routine))
+    await asyncio.wait_for(held.wait(), 5)
+    mayday = _from_fr("mayday", b"\x90" * 16, priority=v1.PRIORITY_EMERGENCY)
+    await fed.de._on_federation("FR", mayday)
+    await eventually(lambda: bool(texts(fed.sim_de, DE_RTW)))
+    assert [t.text[-6:] for t in texts(fed.sim_de, DE_RTW)] == ["mayday"]
+    release.set()
+    await eventually(lambda: len(texts(fed.sim_de, DE_RTW)) == 4)
+    assert [t.text[-9:] for t in texts(fed.sim_de, DE_RTW)[1:]] == [
+        f"routine {n}" for n in range(3)
+    ]
 
 
 FAST_PRESENCE = """

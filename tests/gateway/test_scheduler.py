@@ -785,3 +785,30 @@ async def test_wait_nonempty() -> None:
     # Returns at once when something is already queued, without consuming it.
     await asyncio.wait_for(s.wait_nonempty(), 1)
     assert len(s) == 1
+
+
+def test_urgent_and_other_entries_can_be_taken_apart() -> None:
+    s: Scheduler[str] = Scheduler(max_items=10, max_bytes=100)
+    for item, cls in (("r1", R), ("e1", E), ("h1", H), ("p1", P), ("e2", E), ("r2", R)):
+        s.offer(item, cls, size=1, now=0.0)
+    assert s.pop(0.0, urgent=False).item == "h1"  # type: ignore[union-attr]
+    assert [s.pop(0.0, urgent=True).item for _ in range(3)] == ["e1", "e2", "p1"]  # type: ignore[union-attr]
+    assert s.pop(0.0, urgent=True) is None
+    assert [s.pop(0.0, urgent=False).item for _ in range(2)] == ["r1", "r2"]  # type: ignore[union-attr]
+    assert s.pop(0.0, urgent=False) is None and len(s) == 0
+
+
+async def test_an_urgent_getter_waits_through_routine_offers_and_the_other_getter_takes_them() -> (
+    None
+):
+    clock = FakeClock()
+    s: AsyncScheduler[str] = AsyncScheduler(max_items=4, max_bytes=100)
+    urgent = asyncio.create_task(s.get(clock, urgent=True))
+    other = asyncio.create_task(s.get(clock, urgent=False))
+    await asyncio.sleep(0)
+    s.offer("r", R, size=1, now=clock.now)
+    assert (await asyncio.wait_for(other, 1)).item == "r"
+    await asyncio.sleep(0)
+    assert not urgent.done()
+    s.offer("e", E, size=1, now=clock.now)
+    assert (await asyncio.wait_for(urgent, 1)).item == "e"
