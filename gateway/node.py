@@ -123,10 +123,12 @@ _RETRY_DELAY = 0.5
 _DELIVERY_BATCH = 32
 #: Most envelopes per partner handed to the federation link at once (it batches them).
 _MAX_CONCURRENT_SENDS = 256
-#: Acknowledgements on their way to one partner, at most: a partner's batch (up to
+#: Acknowledgements due or on their way to one partner, at most: a partner's batch (up to
 #: :data:`gateway.mqtt_link.INBOX_GROUP` envelopes) is acknowledged at once, and its acks
 #: may wait a linger and a broker round trip while the next batches are taken in.
 _MAX_ACKS_SENDING = 4096
+#: Message ids acknowledged by one envelope, at most (16 bytes each).
+_ACKS_PER_ENVELOPE = 512
 #: Text of the loopback canary sent through a national system to our own radio.
 _CANARY_TEXT = "euccs-canary"
 #: Seconds before a failed journal write is tried again.
@@ -302,6 +304,9 @@ class Gateway:
         self._spilled: dict[str, _Spill] = {}
         #: Acknowledgements being sent to each partner (bounded; see :meth:`_ack`).
         self._acks_sending: Counter[str] = Counter()
+        #: Per (partner, urgent, alone): the envelopes whose acknowledgement is due; a key
+        #: is present while a task sends them (see :meth:`_ack`).
+        self._acks_due: dict[tuple[str, bool, bool], list[v1.Envelope]] = {}
         self._receipts_applying: set[bytes] = set()
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
@@ -1336,48 +1341,74 @@ class Gateway:
         self._window_free[nation].set()
         self.log.info("federation.partner_restarted", partner=nation, resent=len(queue))
 
-    async def _on_ack(self, sender: str, message_id: bytes) -> None:
-        """The partner has our message in its custody: release our copy."""
-        inflight = self._inflight[sender].pop(message_id, None)
-        if inflight is None:
-            self.counters["acks_unmatched"] += 1
+    async def _on_acks(self, sender: str, message_ids: Sequence[bytes]) -> None:
+        """The partner has these messages of ours in its custody: release our copies."""
+        inflight = self._inflight[sender]
+        released: list[Held] = []
+        for message_id in message_ids:
+            found = inflight.pop(message_id, None)
+            if found is None:
+                self.counters["acks_unmatched"] += 1
+            else:
+                released.append(found.entry.item)
+        if not released:
             return
         self._window_free[sender].set()
-        held = inflight.entry.item
-        if held.entry_id is not None:
-            await self._commit_surely(remove=[held.entry_id])
-        self.counters["acked"] += 1
-        if not held.envelope.HasField("receipt"):
-            # The partner gateway has it in custody: the message is FORWARDED.
-            self._observe("custody", message_id, partner=sender)
+        removed = [held.entry_id for held in released if held.entry_id is not None]
+        if removed:
+            await self._commit_surely(remove=removed)
+        self.counters["acked"] += len(released)
+        for held in released:
+            if not held.envelope.HasField("receipt"):
+                # The partner gateway has it in custody: the message is FORWARDED.
+                self._observe("custody", held.envelope.message_id, partner=sender)
 
-    def _ack(self, sender: str, envelope: v1.Envelope) -> None:
+    def _ack(self, sender: str, envelope: v1.Envelope, *, again: bool = False) -> None:
         """Tell the partner its message is in our custody (or was already).
 
         Acknowledgements bypass the egress queue and its send window: queued behind
         messages that wait for the partner's acknowledgements, they would make both
         gateways wait for each other until every window timed out. One that is lost is
         not a loss: the partner sends its message again and gets a new acknowledgement.
+        Those due together (a partner's batch is taken in at once) go in one envelope;
+        urgent messages' acknowledgements apart from the others. A copy received ``again``
+        is acknowledged alone: its sender may not know acknowledgements of several
+        (``also_accepted``) and have kept it for that reason.
         """
         if self._acks_sending[sender] >= _MAX_ACKS_SENDING:
             # A partner flooding us cannot make us hold unbounded work: it will send
             # again and be acknowledged then.
             self.counters["acks_not_sent"] += 1
             return
-        ack = self._receipt_envelope(envelope, v1.DELIVERY_STATE_ACCEPTED)
         self._acks_sending[sender] += 1
-        self._spawn(self._send_ack(sender, ack.SerializeToString()), f"ack[{sender}]")
+        key = (sender, envelope.priority >= v1.PRIORITY_IMMINENT_PERIL, again)
+        due = self._acks_due.get(key)
+        if due is None:
+            due = self._acks_due[key] = []
+            self._spawn(self._send_acks(key, due), f"ack[{sender}]")
+        due.append(envelope)
 
-    async def _send_ack(self, sender: str, payload: bytes) -> None:
+    async def _send_acks(self, key: tuple[str, bool, bool], due: list[v1.Envelope]) -> None:
+        """Send the acknowledgements ``due`` for ``key``, many per envelope, until none is."""
+        sender, _urgent, alone = key
         try:
-            await self.link.send(sender, payload)
-        except GatewayError as exc:
-            self.counters["acks_not_sent"] += 1
-            self.log.info("federation.ack_not_sent", partner=sender, error=str(exc))
-        else:
-            self.counters["acks_sent"] += 1
+            while due:
+                about = due[: 1 if alone else _ACKS_PER_ENVELOPE]
+                del due[: len(about)]
+                ack = self._receipt_envelope(about[0], v1.DELIVERY_STATE_ACCEPTED)
+                ack.receipt.also_accepted.extend(e.message_id for e in about[1:])
+                try:
+                    await self.link.send(sender, ack.SerializeToString())
+                except GatewayError as exc:
+                    self.counters["acks_not_sent"] += len(about)
+                    self.log.info("federation.ack_not_sent", partner=sender, error=str(exc))
+                else:
+                    self.counters["acks_sent"] += len(about)
+                finally:
+                    self._acks_sending[sender] -= len(about)
         finally:
-            self._acks_sending[sender] -= 1
+            del self._acks_due[key]
+            self._acks_sending[sender] -= len(due)  # left only if cancelled (a stop)
 
     # ------------------------------------------------------------------ federation inbound
 
@@ -1433,10 +1464,11 @@ class Gateway:
             self._observe_received(sender, envelope)  # control-room API support
             if body == "emergency":
                 self._remember_alert(envelope)
+            self._ack(sender, envelope)
         else:
             self.counters["duplicates"] += 1
             self.log.info("federation.duplicate", message_id=envelope.message_id.hex())
-        self._ack(sender, envelope)
+            self._ack(sender, envelope, again=True)
 
     def _rebase_expiry(self, envelope: v1.Envelope) -> None:
         """Carry the remaining validity over to our clock, whatever the partner's clock says.
@@ -1605,7 +1637,7 @@ class Gateway:
     async def _on_partner_receipt(self, sender: str, envelope: v1.Envelope) -> None:
         receipt = envelope.receipt
         if receipt.state == v1.DELIVERY_STATE_ACCEPTED:
-            await self._on_ack(sender, receipt.message_id)
+            await self._on_acks(sender, [receipt.message_id, *receipt.also_accepted])
             return
         journal = self.journal
         assert journal is not None
@@ -1616,7 +1648,8 @@ class Gateway:
             return
         self._receipts_applying.add(message_id)
         try:
-            if await journal.submit(lambda j: j.is_seen(message_id)):
+            again = await journal.submit(lambda j: j.is_seen(message_id))
+            if again:
                 self.counters["duplicates"] += 1
             else:
                 # Applied before it is recorded: a crash in between repeats a report, never
@@ -1625,7 +1658,7 @@ class Gateway:
                 await self._commit_surely(seen=message_id)
         finally:
             self._receipts_applying.discard(message_id)
-        self._ack(sender, envelope)
+        self._ack(sender, envelope, again=again)
 
     # ------------------------------------------------------------------ local delivery
 

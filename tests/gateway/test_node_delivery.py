@@ -185,6 +185,43 @@ async def test_a_batch_larger_than_a_commit_group_is_acknowledged_in_full(
     assert fed.de.counters["acks_not_sent"] == 0
 
 
+async def test_a_batch_taken_in_together_is_acknowledged_in_one_envelope(
+    fed: Federation,
+) -> None:
+    sent: list[v1.Envelope] = []
+    send = fed.de.link.send
+
+    async def recording(nation: str, payload: bytes) -> None:
+        sent.append(v1.Envelope.FromString(payload))
+        await send(nation, payload)
+
+    fed.de.link.send = recording  # type: ignore[method-assign]
+    batch = [_from_fr(f"zusammen {n}", bytes([0xA0 + n]) * 16) for n in range(20)]
+    urgent = _from_fr("mayday", b"\xbf" * 16, priority=v1.PRIORITY_EMERGENCY)
+    await asyncio.gather(*(fed.de._on_federation("FR", p) for p in [*batch, urgent]))
+    # France never sent these: its gateway finds no copy to release for any of them.
+    await eventually(lambda: fed.fr.counters["acks_unmatched"] == 21)
+    acks = [e for e in sent if e.receipt.state == v1.DELIVERY_STATE_ACCEPTED]
+    assert len(acks) == 2  # the routine messages' together, the emergency's apart
+    routine, emergency = sorted(acks, key=lambda e: e.priority)
+    acknowledged = [routine.receipt.message_id, *routine.receipt.also_accepted]
+    assert acknowledged == [bytes([0xA0 + n]) * 16 for n in range(20)]
+    assert emergency.priority == v1.PRIORITY_EMERGENCY
+    assert (emergency.receipt.message_id, list(emergency.receipt.also_accepted)) == (
+        b"\xbf" * 16,
+        [],
+    )
+    assert fed.de.counters["acks_sent"] == 21
+    # Copies sent again (their sender may not know also_accepted) are acknowledged alone.
+    sent.clear()
+    await asyncio.gather(*(fed.de._on_federation("FR", p) for p in batch[:3]))
+    await eventually(lambda: fed.fr.counters["acks_unmatched"] == 24)
+    again = [e for e in sent if e.receipt.state == v1.DELIVERY_STATE_ACCEPTED]
+    assert [(e.receipt.message_id, len(e.receipt.also_accepted)) for e in again] == [
+        (bytes([0xA0 + n]) * 16, 0) for n in range(3)
+    ]
+
+
 async def test_an_emergency_reaches_its_radio_line_while_routine_work_for_it_is_held(
     fed: Federation,
 ) -> None:

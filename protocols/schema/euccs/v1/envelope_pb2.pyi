@@ -506,6 +506,7 @@ class DeliveryReceipt(_message.Message):
     CONFIRMATION_FIELD_NUMBER: _builtins.int
     TETRA_STATUS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    ALSO_ACCEPTED_FIELD_NUMBER: _builtins.int
     message_id: _builtins.bytes
     """the envelope this receipt is about"""
     state: Global___DeliveryState.ValueType
@@ -514,6 +515,13 @@ class DeliveryReceipt(_message.Message):
     """SDS-TL delivery status (EN 300 392-2 table 29.16) where relevant"""
     reason: _builtins.str
     """why it failed, for people"""
+    @_builtins.property
+    def also_accepted(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """ACCEPTED only: further envelopes of the same partner taken into custody, acknowledged
+        together with message_id (a gateway that ignores this field acknowledges message_id
+        alone, and the others are sent again and acknowledged then).
+        """
+
     def __init__(
         self,
         *,
@@ -522,10 +530,11 @@ class DeliveryReceipt(_message.Message):
         confirmation: Global___Confirmation.ValueType = ...,
         tetra_status: _builtins.int = ...,
         reason: _builtins.str = ...,
+        also_accepted: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["confirmation", b"confirmation", "message_id", b"message_id", "reason", b"reason", "state", b"state", "tetra_status", b"tetra_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["also_accepted", b"also_accepted", "confirmation", b"confirmation", "message_id", b"message_id", "reason", b"reason", "state", b"state", "tetra_status", b"tetra_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
