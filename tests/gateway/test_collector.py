@@ -43,13 +43,7 @@ async def test_start_up_is_frozen_and_only_the_timer_runs_full_collections() -> 
             gc.collect(1)
         assert dead() is not None
         full = gc.get_stats()[2]["collections"]
-        timer = asyncio.create_task(full_collections(interval=0.01))
-        try:
-            await asyncio.wait_for(collected.wait(), 5)
-        finally:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
+        await _collections_until(collected)
         assert dead() is None
         assert gc.get_stats()[2]["collections"] > full
     assert gc.get_threshold() == before
@@ -69,11 +63,16 @@ async def test_full_collections_go_on_after_one_fails(monkeypatch: pytest.Monkey
         return 0
 
     monkeypatch.setattr(gc, "collect", collect)
+    await _collections_until(enough)
+    assert calls[:3] == [2, 2, 2]
+
+
+async def _collections_until(done: asyncio.Event) -> None:
+    """Run full collections every 10 ms until ``done`` is set (at most 5 s)."""
     timer = asyncio.create_task(full_collections(interval=0.01))
     try:
-        await asyncio.wait_for(enough.wait(), 5)
+        await asyncio.wait_for(done.wait(), 5)
     finally:
         timer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await timer
-    assert calls[:3] == [2, 2, 2]
