@@ -304,9 +304,9 @@ class Gateway:
         self._spilled: dict[str, _Spill] = {}
         #: Acknowledgements being sent to each partner (bounded; see :meth:`_ack`).
         self._acks_sending: Counter[str] = Counter()
-        #: Per (partner, urgent, alone): the envelopes whose acknowledgement is due; a key
-        #: is present while a task sends them (see :meth:`_ack`).
-        self._acks_due: dict[tuple[str, bool, bool], list[v1.Envelope]] = {}
+        #: Per (partner, urgent): the envelopes whose acknowledgement is due; a key is
+        #: present while a task sends them (see :meth:`_ack`).
+        self._acks_due: dict[tuple[str, bool], list[v1.Envelope]] = {}
         self._receipts_applying: set[bytes] = set()
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
@@ -750,8 +750,13 @@ class Gateway:
         seen: bytes | None = None,
         origin: OriginRecord | None = None,
         drop_origin: bytes | None = None,
+        then: Callable[[bool], None] | None = None,
     ) -> bool:
         """Make one change of custody durable, then queue what it added.
+
+        ``then(added)`` runs once the commit is durable, after the copies are queued, even
+        if the caller was cancelled meanwhile (``added`` is False for a duplicate): work
+        that must follow custody (acknowledging it, remembering an alert) goes there.
 
         Returns:
             False (and changes nothing) if ``seen`` was already recorded: a duplicate.
@@ -792,22 +797,32 @@ class Gateway:
         # Queued when durable even if the caller is cancelled meanwhile (a link restart in
         # the middle of a batch): a copy in the journal but in no queue would wait for the
         # next restart. Commits settle in order, so copies are queued in custody order.
-        committed.add_done_callback(functools.partial(self._committed, add))
+        committed.add_done_callback(functools.partial(self._committed, add, then))
         return await asyncio.shield(committed) is not None
 
-    def _committed(self, add: Sequence[Held], committed: asyncio.Future[list[int] | None]) -> None:
-        """Queue the copies a commit added (see :meth:`_commit`)."""
+    def _committed(
+        self,
+        add: Sequence[Held],
+        then: Callable[[bool], None] | None,
+        committed: asyncio.Future[list[int] | None],
+    ) -> None:
+        """Queue the copies a commit added, then run ``then`` (see :meth:`_commit`)."""
         if committed.cancelled() or committed.exception() is not None:
             return
+        if self.journal is None:
+            return  # stopping: the copies are in the journal, and queued at the next start
         ids = committed.result()
-        if ids is None:  # a duplicate: nothing was added
-            return
-        for held, entry_id in zip(add, ids, strict=True):
+        for held, entry_id in zip(add, ids or (), strict=ids is not None):
             held.entry_id = entry_id
             try:
                 self._enqueue(held)
             except Exception:  # a bug must not keep the other copies out of their queues
                 self.log.exception("custody.enqueue_failed", queue=held.queue)
+        if then is not None:
+            try:
+                then(ids is not None)
+            except Exception:
+                self.log.exception("custody.follow_up_failed")
 
     async def _take_custody(
         self, envelope: v1.Envelope, nations: Sequence[str], origin: OriginRecord
@@ -822,28 +837,31 @@ class Gateway:
             copy = v1.Envelope()
             copy.CopyFrom(envelope)
             copies.append(Held(envelope=copy, entry_id=None, queue=_egress(nation)))
+
+        def taken(_added: bool) -> None:
+            if not all(c.spilled for c in copies):
+                # A spilled message costs no memory: its record is read back from the
+                # journal when a receipt comes (see _apply_receipt).
+                self.tracker.add_origin(origin)
+            self.counters["accepted"] += 1
+            self._observe(
+                "accepted",
+                envelope.message_id,
+                origin=envelope.origin.unit,
+                destination=_describe_destination(envelope),
+                body=envelope.WhichOneof("body"),
+                priority=v1.Priority.Name(envelope.priority),
+                summary=_summary(envelope),
+                adapter=origin.adapter,  # control-room API: metrics per adapter
+                envelope=envelope,  # control-room API: audit with payload (only when enabled)
+            )
+
         try:
-            await self._commit(add=copies, origin=origin)
+            await self._commit(add=copies, origin=origin, then=taken)
         except JournalError as exc:
             raise DeliveryRefused(
                 f"cannot take custody: {exc}", reason_code=DeliveryStatus.NETWORK_OVERLOAD
             ) from exc
-        if not all(c.spilled for c in copies):
-            # A spilled message costs no memory: its record is read back from the journal
-            # when a receipt comes (see _apply_receipt).
-            self.tracker.add_origin(origin)
-        self.counters["accepted"] += 1
-        self._observe(
-            "accepted",
-            envelope.message_id,
-            origin=envelope.origin.unit,
-            destination=_describe_destination(envelope),
-            body=envelope.WhichOneof("body"),
-            priority=v1.Priority.Name(envelope.priority),
-            summary=_summary(envelope),
-            adapter=origin.adapter,  # control-room API: metrics per adapter
-            envelope=envelope,  # control-room API: audit with payload (only when enabled)
-        )
 
     async def _commit_surely(
         self,
@@ -1381,34 +1399,41 @@ class Gateway:
             self.counters["acks_not_sent"] += 1
             return
         self._acks_sending[sender] += 1
-        key = (sender, envelope.priority >= v1.PRIORITY_IMMINENT_PERIL, again)
+        if again:  # alone, and at once: many may come back together after a restart
+            self._spawn(self._send_ack(sender, [envelope]), f"ack[{sender}]")
+            return
+        key = (sender, envelope.priority >= v1.PRIORITY_IMMINENT_PERIL)
         due = self._acks_due.get(key)
         if due is None:
             due = self._acks_due[key] = []
             self._spawn(self._send_acks(key, due), f"ack[{sender}]")
         due.append(envelope)
 
-    async def _send_acks(self, key: tuple[str, bool, bool], due: list[v1.Envelope]) -> None:
+    async def _send_acks(self, key: tuple[str, bool], due: list[v1.Envelope]) -> None:
         """Send the acknowledgements ``due`` for ``key``, many per envelope, until none is."""
-        sender, _urgent, alone = key
+        sender, _urgent = key
         try:
             while due:
-                about = due[: 1 if alone else _ACKS_PER_ENVELOPE]
+                about = due[:_ACKS_PER_ENVELOPE]
                 del due[: len(about)]
-                ack = self._receipt_envelope(about[0], v1.DELIVERY_STATE_ACCEPTED)
-                ack.receipt.also_accepted.extend(e.message_id for e in about[1:])
-                try:
-                    await self.link.send(sender, ack.SerializeToString())
-                except GatewayError as exc:
-                    self.counters["acks_not_sent"] += len(about)
-                    self.log.info("federation.ack_not_sent", partner=sender, error=str(exc))
-                else:
-                    self.counters["acks_sent"] += len(about)
-                finally:
-                    self._acks_sending[sender] -= len(about)
+                await self._send_ack(sender, about)
         finally:
             del self._acks_due[key]
             self._acks_sending[sender] -= len(due)  # left only if cancelled (a stop)
+
+    async def _send_ack(self, sender: str, about: list[v1.Envelope]) -> None:
+        """Acknowledge ``about`` to ``sender`` in one receipt."""
+        ack = self._receipt_envelope(about[0], v1.DELIVERY_STATE_ACCEPTED)
+        ack.receipt.also_accepted.extend(e.message_id for e in about[1:])
+        try:
+            await self.link.send(sender, ack.SerializeToString())
+        except GatewayError as exc:
+            self.counters["acks_not_sent"] += len(about)
+            self.log.info("federation.ack_not_sent", partner=sender, error=str(exc))
+        else:
+            self.counters["acks_sent"] += len(about)
+        finally:
+            self._acks_sending[sender] -= len(about)
 
     # ------------------------------------------------------------------ federation inbound
 
@@ -1459,16 +1484,19 @@ class Gateway:
             )
             for d in deliveries
         ]
-        if await self._commit(add=copies, seen=envelope.message_id):
-            self.counters["accepted_from_partner"] += 1
-            self._observe_received(sender, envelope)  # control-room API support
-            if body == "emergency":
-                self._remember_alert(envelope)
-            self._ack(sender, envelope)
-        else:
-            self.counters["duplicates"] += 1
-            self.log.info("federation.duplicate", message_id=envelope.message_id.hex())
-            self._ack(sender, envelope, again=True)
+
+        def taken(added: bool) -> None:
+            if added:
+                self.counters["accepted_from_partner"] += 1
+                self._observe_received(sender, envelope)  # control-room API support
+                if body == "emergency":
+                    self._remember_alert(envelope)
+            else:
+                self.counters["duplicates"] += 1
+                self.log.info("federation.duplicate", message_id=envelope.message_id.hex())
+            self._ack(sender, envelope, again=not added)
+
+        await self._commit(add=copies, seen=envelope.message_id, then=taken)
 
     def _rebase_expiry(self, envelope: v1.Envelope) -> None:
         """Carry the remaining validity over to our clock, whatever the partner's clock says.
@@ -1527,9 +1555,13 @@ class Gateway:
             tetra_status=exc.reason_code or DeliveryStatus.DELIVERY_FAILED,
             reason=str(exc),
         )
-        if not await self._commit(add=[failed] if failed else [], seen=envelope.message_id):
-            self.counters["duplicates"] += 1
-        self._ack(sender, envelope)
+
+        def taken(added: bool) -> None:
+            if not added:
+                self.counters["duplicates"] += 1
+            self._ack(sender, envelope, again=not added)
+
+        await self._commit(add=[failed] if failed else [], seen=envelope.message_id, then=taken)
 
     def _remember_alert(self, envelope: v1.Envelope) -> None:
         """Keep a partner's emergency outstanding for replay until it expires."""

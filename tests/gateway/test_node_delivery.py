@@ -169,6 +169,61 @@ async def test_custody_whose_handler_is_cancelled_after_the_commit_is_still_deli
     assert [t.text[-8:] for t in texts(fed.sim_de, DE_RTW)] == ["trotzdem"]
 
 
+async def test_an_emergency_whose_handler_is_cancelled_after_the_commit_is_still_an_alert(
+    fed: Federation,
+) -> None:
+    alert = v1.Envelope(message_id=b"\x72" * 16, priority=v1.PRIORITY_EMERGENCY)
+    alert.origin.nation = "FR"
+    alert.origin.unit = FR_VSAV_UNIT
+    alert.destination.unit.nation = "DE"
+    alert.destination.unit.unit = DE_RTW_UNIT
+    alert.emergency.active = True
+    journal = fed.de.journal
+    assert journal is not None
+    # A slow commit in the urgent lane, where the emergency's custody goes after it.
+    busy = journal.submit_nowait(lambda _j: time.sleep(0.3), urgent=True)
+    handler = asyncio.create_task(fed.de._on_federation("FR", alert.SerializeToString()))
+    await asyncio.sleep(0.05)
+    assert not handler.done()
+    handler.cancel()  # a link restart
+    await asyncio.gather(handler, return_exceptions=True)
+    assert handler.cancelled()
+    await busy
+    await eventually(lambda: fed.de.counters["acks_sent"] >= 1)
+    assert b"\x72" * 16 in fed.de.alerts  # replayed to units coming back into reach
+    assert fed.de.counters["accepted_from_partner"] == 1
+
+
+async def test_copies_received_again_are_acknowledged_alone_and_at_once(
+    fed: Federation,
+) -> None:
+    sent: list[v1.Envelope] = []
+    send = fed.de.link.send
+    sending = [0, 0]  # now, most at once
+
+    async def slow(nation: str, payload: bytes) -> None:
+        sent.append(v1.Envelope.FromString(payload))
+        sending[0] += 1
+        sending[1] = max(sending)
+        await asyncio.sleep(0.05)  # a linger and a broker round trip
+        sending[0] -= 1
+        await send(nation, payload)
+
+    batch = [_from_fr(f"nochmal {n}", bytes([0xC0, n]) * 8) for n in range(100)]
+    refused = _from_fr("niemand", b"\xc1" * 16, unit="de.bos.nobody")
+    await asyncio.gather(*(fed.de._on_federation("FR", p) for p in [*batch, refused]))
+    await eventually(lambda: fed.de.counters["acks_sent"] >= 101)
+    fed.de.link.send = slow  # type: ignore[method-assign]
+    await asyncio.gather(*(fed.de._on_federation("FR", p) for p in [*batch, refused]))
+    await eventually(lambda: fed.de.counters["acks_sent"] >= 202, 10.0)
+    # One at a time they would take 101 x 50 ms, past a partner's ack timeout.
+    assert sending[1] > 50
+    acks = [e for e in sent if e.receipt.state == v1.DELIVERY_STATE_ACCEPTED]
+    assert len(acks) == 101
+    assert all(not a.receipt.also_accepted for a in acks)
+    assert b"\xc1" * 16 in {a.receipt.message_id for a in acks}
+
+
 async def test_a_batch_larger_than_a_commit_group_is_acknowledged_in_full(
     fed: Federation,
 ) -> None:
