@@ -7,11 +7,12 @@ import base64
 import math
 import sqlite3
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 from gateway.journal import Journal
-from gateway.node import Held
+from gateway.node import Gateway, Held
 from gateway.presence import Availability, PresenceRegistry, PresenceUpdate
 from protocols.schema import v1
 from protocols.tetra import StatusSds, TextSds
@@ -119,16 +120,55 @@ async def test_two_copies_of_a_receipt_taken_in_together_are_applied_once(
     assert fed.de.counters["duplicates"] == 2
 
 
-def _from_fr(
-    text: str, message_id: bytes, unit: str = DE_RTW_UNIT, priority: int = v1.PRIORITY_ROUTINE
-) -> bytes:
+def _envelope_from_fr(
+    message_id: bytes, unit: str = DE_RTW_UNIT, priority: int = v1.PRIORITY_ROUTINE
+) -> v1.Envelope:
+    """An envelope of the French VSAV to a German unit, without a body."""
     envelope = v1.Envelope(message_id=message_id, priority=priority)  # type: ignore[arg-type]
     envelope.origin.nation = "FR"
     envelope.origin.unit = FR_VSAV_UNIT
     envelope.destination.unit.nation = "DE"
     envelope.destination.unit.unit = unit
+    return envelope
+
+
+def _from_fr(
+    text: str, message_id: bytes, unit: str = DE_RTW_UNIT, priority: int = v1.PRIORITY_ROUTINE
+) -> bytes:
+    envelope = _envelope_from_fr(message_id, unit, priority)
     envelope.text.text = text
     return envelope.SerializeToString()
+
+
+@dataclass
+class _Sends:
+    """What a gateway gave its federation link to send (see :func:`_watch_sends`)."""
+
+    sent: list[v1.Envelope] = field(default_factory=list)
+    now: int = 0
+    most: int = 0  # sends in progress at once, at most
+
+    def acks(self) -> list[v1.Envelope]:
+        return [e for e in self.sent if e.receipt.state == v1.DELIVERY_STATE_ACCEPTED]
+
+
+def _watch_sends(gateway: Gateway, delay: float = 0.0) -> _Sends:
+    """Record what ``gateway`` sends; each send first waits ``delay`` (a linger, a PUBACK)."""
+    sends = _Sends()
+    send = gateway.link.send
+
+    async def watched(nation: str, payload: bytes) -> None:
+        sends.sent.append(v1.Envelope.FromString(payload))
+        sends.now += 1
+        sends.most = max(sends.most, sends.now)
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            sends.now -= 1
+        await send(nation, payload)
+
+    gateway.link.send = watched  # type: ignore[method-assign]
+    return sends
 
 
 async def test_a_batch_taken_in_together_keeps_its_order_past_refusals_and_duplicates(
@@ -172,11 +212,7 @@ async def test_custody_whose_handler_is_cancelled_after_the_commit_is_still_deli
 async def test_an_emergency_whose_handler_is_cancelled_after_the_commit_is_still_an_alert(
     fed: Federation,
 ) -> None:
-    alert = v1.Envelope(message_id=b"\x72" * 16, priority=v1.PRIORITY_EMERGENCY)
-    alert.origin.nation = "FR"
-    alert.origin.unit = FR_VSAV_UNIT
-    alert.destination.unit.nation = "DE"
-    alert.destination.unit.unit = DE_RTW_UNIT
+    alert = _envelope_from_fr(b"\x72" * 16, priority=v1.PRIORITY_EMERGENCY)
     alert.emergency.active = True
     journal = fed.de.journal
     assert journal is not None
@@ -197,28 +233,16 @@ async def test_an_emergency_whose_handler_is_cancelled_after_the_commit_is_still
 async def test_copies_received_again_are_acknowledged_alone_and_at_once(
     fed: Federation,
 ) -> None:
-    sent: list[v1.Envelope] = []
-    send = fed.de.link.send
-    sending = [0, 0]  # now, most at once
-
-    async def slow(nation: str, payload: bytes) -> None:
-        sent.append(v1.Envelope.FromString(payload))
-        sending[0] += 1
-        sending[1] = max(sending)
-        await asyncio.sleep(0.05)  # a linger and a broker round trip
-        sending[0] -= 1
-        await send(nation, payload)
-
     batch = [_from_fr(f"nochmal {n}", bytes([0xC0, n]) * 8) for n in range(100)]
     refused = _from_fr("niemand", b"\xc1" * 16, unit="de.bos.nobody")
     await asyncio.gather(*(fed.de._on_federation("FR", p) for p in [*batch, refused]))
     await eventually(lambda: fed.de.counters["acks_sent"] >= 101)
-    fed.de.link.send = slow  # type: ignore[method-assign]
+    sends = _watch_sends(fed.de, delay=0.05)
     await asyncio.gather(*(fed.de._on_federation("FR", p) for p in [*batch, refused]))
     await eventually(lambda: fed.de.counters["acks_sent"] >= 202, 10.0)
     # One at a time they would take 101 x 50 ms, past a partner's ack timeout.
-    assert sending[1] > 50
-    acks = [e for e in sent if e.receipt.state == v1.DELIVERY_STATE_ACCEPTED]
+    assert sends.most > 50
+    acks = sends.acks()
     assert len(acks) == 101
     assert all(not a.receipt.also_accepted for a in acks)
     assert b"\xc1" * 16 in {a.receipt.message_id for a in acks}
@@ -227,13 +251,7 @@ async def test_copies_received_again_are_acknowledged_alone_and_at_once(
 async def test_a_batch_larger_than_a_commit_group_is_acknowledged_in_full(
     fed: Federation,
 ) -> None:
-    send = fed.de.link.send
-
-    async def slow(nation: str, payload: bytes) -> None:
-        await asyncio.sleep(0.05)  # acks wait for a linger and a broker round trip
-        await send(nation, payload)
-
-    fed.de.link.send = slow  # type: ignore[method-assign]
+    _watch_sends(fed.de, delay=0.05)  # acks wait for a linger and a broker round trip
     batch = [_from_fr(f"viele {n}", n.to_bytes(2, "big") * 8) for n in range(300)]
     await asyncio.gather(*(fed.de._on_federation("FR", payload) for payload in batch))
     await eventually(lambda: fed.de.counters["acks_sent"] >= 300, 10.0)
@@ -243,20 +261,13 @@ async def test_a_batch_larger_than_a_commit_group_is_acknowledged_in_full(
 async def test_a_batch_taken_in_together_is_acknowledged_in_one_envelope(
     fed: Federation,
 ) -> None:
-    sent: list[v1.Envelope] = []
-    send = fed.de.link.send
-
-    async def recording(nation: str, payload: bytes) -> None:
-        sent.append(v1.Envelope.FromString(payload))
-        await send(nation, payload)
-
-    fed.de.link.send = recording  # type: ignore[method-assign]
+    sends = _watch_sends(fed.de)
     batch = [_from_fr(f"zusammen {n}", bytes([0xA0 + n]) * 16) for n in range(20)]
     urgent = _from_fr("mayday", b"\xbf" * 16, priority=v1.PRIORITY_EMERGENCY)
     await asyncio.gather(*(fed.de._on_federation("FR", p) for p in [*batch, urgent]))
     # France never sent these: its gateway finds no copy to release for any of them.
     await eventually(lambda: fed.fr.counters["acks_unmatched"] == 21)
-    acks = [e for e in sent if e.receipt.state == v1.DELIVERY_STATE_ACCEPTED]
+    acks = sends.acks()
     assert len(acks) == 2  # the routine messages' together, the emergency's apart
     routine, emergency = sorted(acks, key=lambda e: e.priority)
     acknowledged = [routine.receipt.message_id, *routine.receipt.also_accepted]
@@ -268,10 +279,10 @@ async def test_a_batch_taken_in_together_is_acknowledged_in_one_envelope(
     )
     assert fed.de.counters["acks_sent"] == 21
     # Copies sent again (their sender may not know also_accepted) are acknowledged alone.
-    sent.clear()
+    sends.sent.clear()
     await asyncio.gather(*(fed.de._on_federation("FR", p) for p in batch[:3]))
     await eventually(lambda: fed.fr.counters["acks_unmatched"] == 24)
-    again = [e for e in sent if e.receipt.state == v1.DELIVERY_STATE_ACCEPTED]
+    again = sends.acks()
     assert [(e.receipt.message_id, len(e.receipt.also_accepted)) for e in again] == [
         (bytes([0xA0 + n]) * 16, 0) for n in range(3)
     ]
