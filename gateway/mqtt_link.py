@@ -390,16 +390,20 @@ class _Client(aiomqtt.Client):
             self._tls.close_all()
             raise
 
-    #: Takes each emergency and imminent-peril data message at once, in place of the message
-    #: queue, where it would wait for the routine batch being taken in.
-    on_urgent: Callable[[aiomqtt.Message], None] | None = None
+    #: Offered each emergency and imminent-peril data message at once, before the message
+    #: queue, where it would wait for the routine batch being taken in; returns False to
+    #: leave it to the queue.
+    on_urgent: Callable[[aiomqtt.Message], bool] | None = None
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         handler = self.on_urgent
         if handler is not None:
             parsed = parse_data_topic(message.topic)
             if parsed is not None and parsed[2] in URGENT:
-                handler(aiomqtt.Message._from_paho_message(message))  # aiomqtt's own conversion
+                converted = aiomqtt.Message._from_paho_message(message)  # aiomqtt's own
+                if handler(converted):
+                    return
+                self._queue.put_nowait(converted)
                 return
         super()._on_message(client, userdata, message)
 
@@ -913,12 +917,16 @@ class MqttFederationLink:
         """Take in what the broker delivers: urgent messages at once, the rest in order."""
         urgent: set[asyncio.Task[None]] = set()
 
-        def at_once(message: aiomqtt.Message) -> None:
+        def at_once(message: aiomqtt.Message) -> bool:
             # Tasks start in creation order: urgent messages keep their order among
-            # themselves, and overtake the routine batch in progress (by design).
+            # themselves, and overtake the routine batch in progress (by design). A
+            # partner flooding urgent topics gets the queue (urgent first) beyond a bound.
+            if len(urgent) >= INBOX_GROUP:
+                return False
             task = asyncio.get_running_loop().create_task(self._take(message, inbox))
             urgent.add(task)
             task.add_done_callback(urgent.discard)
+            return True
 
         client.on_urgent = at_once
         try:

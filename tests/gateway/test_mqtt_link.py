@@ -12,10 +12,12 @@ import struct
 import time
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 
 from adapters._link import LinkState, LinkStateChanged
-from gateway.mqtt_link import MqttFederationLink, _SocketTracker
+from gateway.mqtt_acl import data_topic
+from gateway.mqtt_link import MqttFederationLink, _Client, _SocketTracker, _UrgentFirst
 from protocols.errors import LinkError
 from protocols.schema import v1
 from tests.interop import mosquitto
@@ -225,6 +227,28 @@ async def test_an_emergency_is_taken_in_while_a_routine_batch_is_still_in_progre
         inbox.release.set()
         await inbox.wait_for(4)
     assert inbox.texts() == ["mayday", "peril", "hold me", "after me"]
+
+
+async def test_urgent_messages_are_offered_at_once_and_left_to_the_queue_when_refused() -> None:
+    client = _Client("127.0.0.1", tls_context=ssl.create_default_context(), queue_type=_UrgentFirst)
+    offered: list[str] = []
+    take = True
+
+    def on_urgent(message: Any) -> bool:
+        offered.append(message.topic.value)
+        return take
+
+    client.on_urgent = on_urgent
+    urgent = data_topic("FR", "DE", v1.PRIORITY_EMERGENCY)
+    routine = data_topic("FR", "DE", v1.PRIORITY_ROUTINE)
+    for topic in (urgent, routine):
+        client._on_message(None, None, paho.MQTTMessage(topic=topic.encode()))
+    assert offered == [urgent]  # taken at once: not queued
+    assert [client._queue.get_nowait().topic.value] == [routine]
+    take = False  # e.g. too many urgent messages in progress
+    client._on_message(None, None, paho.MQTTMessage(topic=urgent.encode()))
+    assert offered == [urgent, urgent]
+    assert client._queue.get_nowait().topic.value == urgent  # the queue serves it, urgent first
 
 
 async def test_a_send_whose_batch_was_cancelled_before_it_ran_fails_instead_of_hanging(
