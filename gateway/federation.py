@@ -21,12 +21,17 @@ import structlog
 
 from protocols.errors import LinkError
 
-__all__ = ["FederationLink", "Inbox", "LocalFederationBus", "LocalLink"]
+__all__ = ["FEATURES", "FederationLink", "Inbox", "LocalFederationBus", "LocalLink"]
 
 #: Receives one partner envelope (serialized) and the sending gateway's nation.
 Inbox = Callable[[str, bytes], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
+
+#: What this gateway understands beyond the schema's first form, announced to partners
+#: (the MQTT link's presence): ``receipts-batched``, a receipt about several envelopes
+#: (``DeliveryReceipt.also_about``).
+FEATURES = frozenset({"receipts-batched"})
 
 
 class FederationLink(Protocol):
@@ -43,6 +48,9 @@ class FederationLink(Protocol):
 
     def reachable(self, nation: str) -> bool:
         """Return True if ``nation``'s gateway is attached and its link is up."""
+
+    def supports(self, nation: str, feature: str) -> bool:
+        """Return True if ``nation``'s gateway announced ``feature`` (see :data:`FEATURES`)."""
 
     async def serve(self, inbox: Inbox) -> None:
         """Feed every envelope addressed to this gateway to ``inbox`` until cancelled."""
@@ -101,6 +109,10 @@ class LocalLink:
     def reachable(self, nation: str) -> bool:
         """Return True if ``nation`` can be reached now."""
         return self._bus.reachable(nation) and self._bus.reachable(self.nation)
+
+    def supports(self, nation: str, feature: str) -> bool:
+        """Gateways on one bus run the same code: every feature of :data:`FEATURES`."""
+        return feature in FEATURES
 
     async def serve(self, inbox: Inbox) -> None:
         """Feed every envelope addressed to this nation to ``inbox`` until cancelled."""

@@ -72,7 +72,7 @@ from certs.identity import PeerIdentity, Role, identity_of, parse_identity_uri
 from certs.tls import client_context, peer_identity
 from certs.verify import verify_peer
 from gateway._toml import Table
-from gateway.federation import Inbox
+from gateway.federation import FEATURES, Inbox
 from gateway.mqtt_acl import (
     data_topic,
     inbox_filter,
@@ -527,6 +527,7 @@ class PartnerPresence:
         session: Connection counter within the epoch.
         gateway: The gateway's name.
         at: Its clock when it published.
+        features: What it announced it understands (:data:`gateway.federation.FEATURES`).
     """
 
     nation: str
@@ -535,6 +536,7 @@ class PartnerPresence:
     session: int
     gateway: str = ""
     at: float = 0.0
+    features: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -632,6 +634,11 @@ class MqttFederationLink:
         """Return True if we are connected and ``nation``'s gateway announced it is online."""
         partner = self.partners.get(nation)
         return self.connected and partner is not None and partner.online
+
+    def supports(self, nation: str, feature: str) -> bool:
+        """Return True if ``nation``'s gateway announced ``feature`` in its presence."""
+        partner = self.partners.get(nation)
+        return partner is not None and feature in partner.features
 
     async def send(self, nation: str, payload: bytes) -> None:
         """Hand one serialized envelope to ``nation``'s gateway via the broker.
@@ -798,6 +805,7 @@ class MqttFederationLink:
                 "epoch": self.epoch,
                 "session": self.session,
                 "at": round(self.clock(), 3),
+                "features": sorted(FEATURES),
             },
             sort_keys=True,
         ).encode()
@@ -1106,6 +1114,8 @@ class MqttFederationLink:
                 raise ValueError("nation does not match the topic")
             online = {"online": True, "offline": False}[body["state"]]
             epoch, session = int(body["epoch"]), int(body["session"])
+            gateway, at = str(body.get("gateway", "")), float(body.get("at", 0.0))
+            features = _features(body.get("features"))
         except (ValueError, KeyError, TypeError) as exc:
             self.counters["presence_malformed"] += 1
             self.log.warning("mqtt.presence_malformed", nation=nation, error=str(exc))
@@ -1124,8 +1134,9 @@ class MqttFederationLink:
             online=online,
             epoch=epoch,
             session=session,
-            gateway=str(body.get("gateway", "")),
-            at=float(body.get("at", 0.0)),
+            gateway=gateway,
+            at=at,
+            features=features,
         )
         self.log.info("mqtt.presence", nation=nation, online=online, epoch=epoch, retained=retained)
         if restarted and self.on_partner_restart is not None:
@@ -1174,6 +1185,15 @@ class MqttFederationLink:
         while True:
             await asyncio.sleep(self.settings.expiry_check_interval)
             self._warn_expiry()
+
+
+def _features(announced: object) -> frozenset[str]:
+    """The features a partner's presence announces (none if it says nothing)."""
+    if announced is None:
+        return frozenset()
+    if not isinstance(announced, list) or not all(isinstance(f, str) for f in announced):
+        raise ValueError("features must be a list of names")
+    return frozenset(announced)
 
 
 def _priority_of(payload: bytes) -> int:

@@ -129,6 +129,10 @@ _MAX_CONCURRENT_SENDS = 256
 _MAX_ACKS_SENDING = 4096
 #: Message ids acknowledged by one envelope, at most (16 bytes each).
 _ACKS_PER_ENVELOPE = 512
+#: Message ids one receipt is about, at most (``also_about``; see Gateway._send_receipt).
+_RECEIPTS_PER_ENVELOPE = 512
+#: The partner feature that lets one receipt speak of several envelopes.
+_RECEIPTS_BATCHED = "receipts-batched"
 #: Text of the loopback canary sent through a national system to our own radio.
 _CANARY_TEXT = "euccs-canary"
 #: Seconds before a failed journal write is tried again.
@@ -200,6 +204,20 @@ class _InFlight:
     entry: Entry[Held]
     nation: str
     deadline: float
+
+
+@dataclass
+class _DueReceipt:
+    """A receipt waiting for others like it (see Gateway._send_receipt)."""
+
+    about: v1.Envelope
+    remove: list[int]
+    done: asyncio.Future[None]
+
+
+#: What receipts must share to go in one envelope: origin nation, priority, state,
+#: confirmation, SDS-TL status and reason.
+_ReceiptKey = tuple[str, int, int, int, int, str]
 
 
 @dataclass
@@ -308,6 +326,9 @@ class Gateway:
         #: present while a task sends them (see :meth:`_ack`).
         self._acks_due: dict[tuple[str, bool], list[v1.Envelope]] = {}
         self._receipts_applying: set[bytes] = set()
+        #: Receipts waiting to share an envelope (see :meth:`_send_receipt`); a key is
+        #: present while a task journals them.
+        self._receipts_due: dict[_ReceiptKey, list[_DueReceipt]] = {}
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
         self._ack_timeout = delivery.ack_timeout
@@ -321,8 +342,8 @@ class Gateway:
         self._alert_deliveries: dict[tuple[bytes, str], float] = {}
         #: Alerts (hex ids, the journal's keys) whose saved form is out of date.
         self._unsaved_alerts: dict[str, None] = {}
-        self._next_state_save = 0.0
-        self._saving_state = False
+        #: When presence and alerts are saved next (monotonic), and whether a save runs.
+        self._next_state_save, self._saving_state = 0.0, False
         #: Presence and alerts as of this time (monotonic) are saved in the journal.
         self.state_saved_through = -math.inf
         liveness = config.liveness
@@ -749,7 +770,7 @@ class Gateway:
         remove: Sequence[int] = (),
         seen: bytes | None = None,
         origin: OriginRecord | None = None,
-        drop_origin: bytes | None = None,
+        drop_origins: Sequence[bytes] = (),
         then: Callable[[bool], None] | None = None,
     ) -> bool:
         """Make one change of custody durable, then queue what it added.
@@ -788,8 +809,8 @@ class Gateway:
                 j.remove(remove)
             if origin is not None and origin_row is not None:
                 j.put_origin(origin.message_id, origin_row, now)
-            if drop_origin is not None:
-                j.drop_origin(drop_origin)
+            for message_id in drop_origins:
+                j.drop_origin(message_id)
             return j.add(rows)
 
         urgent = any(h.envelope.priority >= v1.PRIORITY_IMMINENT_PERIL for h in add)
@@ -869,7 +890,7 @@ class Gateway:
         add: Sequence[Held] = (),
         remove: Sequence[int] = (),
         seen: bytes | None = None,
-        drop_origin: bytes | None = None,
+        drop_origins: Sequence[bytes] = (),
     ) -> bool:
         """Record something that already happened: retried until the journal takes it.
 
@@ -881,7 +902,7 @@ class Gateway:
         while True:
             try:
                 return await self._commit(
-                    add=add, remove=remove, seen=seen, drop_origin=drop_origin
+                    add=add, remove=remove, seen=seen, drop_origins=drop_origins
                 )
             except JournalError as exc:
                 await self._journal_trouble(exc)
@@ -1685,9 +1706,14 @@ class Gateway:
                 self.counters["duplicates"] += 1
             else:
                 # Applied before it is recorded: a crash in between repeats a report, never
-                # loses one.
-                await self._apply_receipt(receipt)
-                await self._commit_surely(seen=message_id)
+                # loses one. A receipt about several envelopes (also_about) is applied to
+                # each, and the origin records it ends go in the same commit as the receipt.
+                final = [
+                    about
+                    for about in (receipt.message_id, *receipt.also_about)
+                    if await self._take_receipt(receipt, about)
+                ]
+                await self._commit_surely(seen=message_id, drop_origins=final)
         finally:
             self._receipts_applying.discard(message_id)
         self._ack(sender, envelope, again=again)
@@ -2133,18 +2159,17 @@ class Gateway:
                 if len(self._alert_deliveries) >= self.config.presence.max_alerts:
                     self._alert_deliveries.pop(next(iter(self._alert_deliveries)))
                 self._alert_deliveries[(envelope.message_id, unit.unit)] = self.monotonic()
-        receipt = None
-        if not held.meta.get("replay"):
-            receipt = self._receipt(
-                envelope,
-                v1.DELIVERY_STATE_DELIVERED,
-                confirmation=v1.CONFIRMATION_END_SYSTEM,
-                # A group call carries no acknowledgements: say so (SDS-TL 0x05).
-                tetra_status=DeliveryStatus.SENT_TO_GROUP if target.is_group else 0,
-            )
-        await self._commit_surely(
-            add=[receipt] if receipt else [],
-            remove=[held.entry_id] if held.entry_id is not None else [],
+        remove = [held.entry_id] if held.entry_id is not None else []
+        if held.meta.get("replay"):
+            await self._commit_surely(remove=remove)
+            return
+        await self._send_receipt(
+            envelope,
+            v1.DELIVERY_STATE_DELIVERED,
+            confirmation=v1.CONFIRMATION_END_SYSTEM,
+            # A group call carries no acknowledgements: say so (SDS-TL 0x05).
+            tetra_status=DeliveryStatus.SENT_TO_GROUP if target.is_group else 0,
+            remove=remove,
         )
 
     # ------------------------------------------------------------------ timers
@@ -2264,12 +2289,16 @@ class Gateway:
         shell = v1.Envelope(message_id=record.message_id, priority=record.priority)  # type: ignore[arg-type]
         shell.origin.nation = record.origin_nation
         shell.origin.unit = record.origin_unit
-        receipt = self._receipt(
-            shell, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
-        )
         first = record.entry_id
         record.entry_id = None  # the copy is released with the first receipt
-        await self._commit_surely(add=[receipt] if receipt else [], remove=[first] if first else [])
+        await self._send_receipt(
+            shell,
+            state,
+            confirmation=confirmation,
+            tetra_status=tetra_status,
+            reason=reason,
+            remove=[first] if first else [],
+        )
 
     def _receipt_envelope(
         self,
@@ -2311,19 +2340,91 @@ class Gateway:
         receipt = self._receipt_envelope(
             about, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
         )
-        self.counters[f"receipts_sent_{_RECEIPT_STATE_NAMES.get(state, str(state))}"] += 1
-        self._observe(
-            "delivered" if state != v1.DELIVERY_STATE_FAILED else "delivery_failed",
-            about.message_id,
-            state=_enum_name(v1.DeliveryState, state),
-            reason=reason,
-            confirmation=_enum_name(v1.Confirmation, confirmation),
-        )
+        self._note_receipt(about.message_id, state, confirmation, reason)
         queue = _egress(about.origin.nation)
         if queue not in self.queues:
             self.log.warning("receipt.no_route", nation=about.origin.nation)
             return None
         return Held(envelope=receipt, entry_id=None, queue=queue)
+
+    def _note_receipt(self, message_id: bytes, state: int, confirmation: int, reason: str) -> None:
+        self.counters[f"receipts_sent_{_RECEIPT_STATE_NAMES.get(state, str(state))}"] += 1
+        self._observe(
+            "delivered" if state != v1.DELIVERY_STATE_FAILED else "delivery_failed",
+            message_id,
+            state=_enum_name(v1.DeliveryState, state),
+            reason=reason,
+            confirmation=_enum_name(v1.Confirmation, confirmation),
+        )
+
+    async def _send_receipt(
+        self,
+        about: v1.Envelope,
+        state: int,
+        *,
+        confirmation: int = 0,
+        tetra_status: int = 0,
+        reason: str = "",
+        remove: list[int],
+    ) -> None:
+        """Journal the receipt for ``about`` towards its origin, releasing ``remove`` with it.
+
+        Receipts due to one partner at the same time with the same content go in one
+        envelope (``also_about``, at most :data:`_RECEIPTS_PER_ENVELOPE`): the first waits
+        one pass of the event loop for company, and those that come while its commit runs
+        go together in the next. One envelope then costs both gateways one journal entry,
+        one custody acknowledgement and one commit for all of them. A partner that did not
+        announce the feature gets one receipt per envelope. Returns once the receipt is
+        durable and queued.
+        """
+        nation = about.origin.nation
+        if _egress(nation) not in self.queues or not self.link.supports(nation, _RECEIPTS_BATCHED):
+            held = self._receipt(
+                about, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
+            )
+            await self._commit_surely(add=[held] if held else [], remove=remove)
+            return
+        self._note_receipt(about.message_id, state, confirmation, reason)
+        key = (nation, about.priority, state, confirmation, tetra_status, reason)
+        due = self._receipts_due.get(key)
+        if due is None:
+            due = self._receipts_due[key] = []
+            self._spawn(self._send_receipts(key, due), f"receipts[{nation}]")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        due.append(_DueReceipt(about=about, remove=remove, done=done))
+        await done
+
+    async def _send_receipts(self, key: _ReceiptKey, due: list[_DueReceipt]) -> None:
+        """Journal the receipts ``due`` for ``key``, many per envelope, until none is."""
+        _nation, _priority, state, confirmation, tetra_status, reason = key
+        try:
+            await asyncio.sleep(0)  # receipts due in this pass of the event loop join in
+            while due:
+                part = due[:_RECEIPTS_PER_ENVELOPE]
+                del due[: len(part)]
+                receipt = self._receipt_envelope(
+                    part[0].about,
+                    state,
+                    confirmation=confirmation,
+                    tetra_status=tetra_status,
+                    reason=reason,
+                )
+                receipt.receipt.also_about.extend(d.about.message_id for d in part[1:])
+                held = Held(envelope=receipt, entry_id=None, queue=_egress(_nation))
+                released = [entry for d in part for entry in d.remove]
+                try:
+                    await self._commit_surely(add=[held], remove=released)
+                except BaseException:
+                    for d in part:
+                        d.done.cancel()
+                    raise
+                for d in part:
+                    if not d.done.done():  # its waiter may have been cancelled
+                        d.done.set_result(None)
+        finally:
+            del self._receipts_due[key]
+            for d in due:  # left only if cancelled (a stop): in the journal, sent after a start
+                d.done.cancel()
 
     @staticmethod
     def _is_final(receipt: v1.DeliveryReceipt, report_request: int | None = None) -> bool:
@@ -2332,26 +2433,35 @@ class Gateway:
         return receipt.state == v1.DELIVERY_STATE_DELIVERED and report_request not in (2, 3)
 
     async def _apply_receipt(self, receipt: v1.DeliveryReceipt) -> None:
-        record = self.tracker.origins.get(receipt.message_id)
+        """Apply a receipt about one of our messages, and end its origin record if final."""
+        if await self._take_receipt(receipt, receipt.message_id) and self.journal is not None:
+            await self._commit_surely(drop_origins=[receipt.message_id])
+
+    async def _take_receipt(self, receipt: v1.DeliveryReceipt, message_id: bytes) -> bool:
+        """Apply ``receipt`` to our message ``message_id`` (reports, console, MCData).
+
+        Returns:
+            True if it ended the message's origin record, which the caller then drops from
+            the journal.
+        """
+        record = self.tracker.origins.get(message_id)
         if record is None and self.journal is not None:
             # Not in memory: it was spilled, or evicted from a full tracker.
-            row = await self._read_surely(functools.partial(_get_origin, receipt.message_id))
+            row = await self._read_surely(functools.partial(_get_origin, message_id))
             if row is not None:
-                record = _origin_from_row(receipt.message_id, row)
+                record = _origin_from_row(message_id, row)
                 self.tracker.add_origin(record)
                 self.counters["origins_from_journal"] += 1
         state_name = _RECEIPT_STATE_NAMES.get(receipt.state, str(receipt.state))
         self.counters[f"receipts_{state_name}"] += 1
         if record is None:
             self.counters["receipts_unmatched"] += 1
-            self.log.info(
-                "receipt.unmatched", message_id=receipt.message_id.hex(), state=state_name
-            )
-            return
+            self.log.info("receipt.unmatched", message_id=message_id.hex(), state=state_name)
+            return False
         record.states.append(receipt.state)
         self._observe(
             "receipt",
-            receipt.message_id,
+            message_id,
             state=_enum_name(v1.DeliveryState, receipt.state),
             confirmation=_enum_name(v1.Confirmation, receipt.confirmation),
             reason=receipt.reason,
@@ -2373,9 +2483,9 @@ class Gateway:
             )
             self._spawn(report, "report")
         if self._is_final(receipt, record.report_request):
-            self.tracker.origins.pop(receipt.message_id, None)
-            if self.journal is not None:
-                await self._commit_surely(drop_origin=receipt.message_id)
+            self.tracker.origins.pop(message_id, None)
+            return True
+        return False
 
     # ---- control-room API support
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
+import json
 import os
 import socket
 import ssl
@@ -277,6 +278,8 @@ async def test_presence_birth_will_and_epochs(mqtt_world: MqttWorld) -> None:
             await it.wait_until(lambda: it.connected)
             await de.wait_until(lambda: de.reachable("IT"))
             assert de.partners["IT"].epoch == epoch
+            assert de.supports("IT", "receipts-batched")  # announced in its presence
+            assert not de.supports("IT", "telepathy")
         # graceful stop: retained offline of the same epoch
         await de.wait_until(lambda: not de.reachable("IT"))
         assert de.partners["IT"].epoch == epoch
@@ -299,6 +302,41 @@ async def test_presence_birth_will_and_epochs(mqtt_world: MqttWorld) -> None:
             )
         assert restarts == ["IT"]
         assert de.counters["partner_restarts"] == 1
+
+
+@pytest.mark.parametrize(
+    ("features", "supported"),
+    [
+        (None, False),  # a gateway from before features were announced
+        ([], False),
+        (["receipts-batched", "later-thing"], True),
+    ],
+)
+def test_a_partner_supports_what_its_presence_announces(
+    mqtt_world: MqttWorld, features: list[str] | None, supported: bool
+) -> None:
+    de = _link(mqtt_world, "DE")
+    body: dict[str, object] = {"nation": "IT", "state": "online", "epoch": 7, "session": 1}
+    if features is not None:
+        body["features"] = features
+    de._on_presence("IT", json.dumps(body).encode(), retained=True)
+    assert de.partners["IT"].online
+    assert de.supports("IT", "receipts-batched") is supported
+    assert not de.supports("ES", "receipts-batched")  # never heard of
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"features": "receipts-batched"}, {"features": [1]}, {"at": "noon"}, {"at": None}],
+)
+def test_a_malformed_presence_is_counted_and_ignored(
+    mqtt_world: MqttWorld, extra: dict[str, object]
+) -> None:
+    de = _link(mqtt_world, "DE")
+    body = {"nation": "IT", "state": "online", "epoch": 7, "session": 1, **extra}
+    de._on_presence("IT", json.dumps(body).encode(), retained=True)
+    assert "IT" not in de.partners
+    assert de.counters["presence_malformed"] == 1
 
 
 async def test_last_will_marks_a_vanished_gateway_offline(mqtt_world: MqttWorld) -> None:

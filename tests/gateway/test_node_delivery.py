@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import math
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from gateway.journal import Journal
 from gateway.node import Gateway, Held
@@ -286,6 +288,97 @@ async def test_a_batch_taken_in_together_is_acknowledged_in_one_envelope(
     assert [(e.receipt.message_id, len(e.receipt.also_accepted)) for e in again] == [
         (bytes([0xA0 + n]) * 16, 0) for n in range(3)
     ]
+
+
+def _receipts(sends: _Sends) -> list[v1.Envelope]:
+    """The end-to-end receipts (not custody acknowledgements) among what was sent."""
+    return [
+        e
+        for e in sends.sent
+        if e.HasField("receipt") and e.receipt.state != v1.DELIVERY_STATE_ACCEPTED
+    ]
+
+
+async def test_receipts_due_together_share_an_envelope_and_each_is_applied(
+    fed: Federation,
+) -> None:
+    sends = _watch_sends(fed.de)
+    delivered = [_envelope_from_fr(n.to_bytes(2, "big") * 8) for n in range(600)]
+    failed = _envelope_from_fr(b"\x5f" * 16)
+    await asyncio.gather(
+        *(
+            fed.de._send_receipt(
+                e, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT, remove=[]
+            )
+            for e in delivered
+        ),
+        fed.de._send_receipt(
+            failed, v1.DELIVERY_STATE_FAILED, tetra_status=0x41, reason="gone", remove=[]
+        ),
+    )
+    # France never sent these: its gateway applies each and finds no message of its own.
+    await eventually(lambda: fed.fr.counters["receipts_unmatched"] == 601)
+    assert fed.fr.counters["receipts_delivered"] == 600
+    assert fed.fr.counters["receipts_failed"] == 1
+    receipts = sorted(_receipts(sends), key=lambda e: len(e.receipt.also_about))
+    assert [len(e.receipt.also_about) for e in receipts] == [0, 87, 511]  # 512 at most
+    lone, *together = receipts
+    assert (lone.receipt.message_id, lone.receipt.reason) == (failed.message_id, "gone")
+    about = [i for e in reversed(together) for i in (e.receipt.message_id, *e.receipt.also_about)]
+    assert about == [e.message_id for e in delivered]  # in the order they were due
+    assert {e.receipt.confirmation for e in together} == {v1.CONFIRMATION_UNIT}
+    assert fed.de.counters["receipts_sent_delivered"] == 600
+    assert not fed.de._receipts_due
+
+
+async def test_a_partner_that_does_not_announce_batched_receipts_gets_one_each(
+    fed: Federation,
+) -> None:
+    sends = _watch_sends(fed.de)
+
+    def announces_nothing(nation: str, feature: str) -> bool:
+        return False
+
+    fed.de.link.supports = announces_nothing  # type: ignore[method-assign]
+    about = [_envelope_from_fr(bytes([0x70 + n]) * 16) for n in range(3)]
+    await asyncio.gather(
+        *(fed.de._send_receipt(e, v1.DELIVERY_STATE_DELIVERED, remove=[]) for e in about)
+    )
+    await eventually(lambda: fed.fr.counters["receipts_unmatched"] == 3)
+    assert [(e.receipt.message_id, list(e.receipt.also_about)) for e in _receipts(sends)] == [
+        (e.message_id, []) for e in about
+    ]
+
+
+async def test_a_batched_receipt_releases_every_copy_and_ends_every_origin_record(
+    fed: Federation,
+) -> None:
+    sends = _watch_sends(fed.fr)
+    flush = fed.fr._send_receipts
+
+    async def together(key: Any, due: list[Any]) -> None:
+        await eventually(lambda: len(due) == 8)  # all eight delivered before the first goes
+        await flush(key, due)
+
+    fed.fr._send_receipts = together  # type: ignore[method-assign]
+    for n in range(8):
+        await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"zusammen {n}", report_request=0)
+    await eventually(lambda: fed.de.counters["receipts_delivered"] == 8)
+    [receipt] = _receipts(sends)
+    about = [receipt.receipt.message_id, *receipt.receipt.also_about]
+    assert len(set(about)) == 8
+    assert not set(about) & set(fed.de.tracker.origins)
+    de_journal, fr_journal = fed.de.journal, fed.fr.journal
+    assert de_journal is not None and fr_journal is not None
+    for message_id in about:  # every origin record ended in the journal too
+        assert await de_journal.submit(functools.partial(_origin_of, message_id)) is None
+    # France released every delivered copy, and the receipt once Germany acknowledged it.
+    await eventually(lambda: fed.fr.counters["acked"] == 1 and not fed.fr.in_flight("DE"))
+    assert await fr_journal.submit(lambda j: j.count()) == 0
+
+
+def _origin_of(message_id: bytes, journal: Any) -> Any:
+    return journal.get_origin(message_id)
 
 
 async def test_an_emergency_reaches_its_radio_line_while_routine_work_for_it_is_held(

@@ -507,6 +507,7 @@ class DeliveryReceipt(_message.Message):
     TETRA_STATUS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     ALSO_ACCEPTED_FIELD_NUMBER: _builtins.int
+    ALSO_ABOUT_FIELD_NUMBER: _builtins.int
     message_id: _builtins.bytes
     """the envelope this receipt is about"""
     state: Global___DeliveryState.ValueType
@@ -522,6 +523,14 @@ class DeliveryReceipt(_message.Message):
         alone, and the others are sent again and acknowledged then).
         """
 
+    @_builtins.property
+    def also_about(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Any other state: further envelopes this receipt is about, with the same state,
+        confirmation, tetra_status and reason. Sent only to gateways that announce the feature
+        "receipts-batched" in their presence: one that ignores this field would apply the
+        receipt to message_id alone.
+        """
+
     def __init__(
         self,
         *,
@@ -531,10 +540,11 @@ class DeliveryReceipt(_message.Message):
         tetra_status: _builtins.int = ...,
         reason: _builtins.str = ...,
         also_accepted: _abc.Iterable[_builtins.bytes] | None = ...,
+        also_about: _abc.Iterable[_builtins.bytes] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["also_accepted", b"also_accepted", "confirmation", b"confirmation", "message_id", b"message_id", "reason", b"reason", "state", b"state", "tetra_status", b"tetra_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["also_about", b"also_about", "also_accepted", b"also_accepted", "confirmation", b"confirmation", "message_id", b"message_id", "reason", b"reason", "state", b"state", "tetra_status", b"tetra_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
