@@ -1115,11 +1115,17 @@ class MqttFederationLink:
             online = {"online": True, "offline": False}[body["state"]]
             epoch, session = int(body["epoch"]), int(body["session"])
             gateway, at = str(body.get("gateway", "")), float(body.get("at", 0.0))
-            features = _features(body.get("features"))
         except (ValueError, KeyError, TypeError) as exc:
             self.counters["presence_malformed"] += 1
             self.log.warning("mqtt.presence_malformed", nation=nation, error=str(exc))
             return
+        features = _features(body.get("features"))
+        if features is None:
+            # Optional and for later versions to extend: the partner stays reachable, and
+            # we use none of its features.
+            self.counters["presence_features_malformed"] += 1
+            self.log.warning("mqtt.presence_features_malformed", nation=nation)
+            features = frozenset()
         seen = self.partners.get(nation)
         restarted = False
         if seen is not None:
@@ -1187,13 +1193,13 @@ class MqttFederationLink:
             self._warn_expiry()
 
 
-def _features(announced: object) -> frozenset[str]:
-    """The features a partner's presence announces (none if it says nothing)."""
+def _features(announced: object) -> frozenset[str] | None:
+    """The feature names a partner's presence announces (None if not a list)."""
     if announced is None:
         return frozenset()
-    if not isinstance(announced, list) or not all(isinstance(f, str) for f in announced):
-        raise ValueError("features must be a list of names")
-    return frozenset(announced)
+    if not isinstance(announced, list):
+        return None
+    return frozenset(f for f in announced if isinstance(f, str))
 
 
 def _priority_of(payload: bytes) -> int:

@@ -206,18 +206,19 @@ class _InFlight:
     deadline: float
 
 
+#: What receipts must share to go in one envelope, besides their partner and priority:
+#: state, confirmation, SDS-TL status and reason.
+_ReceiptContent = tuple[int, int, int, str]
+
+
 @dataclass
 class _DueReceipt:
-    """A receipt waiting for others like it (see Gateway._send_receipt)."""
+    """A receipt waiting for the others due in the same pass (see Gateway._send_receipt)."""
 
     about: v1.Envelope
+    content: _ReceiptContent
     remove: list[int]
     done: asyncio.Future[None]
-
-
-#: What receipts must share to go in one envelope: origin nation, priority, state,
-#: confirmation, SDS-TL status and reason.
-_ReceiptKey = tuple[str, int, int, int, int, str]
 
 
 @dataclass
@@ -326,9 +327,9 @@ class Gateway:
         #: present while a task sends them (see :meth:`_ack`).
         self._acks_due: dict[tuple[str, bool], list[v1.Envelope]] = {}
         self._receipts_applying: set[bytes] = set()
-        #: Receipts waiting to share an envelope (see :meth:`_send_receipt`); a key is
-        #: present while a task journals them.
-        self._receipts_due: dict[_ReceiptKey, list[_DueReceipt]] = {}
+        #: Per (partner, priority): receipts due in this pass of the event loop, journaled
+        #: together at its end (see :meth:`_send_receipt`).
+        self._receipts_due: dict[tuple[str, int], list[_DueReceipt]] = {}
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
         self._ack_timeout = delivery.ack_timeout
@@ -785,6 +786,31 @@ class Gateway:
         Raises:
             JournalError: the journal cannot be written; nothing was taken into custody.
         """
+        committed = self._submit_commit(
+            add=add,
+            remove=remove,
+            seen=seen,
+            origin=origin,
+            drop_origins=drop_origins,
+            then=then,
+        )
+        return await asyncio.shield(committed) is not None
+
+    def _submit_commit(
+        self,
+        *,
+        add: Sequence[Held] = (),
+        remove: Sequence[int] = (),
+        seen: bytes | None = None,
+        origin: OriginRecord | None = None,
+        drop_origins: Sequence[bytes] = (),
+        then: Callable[[bool], None] | None = None,
+    ) -> asyncio.Future[list[int] | None]:
+        """Submit :meth:`_commit`'s change; the future has the new entry ids (None: a duplicate).
+
+        Raises:
+            JournalError: the journal is not open.
+        """
         journal = self.journal
         if journal is None:
             raise JournalError("the journal is not open")
@@ -819,7 +845,7 @@ class Gateway:
         # the middle of a batch): a copy in the journal but in no queue would wait for the
         # next restart. Commits settle in order, so copies are queued in custody order.
         committed.add_done_callback(functools.partial(self._committed, add, then))
-        return await asyncio.shield(committed) is not None
+        return committed
 
     def _committed(
         self,
@@ -1708,11 +1734,9 @@ class Gateway:
                 # Applied before it is recorded: a crash in between repeats a report, never
                 # loses one. A receipt about several envelopes (also_about) is applied to
                 # each, and the origin records it ends go in the same commit as the receipt.
-                final = [
-                    about
-                    for about in (receipt.message_id, *receipt.also_about)
-                    if await self._take_receipt(receipt, about)
-                ]
+                about = [receipt.message_id, *receipt.also_about]
+                await self._load_origins(about)
+                final = [i for i in about if self._take_receipt(receipt, i)]
                 await self._commit_surely(seen=message_id, drop_origins=final)
         finally:
             self._receipts_applying.discard(message_id)
@@ -2369,62 +2393,116 @@ class Gateway:
     ) -> None:
         """Journal the receipt for ``about`` towards its origin, releasing ``remove`` with it.
 
-        Receipts due to one partner at the same time with the same content go in one
-        envelope (``also_about``, at most :data:`_RECEIPTS_PER_ENVELOPE`): the first waits
-        one pass of the event loop for company, and those that come while its commit runs
-        go together in the next. One envelope then costs both gateways one journal entry,
-        one custody acknowledgement and one commit for all of them. A partner that did not
-        announce the feature gets one receipt per envelope. Returns once the receipt is
-        durable and queued.
+        Receipts due to one partner in the same pass of the event loop (a radio's reports
+        are read together) are journaled together at its end, those with the same content
+        in one envelope (``also_about``, at most :data:`_RECEIPTS_PER_ENVELOPE`): one
+        envelope costs both gateways one journal entry, one custody acknowledgement and
+        one commit for all of them. Nothing waits for company longer than that pass, and
+        the commit is submitted from a callback, not a task, so a stop cannot leave a
+        receipt behind that its caller had handed over. Receipts go one per envelope to a
+        partner that is not online or did not announce the feature. Returns once the
+        receipt is durable and queued.
         """
         nation = about.origin.nation
-        if _egress(nation) not in self.queues or not self.link.supports(nation, _RECEIPTS_BATCHED):
+        if (
+            _egress(nation) not in self.queues
+            or not self.link.reachable(nation)
+            or not self.link.supports(nation, _RECEIPTS_BATCHED)
+        ):
             held = self._receipt(
                 about, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
             )
             await self._commit_surely(add=[held] if held else [], remove=remove)
             return
         self._note_receipt(about.message_id, state, confirmation, reason)
-        key = (nation, about.priority, state, confirmation, tetra_status, reason)
+        loop = asyncio.get_running_loop()
+        key = (nation, about.priority)
         due = self._receipts_due.get(key)
         if due is None:
             due = self._receipts_due[key] = []
-            self._spawn(self._send_receipts(key, due), f"receipts[{nation}]")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        due.append(_DueReceipt(about=about, remove=remove, done=done))
+            loop.call_soon(self._journal_receipts, key)
+        done: asyncio.Future[None] = loop.create_future()
+        content = (state, confirmation, tetra_status, reason)
+        due.append(_DueReceipt(about=about, content=content, remove=remove, done=done))
         await done
 
-    async def _send_receipts(self, key: _ReceiptKey, due: list[_DueReceipt]) -> None:
-        """Journal the receipts ``due`` for ``key``, many per envelope, until none is."""
-        _nation, _priority, state, confirmation, tetra_status, reason = key
-        try:
-            await asyncio.sleep(0)  # receipts due in this pass of the event loop join in
-            while due:
-                part = due[:_RECEIPTS_PER_ENVELOPE]
-                del due[: len(part)]
-                receipt = self._receipt_envelope(
+    def _journal_receipts(self, key: tuple[str, int]) -> None:
+        """Submit the receipts due for ``key`` in one commit (see :meth:`_send_receipt`)."""
+        due = self._receipts_due.pop(key, [])
+        if not due:
+            return
+        nation, _priority = key
+        alike: dict[_ReceiptContent, list[_DueReceipt]] = {}
+        for receipt in due:  # in the order they became due
+            alike.setdefault(receipt.content, []).append(receipt)
+        add = []
+        for (state, confirmation, tetra_status, reason), same in alike.items():
+            for start in range(0, len(same), _RECEIPTS_PER_ENVELOPE):
+                part = same[start : start + _RECEIPTS_PER_ENVELOPE]
+                envelope = self._receipt_envelope(
                     part[0].about,
                     state,
                     confirmation=confirmation,
                     tetra_status=tetra_status,
                     reason=reason,
                 )
-                receipt.receipt.also_about.extend(d.about.message_id for d in part[1:])
-                held = Held(envelope=receipt, entry_id=None, queue=_egress(_nation))
-                released = [entry for d in part for entry in d.remove]
-                try:
-                    await self._commit_surely(add=[held], remove=released)
-                except BaseException:
-                    for d in part:
-                        d.done.cancel()
-                    raise
-                for d in part:
-                    if not d.done.done():  # its waiter may have been cancelled
-                        d.done.set_result(None)
-        finally:
-            del self._receipts_due[key]
-            for d in due:  # left only if cancelled (a stop): in the journal, sent after a start
-                d.done.cancel()
+                envelope.receipt.also_about.extend(d.about.message_id for d in part[1:])
+                add.append(Held(envelope=envelope, entry_id=None, queue=_egress(nation)))
+        self.counters["receipt_envelopes_batched"] += len(add)
+        remove = [entry for receipt in due for entry in receipt.remove]
+        try:
+            committed = self._submit_commit(add=add, remove=remove)
+        except JournalError as exc:
+            self._receipts_not_journaled(add, remove, due, exc)
+            return
+        committed.add_done_callback(functools.partial(self._receipts_journaled, add, remove, due))
+
+    def _receipts_journaled(
+        self,
+        add: list[Held],
+        remove: list[int],
+        due: list[_DueReceipt],
+        committed: asyncio.Future[list[int] | None],
+    ) -> None:
+        exc = None if committed.cancelled() else committed.exception()
+        if committed.cancelled() or isinstance(exc, JournalError):
+            self._receipts_not_journaled(add, remove, due, exc)
+            return
+        for receipt in due:
+            if receipt.done.done():  # its caller was cancelled: the receipt went all the same
+                continue
+            if exc is None:
+                receipt.done.set_result(None)
+            else:  # a bug: the callers fail, as they would have with a commit of their own
+                receipt.done.set_exception(exc)
+
+    def _receipts_not_journaled(
+        self,
+        add: list[Held],
+        remove: list[int],
+        due: list[_DueReceipt],
+        exc: BaseException | None,
+    ) -> None:
+        """The journal refused the receipts: retry until it takes them, as any caller would."""
+        self.log.warning("receipts.retry", receipts=len(due), error=str(exc or "cancelled"))
+
+        async def retry() -> None:
+            try:
+                await self._commit_surely(add=add, remove=remove)
+            except Exception as failure:  # a bug: the callers fail with it
+                for receipt in due:
+                    if not receipt.done.done():
+                        receipt.done.set_exception(failure)
+                raise
+            except BaseException:
+                for receipt in due:
+                    receipt.done.cancel()
+                raise
+            for receipt in due:
+                if not receipt.done.done():
+                    receipt.done.set_result(None)
+
+        self._spawn(retry(), "receipts")
 
     @staticmethod
     def _is_final(receipt: v1.DeliveryReceipt, report_request: int | None = None) -> bool:
@@ -2434,24 +2512,34 @@ class Gateway:
 
     async def _apply_receipt(self, receipt: v1.DeliveryReceipt) -> None:
         """Apply a receipt about one of our messages, and end its origin record if final."""
-        if await self._take_receipt(receipt, receipt.message_id) and self.journal is not None:
+        await self._load_origins([receipt.message_id])
+        if self._take_receipt(receipt, receipt.message_id) and self.journal is not None:
             await self._commit_surely(drop_origins=[receipt.message_id])
 
-    async def _take_receipt(self, receipt: v1.DeliveryReceipt, message_id: bytes) -> bool:
+    async def _load_origins(self, message_ids: Sequence[bytes]) -> None:
+        """Read back the origin records of ``message_ids`` not in memory, in one read.
+
+        Not in memory: spilled, or evicted from a full tracker.
+        """
+        missing = [i for i in message_ids if i not in self.tracker.origins]
+        if not missing or self.journal is None:
+            return
+        rows = await self._read_surely(functools.partial(_get_origins, missing))
+        for message_id, row in rows.items():
+            # Not if a receipt ended it meanwhile: the row was read before its drop.
+            if message_id not in self.tracker.origins and not self.tracker.ended(message_id):
+                self.tracker.add_origin(_origin_from_row(message_id, row))
+                self.counters["origins_from_journal"] += 1
+
+    def _take_receipt(self, receipt: v1.DeliveryReceipt, message_id: bytes) -> bool:
         """Apply ``receipt`` to our message ``message_id`` (reports, console, MCData).
 
         Returns:
             True if it ended the message's origin record, which the caller then drops from
-            the journal.
+            the journal in the same pass (no await in between: a read of the journal
+            queued after it sees the record gone).
         """
         record = self.tracker.origins.get(message_id)
-        if record is None and self.journal is not None:
-            # Not in memory: it was spilled, or evicted from a full tracker.
-            row = await self._read_surely(functools.partial(_get_origin, message_id))
-            if row is not None:
-                record = _origin_from_row(message_id, row)
-                self.tracker.add_origin(record)
-                self.counters["origins_from_journal"] += 1
         state_name = _RECEIPT_STATE_NAMES.get(receipt.state, str(receipt.state))
         self.counters[f"receipts_{state_name}"] += 1
         if record is None:
@@ -2483,7 +2571,7 @@ class Gateway:
             )
             self._spawn(report, "report")
         if self._is_final(receipt, record.report_request):
-            self.tracker.origins.pop(message_id, None)
+            self.tracker.end_origin(message_id)
             return True
         return False
 
@@ -2673,8 +2761,9 @@ def _local(adapter: str) -> str:
     return f"local:{adapter}"
 
 
-def _get_origin(message_id: bytes, journal: JournalStore) -> dict[str, Any] | None:
-    return journal.get_origin(message_id)
+def _get_origins(message_ids: Sequence[bytes], journal: JournalStore) -> dict[bytes, Any]:
+    rows = {i: journal.get_origin(i) for i in message_ids}
+    return {i: row for i, row in rows.items() if row is not None}
 
 
 def _entries_after(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-__all__ = ["AwaitingReport", "OriginRecord", "ReportKey", "Tracker"]
+__all__ = ["ENDED_REMEMBERED", "AwaitingReport", "OriginRecord", "ReportKey", "Tracker"]
 
 #: (adapter name, the unit's ISSI or MCData ID, SDS-TL message reference or MCData message ID)
 ReportKey = tuple[str, str, int | bytes]
@@ -59,6 +59,10 @@ class AwaitingReport:
     entry_id: int | None = None
 
 
+#: Ended origin records a tracker remembers.
+ENDED_REMEMBERED = 4096
+
+
 class Tracker:
     """Both tables, bounded; the oldest entries are dropped first when full."""
 
@@ -70,12 +74,29 @@ class Tracker:
         self._keys: dict[int, list[ReportKey]] = {}
         self._deadlines: list[tuple[float, int, AwaitingReport]] = []
         self._parked: dict[ReportKey, tuple[int, float]] = {}
+        #: The origin records ended last (bounded), see :meth:`end_origin`.
+        self._ended: dict[bytes, None] = {}
 
     def add_origin(self, record: OriginRecord) -> None:
         """Remember a message sent abroad."""
         if len(self.origins) >= self.max_entries:
             self.origins.pop(next(iter(self.origins)))
         self.origins[record.message_id] = record
+
+    def end_origin(self, message_id: bytes) -> None:
+        """Forget a message sent abroad for good: its final receipt came.
+
+        It is remembered as ended (the last :data:`ENDED_REMEMBERED`), so that a copy of
+        its record read from the journal before it ended is not taken back.
+        """
+        self.origins.pop(message_id, None)
+        if len(self._ended) >= ENDED_REMEMBERED:
+            del self._ended[next(iter(self._ended))]
+        self._ended[message_id] = None
+
+    def ended(self, message_id: bytes) -> bool:
+        """True if the origin record of ``message_id`` ended lately (see :meth:`end_origin`)."""
+        return message_id in self._ended
 
     def add_awaiting(self, record: AwaitingReport) -> None:
         """Remember a local delivery that waits for SDS-REPORTs, under each of its references."""

@@ -305,15 +305,17 @@ async def test_presence_birth_will_and_epochs(mqtt_world: MqttWorld) -> None:
 
 
 @pytest.mark.parametrize(
-    ("features", "supported"),
+    ("features", "supported", "malformed"),
     [
-        (None, False),  # a gateway from before features were announced
-        ([], False),
-        (["receipts-batched", "later-thing"], True),
+        (None, False, 0),  # a gateway from before features were announced
+        ([], False, 0),
+        (["receipts-batched", "later-thing"], True, 0),
+        ([{"later": "form"}, "receipts-batched"], True, 0),  # names kept, the rest ignored
+        ("receipts-batched", False, 1),  # not a list: reachable, but no feature used
     ],
 )
 def test_a_partner_supports_what_its_presence_announces(
-    mqtt_world: MqttWorld, features: list[str] | None, supported: bool
+    mqtt_world: MqttWorld, features: object, supported: bool, malformed: int
 ) -> None:
     de = _link(mqtt_world, "DE")
     body: dict[str, object] = {"nation": "IT", "state": "online", "epoch": 7, "session": 1}
@@ -323,12 +325,10 @@ def test_a_partner_supports_what_its_presence_announces(
     assert de.partners["IT"].online
     assert de.supports("IT", "receipts-batched") is supported
     assert not de.supports("ES", "receipts-batched")  # never heard of
+    assert de.counters["presence_features_malformed"] == malformed
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [{"features": "receipts-batched"}, {"features": [1]}, {"at": "noon"}, {"at": None}],
-)
+@pytest.mark.parametrize("extra", [{"at": "noon"}, {"at": None}, {"epoch": "seven"}])
 def test_a_malformed_presence_is_counted_and_ignored(
     mqtt_world: MqttWorld, extra: dict[str, object]
 ) -> None:

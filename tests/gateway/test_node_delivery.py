@@ -13,9 +13,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from gateway.journal import Journal
+import pytest
+
+from gateway.journal import Journal, JournalError
 from gateway.node import Gateway, Held
 from gateway.presence import Availability, PresenceRegistry, PresenceUpdate
+from gateway.tracking import OriginRecord
 from protocols.schema import v1
 from protocols.tetra import StatusSds, TextSds
 from tests.gateway.federation import (
@@ -354,13 +357,15 @@ async def test_a_batched_receipt_releases_every_copy_and_ends_every_origin_recor
     fed: Federation,
 ) -> None:
     sends = _watch_sends(fed.fr)
-    flush = fed.fr._send_receipts
+    journal_receipts = fed.fr._journal_receipts
 
-    async def together(key: Any, due: list[Any]) -> None:
-        await eventually(lambda: len(due) == 8)  # all eight delivered before the first goes
-        await flush(key, due)
+    def together(key: tuple[str, int]) -> None:
+        if len(fed.fr._receipts_due[key]) < 8:  # all eight delivered before the first goes
+            asyncio.get_running_loop().call_later(0.01, together, key)
+        else:
+            journal_receipts(key)
 
-    fed.fr._send_receipts = together  # type: ignore[method-assign]
+    fed.fr._journal_receipts = together  # type: ignore[method-assign]
     for n in range(8):
         await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"zusammen {n}", report_request=0)
     await eventually(lambda: fed.de.counters["receipts_delivered"] == 8)
@@ -379,6 +384,143 @@ async def test_a_batched_receipt_releases_every_copy_and_ends_every_origin_recor
 
 def _origin_of(message_id: bytes, journal: Any) -> Any:
     return journal.get_origin(message_id)
+
+
+async def test_a_read_receipt_never_overtakes_the_delivered_one(fed: Federation) -> None:
+    sends = _watch_sends(fed.de)
+    message = _envelope_from_fr(b"\x61" * 16)
+    others = [_envelope_from_fr(bytes([0x62, n]) * 8) for n in range(100)]
+
+    async def delivered_then_read() -> None:  # as _settle does for a CONSUMED report
+        await fed.de._send_receipt(message, v1.DELIVERY_STATE_DELIVERED, remove=[])
+        await fed.de._send_receipt(message, v1.DELIVERY_STATE_READ, remove=[])
+
+    async def delivered_later(envelope: v1.Envelope, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await fed.de._send_receipt(envelope, v1.DELIVERY_STATE_DELIVERED, remove=[])
+
+    await asyncio.gather(
+        delivered_then_read(),
+        *(delivered_later(e, n * 0.0005) for n, e in enumerate(others)),
+    )
+    await eventually(lambda: fed.fr.counters["receipts_unmatched"] == 102)
+    about_message = [
+        e.receipt.state
+        for e in _receipts(sends)
+        if message.message_id in (e.receipt.message_id, *e.receipt.also_about)
+    ]
+    assert about_message == [v1.DELIVERY_STATE_DELIVERED, v1.DELIVERY_STATE_READ]
+
+
+async def test_a_receipt_handed_over_is_journaled_even_if_its_caller_is_cancelled(
+    fed: Federation,
+) -> None:
+    about = _envelope_from_fr(b"\x63" * 16)
+    caller = asyncio.create_task(
+        fed.de._send_receipt(about, v1.DELIVERY_STATE_DELIVERED, remove=[])
+    )
+    await asyncio.sleep(0)  # handed over: waiting for the others due in this pass
+    caller.cancel()
+    await asyncio.gather(caller, return_exceptions=True)
+    assert caller.cancelled()
+    await eventually(lambda: fed.fr.counters["receipts_unmatched"] == 1)
+    assert not fed.de._receipts_due
+
+
+async def test_receipts_the_journal_refused_are_retried_and_errors_reach_the_caller(
+    fed: Federation,
+) -> None:
+    submit = fed.de._submit_commit
+    failures: list[Exception] = []
+
+    def failing(**kwargs: Any) -> asyncio.Future[list[int] | None]:
+        if not failures:
+            return submit(**kwargs)
+        failure = failures.pop(0)
+        if isinstance(failure, JournalError):
+            raise failure  # the journal refuses the submission itself
+        failed: asyncio.Future[list[int] | None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(failure)
+        return failed
+
+    fed.de._submit_commit = failing  # type: ignore[method-assign]
+    # Refused: retried (as _commit_surely does) until the journal takes it.
+    failures.append(JournalError("disk full"))
+    await fed.de._send_receipt(
+        _envelope_from_fr(b"\x64" * 16), v1.DELIVERY_STATE_DELIVERED, remove=[]
+    )
+    await eventually(lambda: fed.fr.counters["receipts_unmatched"] == 1)
+    assert not failures
+    # Any other failure is the caller's, as with a commit of its own: never a silent hang.
+    failures.append(RuntimeError("a bug"))
+    with pytest.raises(RuntimeError, match="a bug"):
+        await fed.de._send_receipt(
+            _envelope_from_fr(b"\x65" * 16), v1.DELIVERY_STATE_DELIVERED, remove=[]
+        )
+    assert not fed.de._receipts_due
+
+
+def _origin_record(message_id: bytes) -> OriginRecord:
+    return OriginRecord(
+        message_id=message_id,
+        adapter="tetra-de",
+        source_issi="1001",
+        protocol_id=None,
+        message_reference=None,
+        report_request=0,
+        priority=v1.PRIORITY_ROUTINE,
+    )
+
+
+def _receipt_from_fr(message_id: bytes, about: list[bytes]) -> bytes:
+    envelope = v1.Envelope(message_id=message_id, priority=v1.PRIORITY_ROUTINE)
+    envelope.origin.nation = "FR"
+    envelope.origin.unit = FR_VSAV_UNIT
+    envelope.receipt.message_id = about[0]
+    envelope.receipt.also_about.extend(about[1:])
+    envelope.receipt.state = v1.DELIVERY_STATE_DELIVERED
+    return envelope.SerializeToString()
+
+
+async def test_a_batched_receipt_reads_back_origin_records_kept_in_the_journal_only(
+    fed: Federation,
+) -> None:
+    about = [bytes([0x66, n]) * 8 for n in range(5)]
+    for message_id in about:  # spilled, or evicted from a full tracker: in the journal only
+        await fed.de._commit(origin=_origin_record(message_id))
+    reads = 0
+    read = fed.de._read_surely
+
+    async def counted(op: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await read(op)
+
+    fed.de._read_surely = counted  # type: ignore[method-assign]
+    await fed.de._on_federation("FR", _receipt_from_fr(b"\x67" * 16, about))
+    assert reads == 1  # one journal read for all of them
+    assert fed.de.counters["origins_from_journal"] == 5
+    assert fed.de.counters["receipts_unmatched"] == 0
+    assert not set(about) & set(fed.de.tracker.origins)
+    journal = fed.de.journal
+    assert journal is not None
+    for message_id in about:
+        assert await journal.submit(functools.partial(_origin_of, message_id)) is None
+
+
+async def test_two_receipts_about_one_message_taken_in_together_apply_once(
+    fed: Federation,
+) -> None:
+    message_id = b"\x68" * 16
+    await fed.de._commit(origin=_origin_record(message_id))  # in the journal only
+    # E.g. two copies of a group message, delivered by two partners' gateways.
+    await asyncio.gather(
+        fed.de._on_federation("FR", _receipt_from_fr(b"\x69" * 16, [message_id])),
+        fed.de._on_federation("FR", _receipt_from_fr(b"\x6a" * 16, [message_id])),
+    )
+    assert fed.de.counters["origins_from_journal"] == 1
+    assert fed.de.counters["receipts_unmatched"] == 1
+    assert fed.de.tracker.ended(message_id)
 
 
 async def test_an_emergency_reaches_its_radio_line_while_routine_work_for_it_is_held(
