@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 import structlog
 from google.protobuf.message import DecodeError
@@ -221,6 +221,25 @@ class _DueReceipt:
     done: asyncio.Future[None]
 
 
+class _ReceiptDetails(TypedDict, total=False):
+    """What a receipt says besides its state (see Gateway._receipt_envelope)."""
+
+    confirmation: int
+    tetra_status: int
+    reason: str
+
+
+class _Change(TypedDict, total=False):
+    """One change of custody (see Gateway._submit_commit)."""
+
+    add: Sequence[Held]
+    remove: Sequence[int]
+    seen: bytes | None
+    origin: OriginRecord | None
+    drop_origins: Sequence[bytes]
+    then: Callable[[bool], None] | None
+
+
 @dataclass
 class _Spill:
     """A queue's copies kept in the journal only, because the queue reached its bound.
@@ -262,6 +281,9 @@ class Gateway:
         clock: Wall clock in seconds (injectable for tests).
         monotonic: Monotonic clock in seconds for local timers (injectable for tests).
     """
+
+    _receipts_applying: set[bytes]
+    _receipt_turns: dict[str, asyncio.Future[None]]
 
     def __init__(
         self,
@@ -326,7 +348,9 @@ class Gateway:
         #: Per (partner, urgent): the envelopes whose acknowledgement is due; a key is
         #: present while a task sends them (see :meth:`_ack`).
         self._acks_due: dict[tuple[str, bool], list[v1.Envelope]] = {}
-        self._receipts_applying: set[bytes] = set()
+        #: Receipt envelopes being applied; per partner, resolved when the receipt taken
+        #: in last has been applied (see :meth:`_on_partner_receipt`).
+        self._receipts_applying, self._receipt_turns = set(), {}
         #: Per (partner, priority): receipts due in this pass of the event loop, journaled
         #: together at its end (see :meth:`_send_receipt`).
         self._receipts_due: dict[tuple[str, int], list[_DueReceipt]] = {}
@@ -764,16 +788,7 @@ class Gateway:
 
     # ------------------------------------------------------------------ custody
 
-    async def _commit(
-        self,
-        *,
-        add: Sequence[Held] = (),
-        remove: Sequence[int] = (),
-        seen: bytes | None = None,
-        origin: OriginRecord | None = None,
-        drop_origins: Sequence[bytes] = (),
-        then: Callable[[bool], None] | None = None,
-    ) -> bool:
+    async def _commit(self, **change: Unpack[_Change]) -> bool:
         """Make one change of custody durable, then queue what it added.
 
         ``then(added)`` runs once the commit is durable, after the copies are queued, even
@@ -786,15 +801,7 @@ class Gateway:
         Raises:
             JournalError: the journal cannot be written; nothing was taken into custody.
         """
-        committed = self._submit_commit(
-            add=add,
-            remove=remove,
-            seen=seen,
-            origin=origin,
-            drop_origins=drop_origins,
-            then=then,
-        )
-        return await asyncio.shield(committed) is not None
+        return await asyncio.shield(self._submit_commit(**change)) is not None
 
     def _submit_commit(
         self,
@@ -1726,6 +1733,13 @@ class Gateway:
             self.counters["duplicates"] += 1
             return
         self._receipts_applying.add(message_id)
+        # Receipts of one partner are applied in the order they came, even when an
+        # earlier one waits longer for the journal (its origin records were spilled): a
+        # READ must not overtake the DELIVERED before it.
+        loop = asyncio.get_running_loop()
+        previous = self._receipt_turns.get(sender)
+        turn = self._receipt_turns[sender] = loop.create_future()
+        token = self.tracker.begin_read()
         try:
             again = await journal.submit(lambda j: j.is_seen(message_id))
             if again:
@@ -1735,11 +1749,22 @@ class Gateway:
                 # loses one. A receipt about several envelopes (also_about) is applied to
                 # each, and the origin records it ends go in the same commit as the receipt.
                 about = [receipt.message_id, *receipt.also_about]
-                await self._load_origins(about)
-                final = [i for i in about if self._take_receipt(receipt, i)]
-                await self._commit_surely(seen=message_id, drop_origins=final)
+                records = await self._origins_for(about, token)
+                if previous is not None:
+                    await asyncio.shield(previous)
+                final = [i for i in about if self._take_receipt(receipt, i, records, token)]
+                committed = self._commit_surely(seen=message_id, drop_origins=final)
+                # The next receipt may apply now: it only wakes up after this step, and
+                # awaiting the commit submits the drops within it.
+                turn.set_result(None)
+                await committed
         finally:
+            self.tracker.end_read(token)
             self._receipts_applying.discard(message_id)
+            if not turn.done():
+                turn.set_result(None)
+            if self._receipt_turns.get(sender) is turn:
+                del self._receipt_turns[sender]
         self._ack(sender, envelope, again=again)
 
     # ------------------------------------------------------------------ local delivery
@@ -2386,10 +2411,8 @@ class Gateway:
         about: v1.Envelope,
         state: int,
         *,
-        confirmation: int = 0,
-        tetra_status: int = 0,
-        reason: str = "",
         remove: list[int],
+        **details: Unpack[_ReceiptDetails],
     ) -> None:
         """Journal the receipt for ``about`` towards its origin, releasing ``remove`` with it.
 
@@ -2401,7 +2424,7 @@ class Gateway:
         the commit is submitted from a callback, not a task, so a stop cannot leave a
         receipt behind that its caller had handed over. Receipts go one per envelope to a
         partner that is not online or did not announce the feature. Returns once the
-        receipt is durable and queued.
+        receipt is durable and queued. ``details``: as for :meth:`_receipt`.
         """
         nation = about.origin.nation
         if (
@@ -2409,11 +2432,10 @@ class Gateway:
             or not self.link.reachable(nation)
             or not self.link.supports(nation, _RECEIPTS_BATCHED)
         ):
-            held = self._receipt(
-                about, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
-            )
+            held = self._receipt(about, state, **details)
             await self._commit_surely(add=[held] if held else [], remove=remove)
             return
+        confirmation, reason = details.get("confirmation", 0), details.get("reason", "")
         self._note_receipt(about.message_id, state, confirmation, reason)
         loop = asyncio.get_running_loop()
         key = (nation, about.priority)
@@ -2422,7 +2444,7 @@ class Gateway:
             due = self._receipts_due[key] = []
             loop.call_soon(self._journal_receipts, key)
         done: asyncio.Future[None] = loop.create_future()
-        content = (state, confirmation, tetra_status, reason)
+        content = (state, confirmation, details.get("tetra_status", 0), reason)
         due.append(_DueReceipt(about=about, content=content, remove=remove, done=done))
         await done
 
@@ -2431,31 +2453,50 @@ class Gateway:
         due = self._receipts_due.pop(key, [])
         if not due:
             return
-        nation, _priority = key
-        alike: dict[_ReceiptContent, list[_DueReceipt]] = {}
-        for receipt in due:  # in the order they became due
-            alike.setdefault(receipt.content, []).append(receipt)
-        add = []
-        for (state, confirmation, tetra_status, reason), same in alike.items():
-            for start in range(0, len(same), _RECEIPTS_PER_ENVELOPE):
-                part = same[start : start + _RECEIPTS_PER_ENVELOPE]
-                envelope = self._receipt_envelope(
-                    part[0].about,
-                    state,
-                    confirmation=confirmation,
-                    tetra_status=tetra_status,
-                    reason=reason,
-                )
-                envelope.receipt.also_about.extend(d.about.message_id for d in part[1:])
-                add.append(Held(envelope=envelope, entry_id=None, queue=_egress(nation)))
-        self.counters["receipt_envelopes_batched"] += len(add)
-        remove = [entry for receipt in due for entry in receipt.remove]
         try:
-            committed = self._submit_commit(add=add, remove=remove)
-        except JournalError as exc:
-            self._receipts_not_journaled(add, remove, due, exc)
+            add = self._receipt_envelopes(key[0], due)
+            remove = [entry for receipt in due for entry in receipt.remove]
+            self.counters["receipt_envelopes_batched"] += len(add)
+            try:
+                committed = self._submit_commit(add=add, remove=remove)
+            except JournalError as exc:
+                self._receipts_not_journaled(add, remove, due, exc)
+                return
+        except Exception as exc:  # a bug: its callers must hear of it, not wait for ever
+            self.log.exception("receipts.failed", receipts=len(due))
+            _settle_receipts(due, exc)
             return
         committed.add_done_callback(functools.partial(self._receipts_journaled, add, remove, due))
+
+    def _receipt_envelopes(self, nation: str, due: list[_DueReceipt]) -> list[Held]:
+        """The envelopes of the receipts ``due``, in order.
+
+        Those with the same content share an envelope, except that the list is cut where
+        a message comes up a second time (its DELIVERED and its READ, reported together):
+        each cut's envelopes come after the previous cut's.
+        """
+        add: list[Held] = []
+        cut: dict[_ReceiptContent, list[_DueReceipt]] = {}
+        about: set[bytes] = set()
+        for receipt in [*due, None]:
+            if receipt is None or receipt.about.message_id in about:
+                for (state, confirmation, tetra_status, reason), same in cut.items():
+                    for start in range(0, len(same), _RECEIPTS_PER_ENVELOPE):
+                        part = same[start : start + _RECEIPTS_PER_ENVELOPE]
+                        envelope = self._receipt_envelope(
+                            part[0].about,
+                            state,
+                            confirmation=confirmation,
+                            tetra_status=tetra_status,
+                            reason=reason,
+                        )
+                        envelope.receipt.also_about.extend(r.about.message_id for r in part[1:])
+                        add.append(Held(envelope=envelope, entry_id=None, queue=_egress(nation)))
+                cut, about = {}, set()
+            if receipt is not None:
+                cut.setdefault(receipt.content, []).append(receipt)
+                about.add(receipt.about.message_id)
+        return add
 
     def _receipts_journaled(
         self,
@@ -2464,43 +2505,37 @@ class Gateway:
         due: list[_DueReceipt],
         committed: asyncio.Future[list[int] | None],
     ) -> None:
-        exc = None if committed.cancelled() else committed.exception()
-        if committed.cancelled() or isinstance(exc, JournalError):
-            self._receipts_not_journaled(add, remove, due, exc)
+        if committed.cancelled():  # the journal never withdraws an op: a bug
+            self.log.error("receipts.commit_cancelled", receipts=len(due))
+            _settle_receipts(due, asyncio.CancelledError())
             return
-        for receipt in due:
-            if receipt.done.done():  # its caller was cancelled: the receipt went all the same
-                continue
-            if exc is None:
-                receipt.done.set_result(None)
-            else:  # a bug: the callers fail, as they would have with a commit of their own
-                receipt.done.set_exception(exc)
+        exc = committed.exception()
+        if isinstance(exc, JournalError):
+            self._receipts_not_journaled(add, remove, due, exc)
+        else:  # done, or a bug: the callers fail, as with a commit of their own
+            _settle_receipts(due, exc)
 
     def _receipts_not_journaled(
-        self,
-        add: list[Held],
-        remove: list[int],
-        due: list[_DueReceipt],
-        exc: BaseException | None,
+        self, add: list[Held], remove: list[int], due: list[_DueReceipt], exc: JournalError
     ) -> None:
-        """The journal refused the receipts: retry until it takes them, as any caller would."""
-        self.log.warning("receipts.retry", receipts=len(due), error=str(exc or "cancelled"))
+        """The journal refused the receipts: retry until it takes them, as any caller would.
+
+        Not once the journal is closed (a stop): the copies delivered are still in it, and
+        are delivered again, with the same SDS-TL references, after the next start.
+        """
+        if self.journal is None:
+            self.log.info("receipts.not_journaled", receipts=len(due), error=str(exc))
+            _settle_receipts(due, asyncio.CancelledError())
+            return
+        self.log.warning("receipts.retry", receipts=len(due), error=str(exc))
 
         async def retry() -> None:
             try:
                 await self._commit_surely(add=add, remove=remove)
-            except Exception as failure:  # a bug: the callers fail with it
-                for receipt in due:
-                    if not receipt.done.done():
-                        receipt.done.set_exception(failure)
+            except BaseException as failure:
+                _settle_receipts(due, failure)
                 raise
-            except BaseException:
-                for receipt in due:
-                    receipt.done.cancel()
-                raise
-            for receipt in due:
-                if not receipt.done.done():
-                    receipt.done.set_result(None)
+            _settle_receipts(due, None)
 
         self._spawn(retry(), "receipts")
 
@@ -2512,34 +2547,60 @@ class Gateway:
 
     async def _apply_receipt(self, receipt: v1.DeliveryReceipt) -> None:
         """Apply a receipt about one of our messages, and end its origin record if final."""
-        await self._load_origins([receipt.message_id])
-        if self._take_receipt(receipt, receipt.message_id) and self.journal is not None:
-            await self._commit_surely(drop_origins=[receipt.message_id])
+        token = self.tracker.begin_read()
+        try:
+            records = await self._origins_for([receipt.message_id], token)
+            if self._take_receipt(receipt, receipt.message_id, records, token) and self.journal:
+                await self._commit_surely(drop_origins=[receipt.message_id])
+        finally:
+            self.tracker.end_read(token)
 
-    async def _load_origins(self, message_ids: Sequence[bytes]) -> None:
-        """Read back the origin records of ``message_ids`` not in memory, in one read.
+    async def _origins_for(
+        self, message_ids: Sequence[bytes], token: int
+    ) -> dict[bytes, OriginRecord]:
+        """The origin records of ``message_ids``, from memory or in one journal read.
 
-        Not in memory: spilled, or evicted from a full tracker.
+        Records not in memory were spilled, or evicted from a full tracker.
+        ``token`` is the caller's :meth:`Tracker.begin_read`: a record that a receipt
+        ends meanwhile is left out when it is applied (see :meth:`_take_receipt`).
         """
-        missing = [i for i in message_ids if i not in self.tracker.origins]
+        origins = self.tracker.origins
+        records = {i: origins[i] for i in message_ids if i in origins}
+        missing = [i for i in message_ids if i not in records]
         if not missing or self.journal is None:
-            return
+            return records
         rows = await self._read_surely(functools.partial(_get_origins, missing))
         for message_id, row in rows.items():
-            # Not if a receipt ended it meanwhile: the row was read before its drop.
-            if message_id not in self.tracker.origins and not self.tracker.ended(message_id):
-                self.tracker.add_origin(_origin_from_row(message_id, row))
+            if self.tracker.ended_since(message_id, token):
+                continue  # read before a receipt ended it
+            record = origins.get(message_id)
+            if record is None:  # not read back by another receipt meanwhile
+                record = _origin_from_row(message_id, row)
+                self.tracker.add_origin(record)
                 self.counters["origins_from_journal"] += 1
+            records[message_id] = record
+        return records
 
-    def _take_receipt(self, receipt: v1.DeliveryReceipt, message_id: bytes) -> bool:
+    def _take_receipt(
+        self,
+        receipt: v1.DeliveryReceipt,
+        message_id: bytes,
+        records: dict[bytes, OriginRecord],
+        token: int,
+    ) -> bool:
         """Apply ``receipt`` to our message ``message_id`` (reports, console, MCData).
+
+        ``records`` and ``token``: from :meth:`_origins_for`; a record that another
+        receipt ended since is not applied again.
 
         Returns:
             True if it ended the message's origin record, which the caller then drops from
             the journal in the same pass (no await in between: a read of the journal
             queued after it sees the record gone).
         """
-        record = self.tracker.origins.get(message_id)
+        record = records.get(message_id)
+        if record is not None and self.tracker.ended_since(message_id, token):
+            record = None
         state_name = _RECEIPT_STATE_NAMES.get(receipt.state, str(receipt.state))
         self.counters[f"receipts_{state_name}"] += 1
         if record is None:
@@ -2759,6 +2820,22 @@ def _egress(nation: str) -> str:
 
 def _local(adapter: str) -> str:
     return f"local:{adapter}"
+
+
+def _settle_receipts(due: list[_DueReceipt], exc: BaseException | None) -> None:
+    """Wake the callers of ``due``: done if ``exc`` is None, else failed with it.
+
+    A :class:`asyncio.CancelledError` cancels them: nothing was journaled.
+    """
+    for receipt in due:
+        if receipt.done.done():  # its caller was cancelled: the receipt went all the same
+            continue
+        if exc is None:
+            receipt.done.set_result(None)
+        elif isinstance(exc, asyncio.CancelledError):
+            receipt.done.cancel()
+        else:
+            receipt.done.set_exception(exc)
 
 
 def _get_origins(message_ids: Sequence[bytes], journal: JournalStore) -> dict[bytes, Any]:

@@ -15,9 +15,10 @@ next deadline is (:meth:`Tracker.next_deadline`).
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass, field
 
-__all__ = ["ENDED_REMEMBERED", "AwaitingReport", "OriginRecord", "ReportKey", "Tracker"]
+__all__ = ["AwaitingReport", "OriginRecord", "ReportKey", "Tracker"]
 
 #: (adapter name, the unit's ISSI or MCData ID, SDS-TL message reference or MCData message ID)
 ReportKey = tuple[str, str, int | bytes]
@@ -59,10 +60,6 @@ class AwaitingReport:
     entry_id: int | None = None
 
 
-#: Ended origin records a tracker remembers.
-ENDED_REMEMBERED = 4096
-
-
 class Tracker:
     """Both tables, bounded; the oldest entries are dropped first when full."""
 
@@ -74,8 +71,12 @@ class Tracker:
         self._keys: dict[int, list[ReportKey]] = {}
         self._deadlines: list[tuple[float, int, AwaitingReport]] = []
         self._parked: dict[ReportKey, tuple[int, float]] = {}
-        #: The origin records ended last (bounded), see :meth:`end_origin`.
-        self._ended: dict[bytes, None] = {}
+        #: Origin records ended while a read of the journal was in progress, with the
+        #: number of records ended before them (see :meth:`begin_read`).
+        self._ended: dict[bytes, int] = {}
+        self._ended_count = 0
+        #: Reads in progress, by the number of records ended when they began.
+        self._reads: Counter[int] = Counter()
 
     def add_origin(self, record: OriginRecord) -> None:
         """Remember a message sent abroad."""
@@ -86,17 +87,41 @@ class Tracker:
     def end_origin(self, message_id: bytes) -> None:
         """Forget a message sent abroad for good: its final receipt came.
 
-        It is remembered as ended (the last :data:`ENDED_REMEMBERED`), so that a copy of
-        its record read from the journal before it ended is not taken back.
+        While a read begun earlier is in progress it is remembered as ended, so that a
+        record that read holds (from memory or from the journal) is not applied again.
         """
         self.origins.pop(message_id, None)
-        if len(self._ended) >= ENDED_REMEMBERED:
-            del self._ended[next(iter(self._ended))]
-        self._ended[message_id] = None
+        if self._reads:
+            self._ended.pop(message_id, None)  # kept in the order they ended
+            self._ended[message_id] = self._ended_count
+        self._ended_count += 1
 
-    def ended(self, message_id: bytes) -> bool:
-        """True if the origin record of ``message_id`` ended lately (see :meth:`end_origin`)."""
-        return message_id in self._ended
+    def begin_read(self) -> int:
+        """Begin a read of origin records (a snapshot of memory, then the journal).
+
+        Returns:
+            The token for :meth:`ended_since` and :meth:`end_read`.
+        """
+        token = self._ended_count
+        self._reads[token] += 1
+        return token
+
+    def ended_since(self, message_id: bytes, token: int) -> bool:
+        """True if the record of ``message_id`` ended after the read ``token`` began."""
+        ended = self._ended.get(message_id)
+        return ended is not None and ended >= token
+
+    def end_read(self, token: int) -> None:
+        """The read ``token`` is over: forget what only it needed to know."""
+        self._reads[token] -= 1
+        if self._reads[token] <= 0:
+            del self._reads[token]
+        oldest = min(self._reads, default=self._ended_count)
+        while self._ended:
+            first = next(iter(self._ended))
+            if self._ended[first] >= oldest:
+                break
+            del self._ended[first]
 
     def add_awaiting(self, record: AwaitingReport) -> None:
         """Remember a local delivery that waits for SDS-REPORTs, under each of its references."""

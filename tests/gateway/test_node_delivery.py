@@ -431,28 +431,30 @@ async def test_receipts_the_journal_refused_are_retried_and_errors_reach_the_cal
     fed: Federation,
 ) -> None:
     submit = fed.de._submit_commit
-    failures: list[Exception] = []
+    #: What fails next: the submission itself, or the commit it returns.
+    failures: list[tuple[str, Exception]] = []
 
     def failing(**kwargs: Any) -> asyncio.Future[list[int] | None]:
         if not failures:
             return submit(**kwargs)
-        failure = failures.pop(0)
-        if isinstance(failure, JournalError):
-            raise failure  # the journal refuses the submission itself
+        where, failure = failures.pop(0)
+        if where == "submission":
+            raise failure
         failed: asyncio.Future[list[int] | None] = asyncio.get_running_loop().create_future()
         failed.set_exception(failure)
         return failed
 
     fed.de._submit_commit = failing  # type: ignore[method-assign]
     # Refused: retried (as _commit_surely does) until the journal takes it.
-    failures.append(JournalError("disk full"))
-    await fed.de._send_receipt(
-        _envelope_from_fr(b"\x64" * 16), v1.DELIVERY_STATE_DELIVERED, remove=[]
-    )
-    await eventually(lambda: fed.fr.counters["receipts_unmatched"] == 1)
-    assert not failures
+    for n, where in enumerate(["submission", "commit"]):
+        failures.append((where, JournalError("disk full")))
+        await fed.de._send_receipt(
+            _envelope_from_fr(bytes([0x64, n]) * 8), v1.DELIVERY_STATE_DELIVERED, remove=[]
+        )
+        await eventually(lambda n=n: fed.fr.counters["receipts_unmatched"] == n + 1)  # type: ignore[misc]
+        assert not failures
     # Any other failure is the caller's, as with a commit of its own: never a silent hang.
-    failures.append(RuntimeError("a bug"))
+    failures.append(("commit", RuntimeError("a bug")))
     with pytest.raises(RuntimeError, match="a bug"):
         await fed.de._send_receipt(
             _envelope_from_fr(b"\x65" * 16), v1.DELIVERY_STATE_DELIVERED, remove=[]
@@ -520,7 +522,93 @@ async def test_two_receipts_about_one_message_taken_in_together_apply_once(
     )
     assert fed.de.counters["origins_from_journal"] == 1
     assert fed.de.counters["receipts_unmatched"] == 1
-    assert fed.de.tracker.ended(message_id)
+    assert message_id not in fed.de.tracker.origins
+    assert not fed.de.tracker._ended  # nothing left to remember once no read is in progress
+
+
+async def test_a_receipt_applies_to_records_evicted_while_others_are_read_back(
+    fed: Federation,
+) -> None:
+    fed.de.tracker.max_entries = 2
+    in_memory = b"\x70" * 16
+    spilled = [b"\x71" * 16, b"\x72" * 16]
+    for message_id in spilled:
+        await fed.de._commit(origin=_origin_record(message_id))  # in the journal only
+    await fed.de._commit(origin=_origin_record(in_memory))
+    fed.de.tracker.add_origin(_origin_record(in_memory))
+    # Reading the two back evicts the one in memory from the full tracker.
+    await fed.de._on_federation("FR", _receipt_from_fr(b"\x73" * 16, [in_memory, *spilled]))
+    assert fed.de.counters["receipts_unmatched"] == 0
+    assert fed.de.counters["receipts_delivered"] == 3
+    journal = fed.de.journal
+    assert journal is not None
+    for message_id in [in_memory, *spilled]:
+        assert await journal.submit(functools.partial(_origin_of, message_id)) is None
+
+
+async def test_receipts_of_a_partner_apply_in_the_order_they_came(fed: Federation) -> None:
+    spilled, read_wanted = b"\x74" * 16, b"\x75" * 16
+    await fed.de._commit(origin=_origin_record(spilled))  # in the journal only: read back
+    record = _origin_record(read_wanted)
+    record.report_request = 2  # DELIVERED is not final: READ is awaited
+    fed.de.tracker.add_origin(record)
+    await fed.de._commit(origin=record)
+    delivered = _receipt_from_fr(b"\x76" * 16, [spilled, read_wanted])
+    read = v1.Envelope.FromString(_receipt_from_fr(b"\x77" * 16, [read_wanted]))
+    read.receipt.state = v1.DELIVERY_STATE_READ
+    # One batch: the READ must wait for the DELIVERED, which waits for a journal read.
+    await asyncio.gather(
+        fed.de._on_federation("FR", delivered),
+        fed.de._on_federation("FR", read.SerializeToString()),
+    )
+    assert record.states == [v1.DELIVERY_STATE_DELIVERED, v1.DELIVERY_STATE_READ]
+    assert fed.de.counters["receipts_unmatched"] == 0
+    assert not fed.de._receipt_turns
+
+
+async def test_a_read_reported_with_its_delivered_in_one_pass_comes_after_it(
+    fed: Federation,
+) -> None:
+    sends = _watch_sends(fed.de)
+    x, y = _envelope_from_fr(b"\x78" * 16), _envelope_from_fr(b"\x79" * 16)
+    # As _settle does when a radio's RECEIVED and CONSUMED reports are read together.
+    await asyncio.gather(
+        fed.de._send_receipt(y, v1.DELIVERY_STATE_READ, remove=[]),
+        fed.de._send_receipt(x, v1.DELIVERY_STATE_DELIVERED, remove=[]),
+        fed.de._send_receipt(x, v1.DELIVERY_STATE_READ, remove=[]),
+    )
+    await eventually(lambda: fed.fr.counters["receipts_unmatched"] == 3)
+    about_x = [
+        e.receipt.state
+        for e in _receipts(sends)
+        if x.message_id in (e.receipt.message_id, *e.receipt.also_about)
+    ]
+    assert about_x == [v1.DELIVERY_STATE_DELIVERED, v1.DELIVERY_STATE_READ]
+
+
+async def test_receipts_to_a_partner_cut_off_go_one_per_envelope(fed: Federation) -> None:
+    sends = _watch_sends(fed.de)
+    fed.bus.cut("FR")
+    about = [_envelope_from_fr(bytes([0x7A + n]) * 16) for n in range(3)]
+    await asyncio.gather(
+        *(fed.de._send_receipt(e, v1.DELIVERY_STATE_DELIVERED, remove=[]) for e in about)
+    )
+    fed.bus.cut("FR", down=False)  # it may come back as another version
+    await eventually(lambda: fed.fr.counters["receipts_unmatched"] == 3)
+    assert all(not e.receipt.also_about for e in _receipts(sends))
+
+
+async def test_receipts_not_journaled_at_a_stop_wake_their_callers(fed: Federation) -> None:
+    journal, fed.de.journal = fed.de.journal, None  # closed: the gateway is stopping
+    background = set(fed.de._background)
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await fed.de._send_receipt(
+                _envelope_from_fr(b"\x7e" * 16), v1.DELIVERY_STATE_DELIVERED, remove=[]
+            )
+        assert fed.de._background == background  # no retry that would hold the stop up
+    finally:
+        fed.de.journal = journal
 
 
 async def test_an_emergency_reaches_its_radio_line_while_routine_work_for_it_is_held(

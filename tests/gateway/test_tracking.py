@@ -1,4 +1,4 @@
-from gateway.tracking import AwaitingReport, Tracker
+from gateway.tracking import AwaitingReport, OriginRecord, Tracker
 
 
 def _record(refs: set[int | bytes]) -> AwaitingReport:
@@ -65,3 +65,36 @@ def test_bounded_table_forgets_the_oldest_delivery() -> None:
     assert tracker.match_report(("a", "1001", 1)) is None
     assert tracker.match_report(("a", "1001", 7)) is new
     assert tracker.awaiting_count == 1
+
+
+def _origin(n: int) -> OriginRecord:
+    return OriginRecord(
+        message_id=n.to_bytes(16, "big"),
+        adapter="a",
+        source_issi="1001",
+        protocol_id=None,
+        message_reference=None,
+        report_request=0,
+        priority=1,
+    )
+
+
+def test_an_origin_ended_during_a_read_is_known_to_that_read_only() -> None:
+    tracker = Tracker()
+    for n in range(3):
+        tracker.add_origin(_origin(n))
+    tracker.end_origin(_origin(0).message_id)  # no read in progress: nothing to remember
+    assert not tracker._ended
+    first = tracker.begin_read()
+    tracker.end_origin(_origin(1).message_id)
+    second = tracker.begin_read()
+    tracker.end_origin(_origin(2).message_id)
+    assert _origin(1).message_id not in tracker.origins
+    assert tracker.ended_since(_origin(1).message_id, first)
+    assert not tracker.ended_since(_origin(1).message_id, second)  # ended before it began
+    assert tracker.ended_since(_origin(2).message_id, second)
+    assert not tracker.ended_since(_origin(0).message_id, first)
+    tracker.end_read(first)
+    assert list(tracker._ended) == [_origin(2).message_id]  # what the second read needs
+    tracker.end_read(second)
+    assert not tracker._ended  # bounded by the reads in progress, not by a count
