@@ -71,9 +71,12 @@ async def run(messages: int, bound: int, spill: bool, folder: Path) -> dict[str,
     """Cut France off, take ``messages`` texts into custody, sample, reconnect, drain."""
     delivery = f"queue_max_messages = {bound}\nspill = {'true' if spill else 'false'}"
     configs = [
-        # The drain measures the backlog, not the partner's rate limits (a policy).
+        # The drain measures the backlog, not the partner's rate limits (a policy), and
+        # no canaries share the queue with it.
         parse_config(
-            demo_config_text(n, partner=p, pei_port=9, delivery=delivery) + UNLIMITED_RATES
+            demo_config_text(n, partner=p, pei_port=9, delivery=delivery)
+            + UNLIMITED_RATES
+            + "\n[liveness]\ncanary_interval = 0\n"
         )
         for n, p in (("DE", "FR"), ("FR", "DE"))
     ]
@@ -91,6 +94,7 @@ async def run(messages: int, bound: int, spill: bool, folder: Path) -> dict[str,
         while de.journal is None or fr.journal is None:  # noqa: ASYNC110 - opening is short
             await asyncio.sleep(0.01)
         bus.cut("FR")
+        presence_before = de.counters["presence_sent"]
         samples.append((0, rss_bytes(), _journal_bytes(folder)))
         began = time.monotonic()
         for start in range(0, messages, _CONCURRENCY):
@@ -108,6 +112,9 @@ async def run(messages: int, bound: int, spill: bool, folder: Path) -> dict[str,
                 samples.append((done, rss_bytes(), _journal_bytes(folder)))
         taken = time.monotonic() - began
         spilled = de.spilled("egress:FR")
+        # Presence updates queued during the outage (units' leases ran out): they take
+        # places in the queue's memory too.
+        presence_queued = de.counters["presence_sent"] - presence_before
         bus.cut("FR", down=False)
         drain_began = time.monotonic()
         shed = de.counters["shed"]  # refused after custody (queue full, spill off)
@@ -132,6 +139,7 @@ async def run(messages: int, bound: int, spill: bool, folder: Path) -> dict[str,
         "refused": refused,
         "shed": shed,
         "spilled_at_end_of_outage": spilled,
+        "presence_queued": presence_queued,
         "custody_msg_s": round(messages / taken),
         "rss_start_mib": round(samples[0][1] / 2**20, 1),
         "rss_at_bound_mib": round(at_bound / 2**20, 1),

@@ -13,7 +13,10 @@ from loadtests import bench_outage
 async def test_a_backlog_beyond_the_bound_is_spilled_and_drains_in_order(tmp_path: Path) -> None:
     result = await bench_outage.run(3000, 500, True, tmp_path)
     assert result["refused"] == result["shed"] == 0
-    assert result["spilled_at_end_of_outage"] == 3000 - 500
+    # Beyond the bound every text is spilled; presence updates queued meanwhile (a slow
+    # machine's outage lasts long enough for units' leases to run out) take places too.
+    spilled = result["spilled_at_end_of_outage"]
+    assert 3000 - 500 <= spilled <= 3000 - 500 + result["presence_queued"]
     assert result["delivered_after_outage"] == 3000
     assert result["drained_in_order"] is True
     assert len(result["samples"]) >= 10
