@@ -126,6 +126,8 @@ class Latency:
     p95_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    #: Messages per second delivered from the first send to the last delivery.
+    delivered_rate: float | None = None
 
 
 @dataclass
@@ -169,6 +171,8 @@ class Probe:
         delays = sorted(
             (self.delivered[n] - self.sent[n]) * 1000.0 for n in sent if n in self.delivered
         )
+        arrived = [self.delivered[n] for n in sent if n in self.delivered]
+        span = max(arrived) - min(self.sent[n] for n in sent) if arrived else 0.0
         return Latency(
             offered_rate=0.0,
             sent=len(sent),
@@ -178,6 +182,7 @@ class Probe:
             p95_ms=_percentile(delays, 95),
             p99_ms=_percentile(delays, 99),
             max_ms=round(delays[-1], 3) if delays else None,
+            delivered_rate=round(len(arrived) / span, 1) if span > 0 else None,
         )
 
     async def wait_delivered(self, numbers: range, seconds: float) -> None:
@@ -189,6 +194,22 @@ class Probe:
             self.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), 0.2)
+
+
+def unsustained(label: str, latency: Latency) -> str | None:
+    """A note if a fixed-rate phase delivered less than 90 % of the rate it offered.
+
+    The load levels are fractions of the capacity measured with a fixed number of
+    messages outstanding; a path whose queues grow at one of those fixed rates did not
+    sustain it, and its latency there is that of a growing backlog.
+    """
+    offered, delivered = latency.offered_rate, latency.delivered_rate
+    if delivered is None or offered <= 0 or delivered >= 0.9 * offered:
+        return None
+    return (
+        f"at {label} load {delivered:,.0f} msg/s were delivered of {offered:,.0f} offered: "
+        "the path did not sustain that rate, its queues grew"
+    )
 
 
 def _percentile(values: list[float], pct: float) -> float | None:
@@ -310,6 +331,9 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
             f"[{driver.name}] {level:.0%} load ({rate:,.0f} msg/s): p50 {latency.p50_ms} ms, "
             f"p99 {latency.p99_ms} ms, lost {latency.lost}"
         )
+        if (note := unsustained(f"{level:.0%}", latency)) is not None:
+            figures.notes.append(note)
+            say(f"[{driver.name}] {note}")
     say(
         f"[{driver.name}] emergency test: routine at 2x capacity ({2 * capacity:,.0f} msg/s) "
         f"for {options.overload_seconds:.0f} s, one emergency every "

@@ -117,6 +117,28 @@ async def test_probe_counts_losses_and_keeps_the_first_arrival() -> None:
     assert window.max_ms == pytest.approx(4.0)
 
 
+def test_a_fixed_rate_the_path_did_not_keep_up_with_is_noted() -> None:
+    probe = fb.Probe()
+    numbers = range(1, 101)
+    for number in numbers:  # 100 messages offered at 100 per second
+        probe.number()
+        probe.sent[number] = 10.0 + (number - 1) / 100
+    for number in numbers[:50]:  # kept up
+        probe.delivered[number] = probe.sent[number] + 0.005
+    kept_up = probe.window(range(1, 51))
+    kept_up.offered_rate = 100.0
+    assert kept_up.delivered_rate == pytest.approx(100, rel=0.02)
+    assert fb.unsustained("50%", kept_up) is None
+    for number in numbers[50:]:  # the second half arrives over two more seconds
+        probe.delivered[number] = 10.5 + (number - 50) * 0.04
+    overloaded = probe.window(numbers)
+    overloaded.offered_rate = 100.0
+    assert overloaded.delivered_rate == pytest.approx(100 / 2.5, rel=0.02)
+    note = fb.unsustained("90%", overloaded)
+    assert note is not None and "40 msg/s were delivered of 100 offered" in note
+    assert fb.unsustained("90%", fb.Latency(0.0, 0, 0, 0, None, None, None, None)) is None
+
+
 def _figures(name: str, capacity: float, p99: float, lost: int) -> fb.PathFigures:
     emergency = fb.Latency(10.0, 30, 30 - lost, lost, 1.0, 2.0, p99, p99)
     return fb.PathFigures(name=name, capacity_msg_s=capacity, overload_emergency=emergency)
