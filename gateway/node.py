@@ -1732,14 +1732,21 @@ class Gateway:
             # A copy of a receipt still being applied (the link takes a batch in together).
             self.counters["duplicates"] += 1
             return
-        self._receipts_applying.add(message_id)
         # Receipts of one partner are applied in the order they came, even when an
         # earlier one waits longer for the journal (its origin records were spilled): a
         # READ must not overtake the DELIVERED before it.
-        loop = asyncio.get_running_loop()
         previous = self._receipt_turns.get(sender)
-        turn = self._receipt_turns[sender] = loop.create_future()
+        turn = self._receipt_turns[sender] = asyncio.get_running_loop().create_future()
+
+        def pass_turn(_previous: object = None) -> None:
+            if not turn.done():
+                turn.set_result(None)
+            if self._receipt_turns.get(sender) is turn:
+                del self._receipt_turns[sender]
+
+        self._receipts_applying.add(message_id)
         token = self.tracker.begin_read()
+        again = False
         try:
             again = await journal.submit(lambda j: j.is_seen(message_id))
             if again:
@@ -1758,13 +1765,16 @@ class Gateway:
                 # awaiting the commit submits the drops within it.
                 turn.set_result(None)
                 await committed
+                self.tracker.dropped(final)
         finally:
             self.tracker.end_read(token)
             self._receipts_applying.discard(message_id)
-            if not turn.done():
-                turn.set_result(None)
-            if self._receipt_turns.get(sender) is turn:
-                del self._receipt_turns[sender]
+            # Never before the one in front (this one may have stopped early: a copy seen
+            # already, an error): the next must wait for it too.
+            if previous is not None and not previous.done():
+                previous.add_done_callback(pass_turn)
+            else:
+                pass_turn()
         self._ack(sender, envelope, again=again)
 
     # ------------------------------------------------------------------ local delivery
@@ -2531,7 +2541,15 @@ class Gateway:
 
         async def retry() -> None:
             try:
-                await self._commit_surely(add=add, remove=remove)
+                while True:
+                    try:
+                        await self._commit(add=add, remove=remove)
+                        break
+                    except JournalError as refused:
+                        if self.journal is None:  # stopping: delivered again after a start
+                            _settle_receipts(due, asyncio.CancelledError())
+                            return
+                        await self._journal_trouble(refused)
             except BaseException as failure:
                 _settle_receipts(due, failure)
                 raise
@@ -2552,6 +2570,7 @@ class Gateway:
             records = await self._origins_for([receipt.message_id], token)
             if self._take_receipt(receipt, receipt.message_id, records, token) and self.journal:
                 await self._commit_surely(drop_origins=[receipt.message_id])
+                self.tracker.dropped([receipt.message_id])
         finally:
             self.tracker.end_read(token)
 
@@ -2571,8 +2590,10 @@ class Gateway:
             return records
         rows = await self._read_surely(functools.partial(_get_origins, missing))
         for message_id, row in rows.items():
-            if self.tracker.ended_since(message_id, token):
-                continue  # read before a receipt ended it
+            if self.tracker.ended(message_id):
+                # Read before the commit that drops it was durable (it may be retried):
+                # a receipt ended it, and the row is stale.
+                continue
             record = origins.get(message_id)
             if record is None:  # not read back by another receipt meanwhile
                 record = _origin_from_row(message_id, row)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["AwaitingReport", "OriginRecord", "ReportKey", "Tracker"]
@@ -110,6 +111,28 @@ class Tracker:
         """True if the record of ``message_id`` ended after the read ``token`` began."""
         ended = self._ended.get(message_id)
         return ended is not None and ended >= token
+
+    def ended(self, message_id: bytes) -> bool:
+        """True if a row of ``message_id`` read back now is stale.
+
+        That is: its record ended, and a read that began before its drop was durable in
+        the journal is still in progress.
+        """
+        return message_id in self._ended
+
+    def dropped(self, message_ids: Iterable[bytes]) -> None:
+        """The ended records ``message_ids`` are gone from the journal now (durably).
+
+        Reads that began before this may still hold a row of them: they are remembered
+        as ended until those reads are over.
+        """
+        if not self._reads:
+            return
+        for message_id in message_ids:
+            if message_id in self._ended:
+                del self._ended[message_id]
+                self._ended[message_id] = self._ended_count
+        self._ended_count += 1
 
     def end_read(self, token: int) -> None:
         """The read ``token`` is over: forget what only it needed to know."""

@@ -526,6 +526,41 @@ async def test_two_receipts_about_one_message_taken_in_together_apply_once(
     assert not fed.de.tracker._ended  # nothing left to remember once no read is in progress
 
 
+async def test_a_record_ended_while_its_drop_is_retried_is_not_applied_again(
+    fed: Federation,
+) -> None:
+    message_id = b"\x90" * 16
+    record = _origin_record(message_id)
+    fed.de.tracker.add_origin(record)
+    await fed.de._commit(origin=record)
+    submit = fed.de._submit_commit
+    failed = asyncio.Event()
+
+    def failing_once(**kwargs: Any) -> asyncio.Future[list[int] | None]:
+        if kwargs.get("drop_origins") and not failed.is_set():
+            failed.set()  # e.g. a lost database connection: this commit fails, and is retried
+            future: asyncio.Future[list[int] | None] = asyncio.get_running_loop().create_future()
+            future.set_exception(JournalError("connection lost"))
+            return future
+        return submit(**kwargs)
+
+    fed.de._submit_commit = failing_once  # type: ignore[method-assign]
+    first = asyncio.create_task(
+        fed.de._on_federation("FR", _receipt_from_fr(b"\x91" * 16, [message_id]))
+    )
+    await failed.wait()
+    # Another receipt about it (another envelope, or another partner of a group message)
+    # reads the row its drop has not removed yet.
+    await fed.de._on_federation("FR", _receipt_from_fr(b"\x92" * 16, [message_id]))
+    await first
+    assert fed.de.counters["receipts_unmatched"] == 1
+    assert fed.de.counters["origins_from_journal"] == 0
+    journal = fed.de.journal
+    assert journal is not None
+    assert await journal.submit(functools.partial(_origin_of, message_id)) is None
+    assert not fed.de.tracker._ended
+
+
 async def test_a_receipt_applies_to_records_evicted_while_others_are_read_back(
     fed: Federation,
 ) -> None:
@@ -553,16 +588,21 @@ async def test_receipts_of_a_partner_apply_in_the_order_they_came(fed: Federatio
     record.report_request = 2  # DELIVERED is not final: READ is awaited
     fed.de.tracker.add_origin(record)
     await fed.de._commit(origin=record)
+    seen_before = _receipt_from_fr(b"\x7f" * 16, [b"\x6e" * 16])
+    await fed.de._on_federation("FR", seen_before)
     delivered = _receipt_from_fr(b"\x76" * 16, [spilled, read_wanted])
     read = v1.Envelope.FromString(_receipt_from_fr(b"\x77" * 16, [read_wanted]))
     read.receipt.state = v1.DELIVERY_STATE_READ
-    # One batch: the READ must wait for the DELIVERED, which waits for a journal read.
+    # One batch: the READ must wait for the DELIVERED, which waits for a journal read,
+    # even past a copy in between that was seen before (the partner missed our ack).
     await asyncio.gather(
         fed.de._on_federation("FR", delivered),
+        fed.de._on_federation("FR", seen_before),
         fed.de._on_federation("FR", read.SerializeToString()),
     )
     assert record.states == [v1.DELIVERY_STATE_DELIVERED, v1.DELIVERY_STATE_READ]
-    assert fed.de.counters["receipts_unmatched"] == 0
+    assert fed.de.counters["receipts_unmatched"] == 1  # seen_before's first time: not ours
+    assert fed.de.counters["duplicates"] == 1
     assert not fed.de._receipt_turns
 
 
@@ -596,6 +636,33 @@ async def test_receipts_to_a_partner_cut_off_go_one_per_envelope(fed: Federation
     fed.bus.cut("FR", down=False)  # it may come back as another version
     await eventually(lambda: fed.fr.counters["receipts_unmatched"] == 3)
     assert all(not e.receipt.also_about for e in _receipts(sends))
+
+
+async def test_a_receipt_retry_gives_up_when_the_journal_closes(fed: Federation) -> None:
+    submit = fed.de._submit_commit
+
+    def refusing(**kwargs: Any) -> asyncio.Future[list[int] | None]:
+        if fed.de.journal is None:
+            return submit(**kwargs)  # raises: the journal is not open
+        future: asyncio.Future[list[int] | None] = asyncio.get_running_loop().create_future()
+        future.set_exception(JournalError("disk full"))
+        return future
+
+    fed.de._submit_commit = refusing  # type: ignore[method-assign]
+    errors = fed.de.counters["journal_errors"]
+    caller = asyncio.create_task(
+        fed.de._send_receipt(
+            _envelope_from_fr(b"\x7d" * 16), v1.DELIVERY_STATE_DELIVERED, remove=[]
+        )
+    )
+    await eventually(lambda: fed.de.counters["journal_errors"] > errors)  # retrying
+    journal, fed.de.journal = fed.de.journal, None  # the gateway stops meanwhile
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(caller, 5.0)
+        await eventually(lambda: not any("receipts" in t.get_name() for t in fed.de._background))
+    finally:
+        fed.de.journal = journal
 
 
 async def test_receipts_not_journaled_at_a_stop_wake_their_callers(fed: Federation) -> None:

@@ -98,3 +98,19 @@ def test_an_origin_ended_during_a_read_is_known_to_that_read_only() -> None:
     assert list(tracker._ended) == [_origin(2).message_id]  # what the second read needs
     tracker.end_read(second)
     assert not tracker._ended  # bounded by the reads in progress, not by a count
+
+
+def test_a_record_ended_stays_ended_for_reads_begun_before_its_drop_was_durable() -> None:
+    tracker = Tracker()
+    tracker.add_origin(_origin(5))
+    ending = tracker.begin_read()
+    tracker.end_origin(_origin(5).message_id)
+    later = tracker.begin_read()  # began after the end, before the drop was durable
+    assert tracker.ended(_origin(5).message_id)
+    tracker.dropped([_origin(5).message_id])
+    tracker.end_read(ending)
+    assert tracker.ended(_origin(5).message_id)  # the later read may hold a stale row
+    tracker.end_read(later)
+    assert not tracker.ended(_origin(5).message_id)
+    tracker.dropped([_origin(6).message_id])  # nothing in progress: nothing to remember
+    assert not tracker._ended
