@@ -113,6 +113,8 @@ def _bench(args: argparse.Namespace) -> int:
             options = options.scaled(args.seconds)
         if args.radio_lines is not None:
             options = options.with_radio_lines(args.radio_lines)
+        if args.linger_ms is not None:
+            options = options.with_linger(args.linger_ms)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -148,6 +150,63 @@ def _simulate_tetra(argv: Sequence[str]) -> int:
     from adapters.tetra.simulator import main as simulator_main
 
     return simulator_main(argv)
+
+
+def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``euccs-gw bench`` and its options."""
+    bench = sub.add_parser(
+        "bench",
+        help="throughput, latency and the emergency test: gateway path vs bridged Mosquitto",
+        description=(
+            "Runs, in one invocation on this machine (loopback only), the gateway path "
+            "(TETRA PEI -> gateway -> MQTT 5 over mutual TLS -> gateway -> TETRA PEI) and the "
+            "peer path (two Mosquitto brokers bridged over mutual TLS), and reports for each "
+            "the capacity, latency at 25/50/90 %% of capacity and the emergency test at 2x "
+            "overload. Progress goes to stderr; with --json the last line of stdout is one "
+            "JSON object with the figures and the gateway/peer ratios. Needs mosquitto."
+        ),
+    )
+    bench.add_argument("--json", action="store_true", help="print the summary as JSON last")
+    bench.add_argument(
+        "--instances",
+        action="store_true",
+        help="instead: one country with one, then two gateway instances ([cluster], "
+        "PostgreSQL), throughput ratio and takeover time after SIGKILL (docs/scaling.md)",
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="short phases (about 40 s in all): a smoke run"
+    )
+    bench.add_argument(
+        "--seconds",
+        type=float,
+        metavar="S",
+        help="length of each measuring phase in seconds (default 10; the run is about 10 x S)",
+    )
+    bench.add_argument(
+        "--path",
+        dest="paths",
+        action="append",
+        choices=("gateway", "peer"),
+        help="measure only this path (repeatable; default both)",
+    )
+    bench.add_argument(
+        "--radio-lines",
+        type=int,
+        metavar="N",
+        help="radio lines (PEI connections) of the destination gateway, texts to each in turn "
+        "(default 8: a radio line submits one SDS at a time)",
+    )
+    bench.add_argument(
+        "--linger-ms",
+        type=float,
+        metavar="MS",
+        help="the gateways' federation batch linger (linger_ms of [federation.mqtt], default "
+        "5): shorter lowers latency at light load and costs capacity (docs/performance.md)",
+    )
+    bench.add_argument(
+        "--plot", metavar="PNG", help="also draw latency against load for both paths to PNG"
+    )
+    bench.set_defaults(func=_bench, paths=None)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -203,52 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
 
-    bench = sub.add_parser(
-        "bench",
-        help="throughput, latency and the emergency test: gateway path vs bridged Mosquitto",
-        description=(
-            "Runs, in one invocation on this machine (loopback only), the gateway path "
-            "(TETRA PEI -> gateway -> MQTT 5 over mutual TLS -> gateway -> TETRA PEI) and the "
-            "peer path (two Mosquitto brokers bridged over mutual TLS), and reports for each "
-            "the capacity, latency at 25/50/90 %% of capacity and the emergency test at 2x "
-            "overload. Progress goes to stderr; with --json the last line of stdout is one "
-            "JSON object with the figures and the gateway/peer ratios. Needs mosquitto."
-        ),
-    )
-    bench.add_argument("--json", action="store_true", help="print the summary as JSON last")
-    bench.add_argument(
-        "--instances",
-        action="store_true",
-        help="instead: one country with one, then two gateway instances ([cluster], "
-        "PostgreSQL), throughput ratio and takeover time after SIGKILL (docs/scaling.md)",
-    )
-    bench.add_argument(
-        "--quick", action="store_true", help="short phases (about 40 s in all): a smoke run"
-    )
-    bench.add_argument(
-        "--seconds",
-        type=float,
-        metavar="S",
-        help="length of each measuring phase in seconds (default 10; the run is about 10 x S)",
-    )
-    bench.add_argument(
-        "--path",
-        dest="paths",
-        action="append",
-        choices=("gateway", "peer"),
-        help="measure only this path (repeatable; default both)",
-    )
-    bench.add_argument(
-        "--radio-lines",
-        type=int,
-        metavar="N",
-        help="radio lines (PEI connections) of the destination gateway, texts to each in turn "
-        "(default 8: a radio line submits one SDS at a time)",
-    )
-    bench.add_argument(
-        "--plot", metavar="PNG", help="also draw latency against load for both paths to PNG"
-    )
-    bench.set_defaults(func=_bench, paths=None)
+    _bench_parser(sub)
 
     soak = sub.add_parser("soak", help="bounded soak run: memory, fds, queues, journal over time")
     soak.add_argument(

@@ -62,6 +62,8 @@ _NUMBERED = re.compile(r"\bB(\d{8})\b")
 TEXT_CHARS = 120
 #: Most radio lines the destination gateway may have in the bench.
 MAX_RADIO_LINES = 16
+#: Longest federation batch linger the bench accepts (the gateway's own bound).
+MAX_LINGER_MS = 1000.0
 
 
 @dataclass
@@ -76,6 +78,9 @@ class BenchOptions:
     #: Radio lines (PEI connections, each its own gateway radio) of the destination
     #: gateway; routine texts go to a unit behind each in turn.
     radio_lines: int = 8
+    #: The gateways' federation batch linger in milliseconds (``linger_ms`` of
+    #: ``[federation.mqtt]``); None keeps the gateway's default.
+    linger_ms: float | None = None
     out: TextIO = field(default_factory=lambda: sys.stderr)
 
     @classmethod
@@ -95,6 +100,14 @@ class BenchOptions:
             raise ValueError(f"--radio-lines must be between 1 and {MAX_RADIO_LINES}, not {lines}")
         return dataclasses.replace(self, radio_lines=lines)
 
+    def with_linger(self, linger_ms: float) -> BenchOptions:
+        """The same run with the gateways' federation batch linger set to ``linger_ms``."""
+        if not 0.0 <= linger_ms <= MAX_LINGER_MS:
+            raise ValueError(
+                f"--linger-ms must be between 0 and {MAX_LINGER_MS:g}, not {linger_ms:g}"
+            )
+        return dataclasses.replace(self, linger_ms=linger_ms)
+
     def scaled(self, seconds: float) -> BenchOptions:
         """The same run with measuring phases of ``seconds``."""
         if not 1.0 <= seconds <= 600.0:
@@ -106,6 +119,7 @@ class BenchOptions:
             drain_seconds=max(10.0, seconds * 1.5),
             paths=self.paths,
             radio_lines=self.radio_lines,
+            linger_ms=self.linger_ms,
             out=self.out,
         )
 
@@ -422,7 +436,7 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
             metrics = {"DE": _free_port(), "FR": _free_port()}
             de_text = over_mqtt(
                 demo_config_text("DE", partner="FR", pei_port=sim_de.port, delivery=delivery),
-                mqtt["DE"],
+                _tuned(mqtt["DE"], options),
                 _sos_adapter(sim_sos.port, sos_radio, sos_unit, target.unit, target.alias_abroad),
                 *(line.alias("tetra-de") for line in lines[1:]),
                 UNLIMITED_RATES,
@@ -430,7 +444,7 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
             )
             fr_text = over_mqtt(
                 demo_config_text("FR", partner="DE", pei_port=sim_fr.port, delivery=delivery),
-                mqtt["FR"],
+                _tuned(mqtt["FR"], options),
                 *(line.adapter(sim.port) for line, sim in zip(lines[1:], more_fr, strict=True)),
                 UNLIMITED_RATES,
                 _api_table(mqtt["FR"], metrics["FR"]),
@@ -473,11 +487,24 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                         "commit",
                         f"routine: {TEXT_CHARS}-character SDS-TL texts; emergencies: LIP "
                         "emergency reports from a second radio network (own PEI line)",
+                        "federation batch linger: "
+                        + (
+                            "the gateways' default (5 ms)"
+                            if options.linger_ms is None
+                            else f"{options.linger_ms:g} ms"
+                        ),
                     ],
                 )
                 yield driver
                 counts = "/".join(str(per_line[i]) for i in range(len(lines)))
                 driver.notes.append(f"SDS delivered per radio line: {counts}")
+
+
+def _tuned(mqtt_table: str, options: BenchOptions) -> str:
+    """A gateway's ``[federation.mqtt]`` table with the bench's linger, if it sets one."""
+    if options.linger_ms is None:
+        return mqtt_table
+    return f"{mqtt_table}\nlinger_ms = {options.linger_ms:g}\n"
 
 
 def _count_line(

@@ -8,11 +8,14 @@ import json
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from gateway._toml import Table
+from gateway.mqtt_link import parse_mqtt_settings
 from loadtests import federation_bench as fb
 from loadtests.mqtt_wire import connect
 from tests.gateway.federation import eventually
@@ -174,6 +177,33 @@ def test_phase_lengths_and_radio_lines_are_validated() -> None:
             fb.BenchOptions().with_radio_lines(bad)
 
 
+def test_the_linger_is_validated_and_reaches_the_gateways_link_settings() -> None:
+    options = fb.BenchOptions.quick().with_linger(2)
+    assert options.scaled(5).linger_ms == 2
+    for bad in (-1.0, fb.MAX_LINGER_MS + 1):
+        with pytest.raises(ValueError, match="--linger-ms must be between 0 and 1000"):
+            fb.BenchOptions().with_linger(bad)
+    table = "\n".join(
+        [
+            "[federation.mqtt]",
+            'host = "127.0.0.1"',
+            'cert = "c.pem"',
+            'key = "k.pem"',
+            'bundle = "b"',
+            "",
+        ]
+    )
+    assert fb._tuned(table, fb.BenchOptions()) == table  # the gateway's default stays
+
+    def linger(text: str) -> float:
+        data = tomllib.loads(text)["federation"]["mqtt"]
+        return parse_mqtt_settings(Table(data, "federation.mqtt")).linger
+
+    assert linger(table) == 0.005
+    assert linger(fb._tuned(table, options)) == 0.002
+    assert linger(fb._tuned(table, fb.BenchOptions().with_linger(0))) == 0.0
+
+
 @pytest.mark.interop
 async def test_wire_client_round_trip_through_a_real_broker(tmp_path: Path) -> None:
     port = fb._free_port()
@@ -233,6 +263,7 @@ async def test_short_run_of_both_paths_gives_figures_and_ratios() -> None:
     [
         (["--seconds", "0.1"], "error: --seconds must be between 1 and 600"),
         (["--radio-lines", "0"], "error: --radio-lines must be between 1 and 16"),
+        (["--linger-ms", "-1"], "error: --linger-ms must be between 0 and 1000"),
     ],
 )
 def test_bench_command_line_refuses_bad_values(option: list[str], error: str) -> None:
