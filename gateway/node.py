@@ -1871,6 +1871,12 @@ class Gateway:
             outcome = await adapter.send_prepared(prepared)
         except JournalError:
             raise  # nothing was sent: the delivery loop keeps the message and waits
+        except LinkError:
+            # The link went down before the radio's final status: whether the SDS went out
+            # is unknown. The delivery loop keeps the message and sends it again once the
+            # link is back, with the same journaled SDS-TL reference, so a far radio that
+            # got it the first time recognises the repeat. Never a FAILED receipt.
+            raise
         except Exception as exc:  # a failed send must become a FAILED receipt, never a dead loop
             if not isinstance(exc, GatewayError):
                 self.log.exception("delivery.send_crashed", adapter=adapter_name, issi=issi)

@@ -265,16 +265,22 @@ class TetraAdapter(RunsInBackground):
     ) -> SendOutcome:
         """Send PDUs made by :meth:`prepare` and wait for the final ``+CMGS`` status.
 
+        A radio that refuses the send (``+CME ERROR``, status 5, no final status in time,
+        the SDS AI service refused) gives an outcome that is not ``ok``: the message failed.
+
         Raises:
-            LinkError: If the link is not connected or fails during the send.
+            LinkError: If the link is not connected or fails during the send: whether the
+                SDS went out is unknown, the caller keeps the message and sends it again.
         """
         session = self._require_connected()
         content = prepared.content
         destination = prepared.destination
         service = ai_service if ai_service is not None else self._service_for(content)
         async with self._send_lock:
-            await session.channel.select_service(service)
-            outcome = await self._send_pdus(session.channel, destination, prepared.pdus)
+            if await session.channel.select_service(service, fatal=False):
+                outcome = await self._send_pdus(session.channel, destination, prepared.pdus)
+            else:  # the radio refused the AI service: this message fails, the link is fine
+                outcome = SendOutcome(ok=False, reason=f"radio refused SDS AI service {service}")
         if outcome.ok:
             self.counters["sds_out"] += 1
         else:

@@ -181,12 +181,18 @@ class PeiChannel:
         self._log.warning("pei_command_refused", reason=reason)
         return False
 
-    async def select_service(self, service: int) -> None:
-        """Switch the SDS AI service (``AT+CTSDS``) unless it is already selected."""
+    async def select_service(self, service: int, *, fatal: bool = True) -> bool:
+        """Switch the SDS AI service (``AT+CTSDS``) unless it is already selected.
+
+        Returns False if the radio refused it and ``fatal`` is False (with ``fatal`` a
+        refusal raises :class:`LinkError`, as :meth:`expect_ok` does).
+        """
         if self.ai_service == service:
-            return
-        await self.expect_ok(SelectSdsService(ai_service=service), fatal=True)
+            return True
+        if not await self.expect_ok(SelectSdsService(ai_service=service), fatal=fatal):
+            return False
         self.ai_service = service
+        return True
 
     async def send_pdu(self, command: SendSds, references: list[int]) -> SendOutcome:
         """Submit one SDS and wait for the radio's final status (4 sent, 5 failed)."""
@@ -209,10 +215,23 @@ class PeiChannel:
             )
         if not exchange.send_results:
             return SendOutcome(ok=False, message_references=refs, reason="no +CMGS set result")
-        future = self._pending_status[exchange.send_results[-1].sds_instance]
+        instance = exchange.send_results[-1].sds_instance
         try:
             async with asyncio.timeout(self._send_timeout):
-                final = await future
+                while True:
+                    final = await self._pending_status[instance]
+                    reference = final.message_reference
+                    if reference is None or not refs or reference in refs:
+                        break
+                    # The late status of an earlier SDS that reused this instance number
+                    # (its own wait timed out): not ours, keep waiting for ours.
+                    self._log.warning(
+                        "pei_send_status_of_another_sds",
+                        instance=instance,
+                        message_reference=final.message_reference,
+                        expected=refs,
+                    )
+                    self._pending_status[instance] = asyncio.get_running_loop().create_future()
         except TimeoutError:
             reason = f"no final +CMGS status within {self._send_timeout}s"
             return SendOutcome(ok=False, message_references=refs, reason=reason)

@@ -84,8 +84,12 @@ class TetraNetworkSimulator(ListeningService):
         reassembly_timeout: float = 60.0,
         control_port: int | None = None,
         control_host: str = "127.0.0.1",
+        instances: int = 256,
     ) -> None:
         self.radio_issi = radio_issi
+        #: SDS instance numbers the radio hands out in turn (1 reuses one number for every
+        #: send, as some radios do).
+        self.instances = instances
         #: The HTTP control interface, if one was asked for.
         self.control = (
             None
@@ -106,6 +110,8 @@ class TetraNetworkSimulator(ListeningService):
         #: Number of PEI connections accepted so far.
         self.connection_count = 0
         self._fail_next: list[int] = []
+        self._drop_next = False
+        self._refused_services: set[int] = set()
         self._silent = False
         self._black_hole = False
         self._reading = asyncio.Event()
@@ -273,6 +279,18 @@ class TetraNetworkSimulator(ListeningService):
         """Answer the next ``AT+CMGS`` with ``+CME ERROR: <cme>``."""
         self._fail_next.append(cme)
 
+    def drop_after_next_cmgs(self) -> None:
+        """Accept the next ``AT+CMGS``, deliver nothing, and abort the connection.
+
+        The radio answers ``+CMGS: <i>`` and ``OK``, then the gateway's connection is
+        aborted before the final status: the gateway cannot know whether that SDS went out.
+        """
+        self._drop_next = True
+
+    def refuse_ai_service(self, service: int) -> None:
+        """Answer ``AT+CTSDS`` selecting ``service`` with ``+CME ERROR`` from now on."""
+        self._refused_services.add(service)
+
     def set_silent(self, silent: bool) -> None:
         """Stop (or resume) answering anything, like a hung radio."""
         self._silent = silent
@@ -380,7 +398,7 @@ class TetraNetworkSimulator(ListeningService):
             return pei.unsolicited(f"+CNUMF: 6,{self.radio_issi}") + pei.ok()
         if name == "+CTSDS" and not command.query and not command.test:
             service = command.args.split(",", 1)[0].strip()
-            if not service.isdigit():
+            if not service.isdigit() or int(service[:9]) in self._refused_services:
                 return pei.error(_SYNTAX_ERROR)
             self._ai_service = int(service)
             return pei.ok()
@@ -392,9 +410,12 @@ class TetraNetworkSimulator(ListeningService):
         self.submitted.append(sds)
         if self._fail_next:
             return pei.error(self._fail_next.pop(0))
-        self._instance = (self._instance + 1) % 256
+        self._instance = (self._instance + 1) % self.instances
         instance = self._instance
-        if self._tg is not None:
+        if self._drop_next:
+            self._drop_next = False
+            asyncio.get_running_loop().call_later(0.05, self.drop_connection)
+        elif self._tg is not None:
             name = f"tetra_sim.delivery[{instance}]"
             delivery = self._guarded_delivery(pei, instance, sds, self._ai_service)
             self._tg.create_task(delivery, name=name)

@@ -325,7 +325,12 @@ def _check_required(start: str, headers: SipHeaders, length: int) -> None:
         if cseq.group(2) != start.split(" ", maxsplit=1)[0]:
             raise SipProtocolError("CSeq method does not match the request method.")
         forwards = headers.get("Max-Forwards") or ""
-        if not (forwards.isascii() and forwards.isdigit() and int(forwards) <= 255):
+        # 1*DIGIT (RFC 3261 25.1): leading zeros are allowed; int() must never see
+        # thousands of digits (it refuses more than 4,300 with a ValueError).
+        digits = forwards.lstrip("0") or "0"
+        if not (
+            forwards.isascii() and forwards.isdigit() and len(digits) <= 3 and int(digits) <= 255
+        ):
             raise SipProtocolError(f"Malformed Max-Forwards {forwards[:20]!r}.")
     content_types = headers.get_all("Content-Type")
     if len(content_types) > 1:

@@ -59,7 +59,7 @@ __all__ = [
 DEFAULT_MAX_LINE = 8192
 _CR, _LF, _CTRL_Z, _ESC = 0x0D, 0x0A, 0x1A, 0x1B
 _HEX = frozenset(string.hexdigits)
-_CAPABILITY = re.compile(r"\(\s*(\d+)\s*-\s*(\d+)\s*\)\s*$")
+_CAPABILITY = re.compile(r"\(\s*([0-9]{1,9})\s*-\s*([0-9]{1,9})\s*\)\s*$")
 _CORRUPT = DeliveryStatus.CORRUPT_INFORMATION_ELEMENT
 
 

@@ -60,6 +60,29 @@ async def test_policy_refuses_unlisted_destination_with_its_reason(tmp_path: Pat
         assert "no rule allows" in failed.fields["reason"] or "german" in failed.fields["reason"]
 
 
+async def test_a_pei_link_lost_during_a_send_sends_the_text_again_after_the_reconnect(
+    tmp_path: Path,
+) -> None:
+    # The French radio accepts AT+CMGS, then the link dies before the final status: the
+    # outcome is unknown, so the text must wait for the link and go again with the same
+    # SDS-TL reference (the far radio would discard a repeat), never become FAILED.
+    async with federation(tmp_path) as fed:
+        fed.sim_fr.drop_after_next_cmgs()
+        reference = await fed.sim_de.send_text(
+            DE_RTW, ALIAS_OF_FR_VSAV, "über die Grenze", report_request=1
+        )
+        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 1, seconds=20)
+        assert [t.text.split("] ", 1)[-1] for t in texts(fed.sim_fr, FR_VSAV)] == [
+            "über die Grenze"
+        ]
+        [report] = reports(fed.sim_de, DE_RTW)
+        assert (report.message_reference, report.delivery_status) == (reference, 0x00)
+        assert fed.fr.counters["delivery_failed"] == 0
+        assert fed.sim_fr.connection_count >= 2  # it was sent again on a new connection
+        first, again = fed.sim_fr.submitted[-2:]
+        assert (first.destination, first.payload) == (again.destination, again.payload)
+
+
 async def test_emergency_needs_permission(tmp_path: Path) -> None:
     async with federation(tmp_path, FR=FR_POLICY) as fed:
         await fed.sim_de.send_status(DE_HLF, ALIAS_OF_FR_VSAV, 0)  # emergency, no permission

@@ -11,6 +11,7 @@ import pytest
 
 from adapters import LinkState, LinkStateChanged
 from adapters.tetra import AdapterEvent, TetraAdapter, TetraAdapterConfig, TetraNetworkSimulator
+from protocols.tetra import TextSds
 
 RADIO = "1000"
 UNITS = ("2001", "2002")
@@ -89,3 +90,13 @@ async def adapter(
     async with TetraAdapter(config, recorder, random=random.Random(7).random) as running:
         await running.wait_connected(5.0)
         yield running
+
+
+def text(adapter: TetraAdapter, destination: str, body: str, report: int = 1) -> TextSds:
+    """An SDS-TL text to ``destination`` with the adapter's next reference for it."""
+    return TextSds(
+        protocol_id=0x82,
+        text=body,
+        message_reference=adapter.allocate_reference(destination),
+        delivery_report_request=report,
+    )

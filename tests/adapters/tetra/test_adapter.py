@@ -17,18 +17,9 @@ from protocols.tetra import (
     TextSds,
 )
 
-from .conftest import RADIO, Recorder, make_config, wait_sim
+from .conftest import RADIO, Recorder, make_config, text, wait_sim
 
 pytestmark = pytest.mark.interop
-
-
-def text(adapter: TetraAdapter, destination: str, body: str, report: int = 1) -> TextSds:
-    return TextSds(
-        protocol_id=0x82,
-        text=body,
-        message_reference=adapter.allocate_reference(destination),
-        delivery_report_request=report,
-    )
 
 
 def received(recorder: Recorder) -> list[SdsReceived]:
@@ -87,6 +78,18 @@ async def test_send_status_switches_ai_service_only_when_needed(
     assert contents[:2] == [StatusSds(status=0x8003), StatusSds(status=0x8004)]
     selects = [c.args.split(",")[0] for c in sim.commands if c.name == "+CTSDS"]
     assert selects == ["12", "13", "12"]
+
+
+async def test_a_refused_ai_service_fails_that_send_and_keeps_the_link(
+    adapter: TetraAdapter, sim: TetraNetworkSimulator
+) -> None:
+    sim.refuse_ai_service(13)
+    outcome = await adapter.send("2002", StatusSds(status=0x8003))
+    assert not outcome.ok and "refused SDS AI service 13" in outcome.reason
+    assert adapter.counters["send_failed"] == 1
+    assert adapter.state is LinkState.CONNECTED  # not a link failure: nothing to resend
+    assert (await adapter.send("2002", text(adapter, "2002", "still here", report=0))).ok
+    await wait_sim(sim, lambda: len(sim.received["2002"]) == 1)
 
 
 async def test_send_location(adapter: TetraAdapter, sim: TetraNetworkSimulator) -> None:

@@ -23,7 +23,7 @@ from protocols.tetra import (
     split_text,
 )
 
-from .conftest import RADIO, Recorder, make_config, wait_sim
+from .conftest import RADIO, Recorder, make_config, text, wait_sim
 
 pytestmark = pytest.mark.interop
 
@@ -85,6 +85,23 @@ async def test_missing_final_status_times_out(adapter: TetraAdapter) -> None:
     assert not outcome.ok and outcome.sds_status is None
     assert "no final +CMGS status" in outcome.reason
     assert adapter.state is LinkState.CONNECTED
+
+
+@pytest.mark.parametrize("sim_options", [{"delivery_latency": 0.6, "instances": 1}])
+@pytest.mark.parametrize("adapter_options", [{"send_timeout": 0.4}])
+async def test_a_late_final_status_is_not_credited_to_the_next_sds_on_its_instance(
+    adapter: TetraAdapter, sim: TetraNetworkSimulator
+) -> None:
+    # The radio numbers every send 0. The first text fails (unreachable), but its status
+    # (0.6 s) comes after its wait (0.4 s), during the second text's wait: the second must
+    # wait for its own status (0.3 s after its send), not take the first one's failure.
+    sim.set_reachable("2002", False)
+    first = await adapter.send("2002", text(adapter, "2002", "one", report=0))
+    assert not first.ok and "no final +CMGS status" in first.reason
+    sim.delivery_latency = 0.3
+    second = await adapter.send("2001", text(adapter, "2001", "two", report=0))
+    assert second.ok, second.reason
+    assert second.message_references != first.message_references
 
 
 @pytest.mark.parametrize("adapter_options", [{"command_timeout": 0.2}])

@@ -288,6 +288,8 @@ def test_malformed_messages(wire: bytes, status: int, match: str | None) -> None
         ("CSeq", "1 MESS(AGE"),
         ("Max-Forwards", "256"),
         ("Max-Forwards", "x"),
+        ("Max-Forwards", "7" * 5000),  # beyond int()'s digit limit: refused, never raised
+        ("Max-Forwards", "0" * 5000 + "256"),
     ],
 )
 def test_malformed_cseq_and_max_forwards(field: str, value: str) -> None:

@@ -292,6 +292,15 @@ def test_fuzz_radio_never_raises(parts: list[bytes], sep: bytes) -> None:
     assert events(RadioPei(max_line=64), data, bytewise=True) == whole
 
 
+def test_a_capability_answer_with_an_absurd_number_is_unsolicited_not_a_crash() -> None:
+    # int() refuses more than 4,300 digits: a hostile line must not end the session.
+    data = b"+CMGS: (8-" + b"9" * 5000 + b")\r\n+CMGS: 0,4,7\r\n"
+    for bytewise in (False, True):
+        got = events(PeiConnection(), data, bytewise=bytewise)
+        assert [type(e) for e in got] == [UnsolicitedResult, SendResult]
+        assert got[1] == SendResult(sds_instance=0, sds_status=4, message_reference=7)
+
+
 def test_discarding_survives_large_chunks() -> None:
     conn = PeiConnection(max_line=16)
     conn.receive_data(b"9" * 20)
