@@ -64,8 +64,12 @@ __all__ = [
 
 _NATION = re.compile(r"^[A-Z]{2}$")
 _UNIT = re.compile(r"^[a-z]{2}\.[a-z0-9_-]+\.[a-z0-9_.-]+$")
+#: A federation identity: ``<nation>.<organisation>.<name>``, lower case.
+UNIT_PATTERN = _UNIT
 _ISSI = re.compile(r"^[0-9]{1,8}$|^[0-9]{15,17}$")
 _GROUP = re.compile(r"^[a-z0-9_.-]+$")
+#: A cross-border group name.
+GROUP_PATTERN = _GROUP
 _URL = re.compile(r"^(tcp://[^:/]+:[0-9]{1,5}|serial:///.+)$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.:\[\]-]+:[0-9]{1,5}$")
 #: An MCData user or group ID: a SIP URI (TS 23.280 MCData ID format).

@@ -54,7 +54,7 @@ from adapters.mcdata import (
 )
 from adapters.tetra import AdapterEvent, SendOutcome, TetraAdapter, TetraAdapterConfig
 from gateway.codebooks import Codebook
-from gateway.config import AdapterConfig, GatewayConfig
+from gateway.config import GROUP_PATTERN, UNIT_PATTERN, AdapterConfig, GatewayConfig
 from gateway.federation import FederationLink
 from gateway.identity import Directory, LocalTarget
 from gateway.interworking import TetraDelivery, envelope_from_tetra, plan_tetra_delivery
@@ -135,6 +135,8 @@ _RECEIPTS_PER_ENVELOPE = 512
 _RECEIPTS_BATCHED = "receipts-batched"
 #: Text of the loopback canary sent through a national system to our own radio.
 _CANARY_TEXT = "euccs-canary"
+#: Longest unit or group name a partner's presence may carry.
+_MAX_NAME = 128
 #: Seconds before a failed journal write is tried again.
 _JOURNAL_RETRY = 1.0
 #: Seconds between expiry, retransmission and pruning passes.
@@ -1153,21 +1155,39 @@ class Gateway:
         if unit is None:
             return
         now = self.monotonic()
-        events = [self.presence.heard(unit.unit, now)]
         group = self.directory.group_by_gssi(adapter, event.destination)
-        if group is not None:
-            events.append(self.presence.affiliate(unit.unit, group.group, now))
         content = event.content
-        if (
-            isinstance(content, LocationReport)
-            and content.latitude is not None
-            and content.longitude is not None
-        ):
-            events.append(
-                self.presence.location(unit.unit, content.latitude, content.longitude, now, now)
-            )
+        try:
+            events = [self.presence.heard(unit.unit, now)]
+            if group is not None:
+                events.append(self.presence.affiliate(unit.unit, group.group, now))
+            if (
+                isinstance(content, LocationReport)
+                and content.latitude is not None
+                and content.longitude is not None
+            ):
+                events.append(
+                    self.presence.location(unit.unit, content.latitude, content.longitude, now, now)
+                )
+        except PresenceFull as exc:
+            self._presence_full(unit.unit, exc)
+            return
         for presence_event in events:
             self._replay_alerts(presence_event)
+
+    def _heard_unit(self, unit: str) -> None:
+        """Presence: traffic from one of our units (MCData) renews its lease."""
+        try:
+            event = self.presence.heard(unit, self.monotonic())
+        except PresenceFull as exc:
+            self._presence_full(unit, exc)
+            return
+        self._replay_alerts(event)
+
+    def _presence_full(self, unit: str, exc: PresenceFull) -> None:
+        """The registry has no room for one of our units: its traffic still goes through."""
+        self.counters["presence_full"] += 1
+        self.log.error("presence.full", unit=unit, error=str(exc))
 
     def _replay_alerts(self, event: PresenceEvent) -> None:
         """TS 24.379 §12.1.3.4: outstanding emergencies go again to a unit back in reach."""
@@ -1639,6 +1659,17 @@ class Gateway:
     def _on_partner_presence(self, sender: str, envelope: v1.Envelope) -> None:
         p = envelope.presence
         now = self.monotonic()
+        unit = p.unit.unit
+        if len(unit) > _MAX_NAME or not UNIT_PATTERN.match(unit) or unit[:2] != sender.lower():
+            # A partner speaks for its own units only: never for ours or a third nation's.
+            self.counters["presence_refused"] += 1
+            self.log.warning(
+                "presence.refused", partner=sender, unit=unit[:_MAX_NAME], reason="not its unit"
+            )
+            return
+        groups = sorted(g for g in set(p.groups) if len(g) <= _MAX_NAME and GROUP_PATTERN.match(g))
+        if len(groups) != len(p.groups):
+            self.counters["presence_groups_dropped"] += 1
         location = None
         if p.HasField("last_location"):
             loc = p.last_location
@@ -1652,7 +1683,7 @@ class Gateway:
             epoch=p.epoch,
             seq=p.seq,
             availability=Availability(p.availability),
-            groups=tuple(sorted(p.groups)),
+            groups=tuple(groups),
             location=location,
             last_heard=now - _age(p.last_seen_us, self) if p.last_seen_us else None,
             valid_for=p.valid_for_ms / 1000,
@@ -2061,7 +2092,7 @@ class Gateway:
         adapter = self._adapter_configs[adapter_name]
         unit = self.directory.local_unit(adapter_name, event.sender)
         if unit is not None:
-            self._replay_alerts(self.presence.heard(unit.unit, self.monotonic()))
+            self._heard_unit(unit.unit)
         sds = McdataSds(
             sender=event.sender,
             target=event.target.id,
@@ -2121,7 +2152,7 @@ class Gateway:
             return
         unit = self.directory.local_unit(adapter, event.sender)
         if unit is not None:
-            self._replay_alerts(self.presence.heard(unit.unit, self.monotonic()))
+            self._heard_unit(unit.unit)
         for status in _MCDATA_STATUS.get(int(event.notification_type), []):
             await self._settle(record, key, status)
 

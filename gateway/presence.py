@@ -47,10 +47,16 @@ out of coverage. Mutators return a :class:`PresenceEvent` with ``came_back`` and
     for alert in ledger.replays(event, now):
         resend(alert.payload_ref, to=unit)
 
-Memory is bounded: ``max_units`` records (the least recently changed OFFLINE or
-UNKNOWN unit without an unsent update is evicted to make room; if there is none,
-local mutators raise :class:`PresenceFull` and ``apply_remote`` returns False)
-and ``max_alerts`` outstanding alerts (the one expiring soonest is evicted).
+Memory is bounded: ``max_units`` records and ``max_alerts`` outstanding alerts
+(the one expiring soonest is evicted). Our own units come first: a partner's
+update may only evict a partner's unit that is OFFLINE or UNKNOWN (else
+``apply_remote`` returns False), so a flood of partner presence never pushes out
+our radios. A unit of ours evicts, in this order, a partner's OFFLINE or UNKNOWN
+unit, the partner's unit updated longest ago, then one of ours that is OFFLINE or
+UNKNOWN with nothing left to federate; only when all ``max_units`` are our own
+live units do local mutators raise :class:`PresenceFull`. A partner's update
+carries at most ``MAX_GROUPS_PER_UNIT`` groups and a validity of at most
+``REMOTE_VALIDITY_FACTOR`` times our own lease (or ``offline_after``).
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ from gateway._toml import Table
 from protocols.errors import GatewayError
 
 __all__ = [
+    "MAX_GROUPS_PER_UNIT",
+    "REMOTE_VALIDITY_FACTOR",
     "Availability",
     "EmergencyLedger",
     "Location",
@@ -83,6 +91,12 @@ __all__ = [
 
 #: How many gateways' (epoch, seq) high-water marks one unit keeps.
 _MAX_VERSIONS_PER_UNIT = 8
+
+#: Most groups a partner's update may affiliate one unit to (the rest are dropped).
+MAX_GROUPS_PER_UNIT = 64
+
+#: A partner's ``valid_for`` is capped at this many of our own leases (or ``offline_after``).
+REMOTE_VALIDITY_FACTOR = 4.0
 
 #: A lease renewal is saved once it moved the saved lease end by this share of a lease.
 _SAVE_RENEWAL_SHARE = 0.25
@@ -354,13 +368,18 @@ class PresenceRegistry:
         self.settings = settings if settings is not None else PresenceSettings()
         self._records: dict[str, _Record] = {}
         self._members: dict[str, set[str]] = {}
-        self._evictable: dict[str, None] = {}
+        #: OFFLINE or UNKNOWN units, least recently changed first; ours and partners' apart.
+        self._evictable: dict[bool, dict[str, None]] = {True: {}, False: {}}
+        #: Partners' units, the one updated longest ago first.
+        self._remote: dict[str, None] = {}
         self._lease_heap: list[_Entry] = []
         self._emit_heap: list[_Entry] = []
         self._order = itertools.count()
         self._unsaved: dict[str, None] = {}
         #: Units evicted to make room (a metric).
         self.evicted = 0
+        #: Partners' updates refused because the registry was full of our own units (a metric).
+        self.refused = 0
 
     # ------------------------------------------------------------------ queries
 
@@ -464,7 +483,7 @@ class PresenceRegistry:
         )
         changed = previous is not Availability.ONLINE
         if rec.gateway != gateway or rec.nation != nation:
-            rec.gateway, rec.nation = gateway, nation
+            self._move(rec, gateway, nation)
             rec.pending_since = None  # a different emitter now; reset below if local
             changed = True
         rec.known = True
@@ -709,6 +728,7 @@ class PresenceRegistry:
             try:
                 rec = self._create(update.unit, now, nation=update.nation, gateway=update.gateway)
             except PresenceFull:
+                self.refused += 1
                 return False
         else:
             held = rec.versions.get(update.gateway)
@@ -727,12 +747,15 @@ class PresenceRegistry:
         ):
             return False
         offset = now - update.sent_at
-        rec.gateway, rec.nation = update.gateway, update.nation
+        self._move(rec, update.gateway, update.nation)
+        self._remote.pop(rec.unit, None)
+        self._remote[rec.unit] = None  # updated last: evicted last among partners' units
         rec.pending_since = None  # remote units are not re-federated
         rec.known = True
-        for group in rec.groups - set(update.groups):
+        groups = set(sorted(set(update.groups))[:MAX_GROUPS_PER_UNIT])
+        for group in rec.groups - groups:
             self._leave(rec, group)
-        for group in update.groups:
+        for group in groups:
             if group not in rec.groups:
                 self._join(rec, group)
         loc = update.location
@@ -745,9 +768,10 @@ class PresenceRegistry:
         valid_for = max(update.valid_for, 0.0) if math.isfinite(update.valid_for) else 0.0
         rec.stale_at = rec.offline_at = None
         if availability is Availability.ONLINE:
-            rec.stale_at = now + valid_for
+            rec.stale_at = now + min(valid_for, self.settings.lease * REMOTE_VALIDITY_FACTOR)
         elif availability is Availability.STALE:
-            rec.offline_at = now + valid_for
+            longest = self.settings.offline_after * REMOTE_VALIDITY_FACTOR
+            rec.offline_at = now + min(valid_for, longest)
         self._set_availability(rec, availability, now)
         self._schedule_lease(rec)
         self._unsaved[rec.unit] = None
@@ -830,13 +854,16 @@ class PresenceRegistry:
             raise ValueError(f"not a saved presence state: {exc!r}") from exc
         if unit in self._records:
             raise ValueError(f"{unit} is already held")
+        local = rec.gateway == self.gateway
         if len(self._records) >= self.settings.max_units:
-            self._evict_one()
+            self._evict_one(local=local)
         self._records[unit] = rec
         for group in rec.groups:
             self._members.setdefault(group, set()).add(unit)
+        if not local:
+            self._remote[unit] = None
         if rec.availability in (Availability.OFFLINE, Availability.UNKNOWN):
-            self._evictable[unit] = None
+            self._evictable[local][unit] = None
         rec.saved_stale_at = rec.stale_at
         self._schedule_lease(rec)
         self._mark_changed(rec, now)
@@ -885,38 +912,62 @@ class PresenceRegistry:
         return rec
 
     def _create(self, unit: str, now: float, *, nation: str, gateway: str) -> _Record:
+        local = gateway == self.gateway
         if len(self._records) >= self.settings.max_units:
-            self._evict_one()
+            self._evict_one(local=local)
         rec = _Record(unit=unit, nation=nation, gateway=gateway, changed_at=now)
         self._records[unit] = rec
-        self._evictable[unit] = None
+        self._evictable[local][unit] = None
+        if not local:
+            self._remote[unit] = None
         return rec
 
-    def _evict_one(self) -> None:
-        victim = next((u for u in self._evictable if self._records[u].pending_since is None), None)
+    def _evict_one(self, *, local: bool) -> None:
+        """Make room for one unit: ours may evict a partner's, a partner's never ours."""
+        victim = next(iter(self._evictable[False]), None)
+        if victim is None and local:
+            victim = next(iter(self._remote), None)
+        if victim is None and local:
+            victim = next(
+                (u for u in self._evictable[True] if self._records[u].pending_since is None), None
+            )
         if victim is None:
             raise PresenceFull(
                 f"presence registry is full ({self.settings.max_units} units) and no "
-                "OFFLINE or UNKNOWN unit can be evicted",
+                "unit can be evicted for this one",
                 reply_hint="presence registry full",
             )
-        del self._evictable[victim]
         rec = self._records.pop(victim)
+        for index in (self._evictable[True], self._evictable[False], self._remote):
+            index.pop(victim, None)
         self._unsaved[victim] = None
         for group in rec.groups:
             self._drop_member(group, victim)
         self.evicted += 1
 
+    def _move(self, rec: _Record, gateway: str, nation: str) -> None:
+        """Change the gateway serving ``rec``, keeping the eviction indexes right."""
+        was_local = rec.gateway == self.gateway
+        rec.gateway, rec.nation = gateway, nation
+        local = gateway == self.gateway
+        if local == was_local:
+            return
+        if local:
+            self._remote.pop(rec.unit, None)
+        else:
+            self._remote[rec.unit] = None
+        if self._evictable[was_local].pop(rec.unit, 0) is None:
+            self._evictable[local][rec.unit] = None
+
     def _set_availability(self, rec: _Record, new: Availability, at: float) -> None:
         if new is not rec.availability:
             rec.availability = new
             rec.changed_at = at
+        evictable = self._evictable[rec.gateway == self.gateway]
+        evictable.pop(rec.unit, None)
         if new in (Availability.OFFLINE, Availability.UNKNOWN):
             # Re-insert at the end: eviction takes the least recently changed first.
-            self._evictable.pop(rec.unit, None)
-            self._evictable[rec.unit] = None
-        else:
-            self._evictable.pop(rec.unit, None)
+            evictable[rec.unit] = None
 
     def _join(self, rec: _Record, group: str) -> None:
         rec.groups.add(group)

@@ -15,6 +15,7 @@ from gateway.demo_configs import demo_config_text
 from gateway.federation import LocalFederationBus
 from gateway.journal import Journal, NewEntry
 from gateway.node import Gateway, Held, _new_id
+from gateway.presence import PresenceFull
 from gateway.scheduler import Entry
 from protocols.schema import v1
 from protocols.tetra import LocationReport, StatusSds, TextSds
@@ -296,3 +297,48 @@ def test_message_ids_are_random_version_4_uuids() -> None:
     for raw in ids:
         parsed = uuid.UUID(bytes=raw)
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+
+
+def _partner_presence(unit: str, *, groups: tuple[str, ...] = ()) -> bytes:
+    env = v1.Envelope(message_id=uuid.uuid4().bytes)
+    env.origin.nation = "FR"
+    env.presence.unit.nation = "FR"
+    env.presence.unit.unit = unit
+    env.presence.availability = v1.AVAILABILITY_OFFLINE
+    env.presence.served_by = "gw-fr-forged"
+    env.presence.epoch = 2**64 - 1  # the highest version: nothing could ever replace it
+    env.presence.seq = 2**64 - 1
+    env.presence.groups.extend(groups)
+    return env.SerializeToString()
+
+
+async def test_a_partner_speaks_for_its_own_units_only(fed: Federation) -> None:
+    await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "hier", report_request=0)
+    await eventually(lambda: fed.de.presence.availability("de.bos.rtw-kehl-1").name == "ONLINE")
+    for unit in ("de.bos.rtw-kehl-1", "it.vvf.aps-1", "fr", "fr." + "x" * 200):
+        await fed.fr.link.send("DE", _partner_presence(unit))
+    await eventually(lambda: fed.de.counters["presence_refused"] == 4)
+    assert fed.de.presence.availability("de.bos.rtw-kehl-1").name == "ONLINE"
+    assert "it.vvf.aps-1" not in fed.de.presence
+    # Its own unit is taken, groups with names no configuration could hold are dropped.
+    await fed.fr.link.send(
+        "DE", _partner_presence("fr.sdis67.vsav-9", groups=("rhein", "Bad Group!", "y" * 300))
+    )
+    await eventually(lambda: fed.de.counters["presence_applied"] == 1)
+    held = fed.de.presence.get("fr.sdis67.vsav-9")
+    assert held is not None
+    assert held.groups == frozenset({"rhein"})
+    assert fed.de.counters["presence_groups_dropped"] == 1
+
+
+async def test_a_full_presence_registry_does_not_hold_up_our_radios_traffic(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*_args: object, **_kw: object) -> None:
+        raise PresenceFull("presence registry is full (1 units)")
+
+    monkeypatch.setattr(fed.de.presence, "heard", full)
+    await fed.sim_de.send_status(DE_HLF, ALIAS_OF_FR_VSAV, 0)  # an emergency
+    await eventually(lambda: bool(fed.sim_fr.received.get(FR_VSAV)))
+    assert fed.sim_fr.received[FR_VSAV][0][1] == StatusSds(status=0)
+    assert fed.de.counters["presence_full"] >= 1

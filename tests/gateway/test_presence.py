@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +17,8 @@ from hypothesis.stateful import (
 
 from gateway._toml import Table
 from gateway.presence import (
+    MAX_GROUPS_PER_UNIT,
+    REMOTE_VALIDITY_FACTOR,
     Availability,
     EmergencyLedger,
     Location,
@@ -956,3 +959,145 @@ def test_the_ledger_reports_the_alerts_it_evicted() -> None:
         ledger.raise_alert(bytes([n]), raised_at=0.0, expires_at=expires, group="g")
     assert ledger.take_evicted() == [b"\x01"]  # the one expiring soonest
     assert ledger.take_evicted() == []
+
+
+# ------------------------------------------------------- partners' presence floods
+
+
+def _partner_unit(n: int, availability: Availability = Availability.ONLINE) -> PresenceUpdate:
+    return PresenceUpdate(
+        unit=f"fr.sdis67.flood-{n}",
+        nation="FR",
+        gateway="gw-fr-1",
+        epoch=1,
+        seq=1,
+        availability=availability,
+        groups=(),
+        valid_for=300.0,
+        sent_at=0.0,
+    )
+
+
+def test_a_flood_of_partner_units_never_pushes_out_ours() -> None:
+    reg = _registry(max_units=3)
+    reg.seed([U1, U2], 0.0)  # our configured radios, not heard yet: UNKNOWN
+    reg.drain(0.0)
+    applied = [reg.apply_remote(_partner_unit(n), 1.0) for n in range(10)]
+    assert applied == [True] + [False] * 9  # one free place, then refused
+    assert reg.refused == 9
+    assert U1 in reg
+    assert U2 in reg
+    # Our radio is heard: it keeps its place and comes back (alerts are replayed).
+    assert reg.heard(U1, 2.0).came_back
+
+
+def test_a_partner_unit_gone_offline_makes_room_for_another_partner_unit() -> None:
+    reg = _registry(max_units=3)
+    reg.seed([U1], 0.0)
+    reg.drain(0.0)
+    assert reg.apply_remote(_partner_unit(1, Availability.OFFLINE), 1.0)
+    assert reg.apply_remote(_partner_unit(2), 1.0)
+    assert reg.apply_remote(_partner_unit(3), 1.0)  # evicts the OFFLINE partner unit
+    assert "fr.sdis67.flood-1" not in reg
+    assert U1 in reg
+    assert not reg.apply_remote(_partner_unit(4), 1.0)  # only ONLINE partner units left
+
+
+def test_one_of_our_units_evicts_the_partner_unit_updated_longest_ago() -> None:
+    reg = _registry(max_units=3)
+    reg.heard(U1, 0.0)
+    assert reg.apply_remote(_partner_unit(1), 1.0)
+    assert reg.apply_remote(_partner_unit(2), 2.0)
+    assert reg.apply_remote(replace(_partner_unit(1), seq=2), 3.0)  # flood-1 is newer now
+    reg.heard(U2, 4.0)
+    assert "fr.sdis67.flood-2" not in reg
+    assert "fr.sdis67.flood-1" in reg
+    assert reg.evicted == 1
+    reg.heard("de.polizei.3", 5.0)
+    assert "fr.sdis67.flood-1" not in reg
+    with pytest.raises(PresenceFull):  # all places hold our own live units
+        reg.heard("de.polizei.4", 6.0)
+
+
+def test_a_unit_roaming_to_us_is_no_longer_evicted_as_a_partner_unit() -> None:
+    reg = _registry(max_units=2)
+    assert reg.apply_remote(_remote(1), 0.0)
+    reg.heard(FR_UNIT, 1.0)  # the French unit now talks through our radio
+    assert reg.get(FR_UNIT) is not None
+    assert reg.get(FR_UNIT).local  # type: ignore[union-attr]
+    reg.heard(U1, 2.0)
+    assert not reg.apply_remote(_partner_unit(1), 3.0)  # would need to evict it: refused
+    with pytest.raises(PresenceFull):
+        reg.heard(U2, 4.0)
+    assert FR_UNIT in reg
+
+
+def test_a_partner_cannot_keep_a_unit_online_or_stale_for_ever() -> None:
+    reg = _registry()
+    assert reg.apply_remote(_remote(1, valid_for=1e12), 0.0)
+    assert reg.tick(300.0 * REMOTE_VALIDITY_FACTOR - 1) == []
+    assert [c.availability for c in reg.tick(300.0 * REMOTE_VALIDITY_FACTOR)] == [
+        Availability.STALE
+    ]
+    assert reg.apply_remote(_remote(2, Availability.STALE, valid_for=1e12), 10_000.0)
+    later = 10_000.0 + 600.0 * REMOTE_VALIDITY_FACTOR
+    assert [c.availability for c in reg.tick(later)] == [Availability.OFFLINE]
+
+
+def test_a_partner_update_affiliates_a_unit_to_a_bounded_number_of_groups() -> None:
+    reg = _registry()
+    groups = tuple(f"group-{n:03d}" for n in range(MAX_GROUPS_PER_UNIT * 3))
+    assert reg.apply_remote(_remote(1, groups=groups), 0.0)
+    held = reg.get(FR_UNIT)
+    assert held is not None
+    assert held.groups == frozenset(sorted(groups)[:MAX_GROUPS_PER_UNIT])
+
+
+_FLOOD_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(("heard", "deregistered", "drain", "remote", "remote_offline", "tick")),
+        st.integers(min_value=0, max_value=5),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_FLOOD_OPS)
+def test_partner_updates_never_take_a_place_of_ours(ops: list[tuple[str, int]]) -> None:
+    reg = _registry(max_units=4, lease=10.0, offline_after=10.0)
+    now = 0.0
+    seq = 0
+    for op, n in ops:
+        now += 1.0
+        ours_before = {u.unit for u in reg.units() if u.local}
+        if op == "tick":
+            reg.tick(now + 10.0 * n)
+            now += 10.0 * n
+        elif op == "drain":
+            reg.drain(now)
+        elif op in ("heard", "deregistered"):
+            try:
+                getattr(reg, op)(f"de.polizei.{n}", now)
+            except PresenceFull:
+                # Only when every place holds one of our units that cannot go.
+                assert len(reg) == 4
+                assert all(u.local for u in reg.units())
+                assert ours_before == {u.unit for u in reg.units()}
+        else:
+            seq += 1
+            availability = Availability.OFFLINE if op == "remote_offline" else Availability.ONLINE
+            reg.apply_remote(replace(_partner_unit(n, availability), seq=seq), now)
+            assert {u.unit for u in reg.units() if u.local} == ours_before
+        assert len(reg) <= 4
+        # The eviction indexes hold exactly the units they should.
+        held = {u.unit: u for u in reg.units()}
+        remote = {u for u, p in held.items() if not p.local}
+        assert set(reg._remote) == remote
+        for local in (True, False):
+            assert set(reg._evictable[local]) == {
+                u
+                for u, p in held.items()
+                if p.local == local
+                and p.availability in (Availability.OFFLINE, Availability.UNKNOWN)
+            }
