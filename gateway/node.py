@@ -888,6 +888,7 @@ class Gateway:
         Raises:
             DeliveryRefused: the journal cannot take it (0x40): nothing was accepted.
         """
+        origin.nations = tuple(nations)
         copies = [Held(envelope=envelope, entry_id=None, queue=_egress(nations[0]))]
         for nation in nations[1:]:  # a group carried by several partners: one copy each
             copy = v1.Envelope()
@@ -1528,6 +1529,17 @@ class Gateway:
             )
             return
         body = envelope.WhichOneof("body")
+        if body not in ("presence", "canary") and not 0 < len(envelope.message_id) <= 64:
+            # Copies are told apart by their identity: without one, a message would be
+            # taken for a copy of another (or make later ones look like copies of it).
+            self.counters["federation_malformed"] += 1
+            self.log.warning(
+                "federation.malformed",
+                sender=sender,
+                size=len(payload),
+                error=f"message identity of {len(envelope.message_id)} bytes",
+            )
+            return
         if body == "receipt":
             await self._on_partner_receipt(sender, envelope)
             return
@@ -1570,7 +1582,7 @@ class Gateway:
                 self.log.info("federation.duplicate", message_id=envelope.message_id.hex())
             self._ack(sender, envelope, again=not added)
 
-        await self._commit(add=copies, seen=envelope.message_id, then=taken)
+        await self._commit(add=copies, seen=_seen_key(sender, envelope.message_id), then=taken)
 
     def _rebase_expiry(self, envelope: v1.Envelope) -> None:
         """Carry the remaining validity over to our clock, whatever the partner's clock says.
@@ -1635,7 +1647,8 @@ class Gateway:
                 self.counters["duplicates"] += 1
             self._ack(sender, envelope, again=not added)
 
-        await self._commit(add=[failed] if failed else [], seen=envelope.message_id, then=taken)
+        seen = _seen_key(sender, envelope.message_id)
+        await self._commit(add=[failed] if failed else [], seen=seen, then=taken)
 
     def _remember_alert(self, envelope: v1.Envelope) -> None:
         """Keep a partner's emergency outstanding for replay until it expires."""
@@ -1758,7 +1771,7 @@ class Gateway:
             return
         journal = self.journal
         assert journal is not None
-        message_id = envelope.message_id
+        message_id = _seen_key(sender, envelope.message_id)
         if message_id in self._receipts_applying:
             # A copy of a receipt still being applied (the link takes a batch in together).
             self.counters["duplicates"] += 1
@@ -1790,7 +1803,7 @@ class Gateway:
                 records = await self._origins_for(about, token)
                 if previous is not None:
                     await asyncio.shield(previous)
-                final = [i for i in about if self._take_receipt(receipt, i, records, token)]
+                final = [i for i in about if self._take_receipt(receipt, i, records, token, sender)]
                 committed = self._commit_surely(seen=message_id, drop_origins=final)
                 # The next receipt may apply now: it only wakes up after this step, and
                 # awaiting the commit submits the drops within it.
@@ -2605,7 +2618,8 @@ class Gateway:
         token = self.tracker.begin_read()
         try:
             records = await self._origins_for([receipt.message_id], token)
-            if self._take_receipt(receipt, receipt.message_id, records, token) and self.journal:
+            taken = self._take_receipt(receipt, receipt.message_id, records, token, None)
+            if taken and self.journal:
                 await self._commit_surely(drop_origins=[receipt.message_id])
                 self.tracker.dropped([receipt.message_id])
         finally:
@@ -2645,11 +2659,13 @@ class Gateway:
         message_id: bytes,
         records: dict[bytes, OriginRecord],
         token: int,
+        sender: str | None,
     ) -> bool:
         """Apply ``receipt`` to our message ``message_id`` (reports, console, MCData).
 
         ``records`` and ``token``: from :meth:`_origins_for`; a record that another
-        receipt ended since is not applied again.
+        receipt ended since is not applied again. ``sender``: the partner it came from
+        (None: our own); a partner's receipt about a message we did not send it is refused.
 
         Returns:
             True if it ended the message's origin record, which the caller then drops from
@@ -2664,6 +2680,15 @@ class Gateway:
         if record is None:
             self.counters["receipts_unmatched"] += 1
             self.log.info("receipt.unmatched", message_id=message_id.hex(), state=state_name)
+            return False
+        if sender is not None and record.nations and sender not in record.nations:
+            self.counters["receipts_misattributed"] += 1
+            self.log.warning(
+                "receipt.misattributed",
+                partner=sender,
+                message_id=message_id.hex(),
+                sent_to=",".join(record.nations),
+            )
             return False
         record.states.append(receipt.state)
         self._observe(
@@ -2921,6 +2946,11 @@ def _expires_at(envelope: v1.Envelope) -> float | None:
     return envelope.expires_at_us / 1_000_000 if envelope.expires_at_us > 0 else None
 
 
+def _seen_key(sender: str, message_id: bytes) -> bytes:
+    """Duplicate suppression is per partner: one cannot pre-empt another's message ids."""
+    return sender.encode() + b"/" + message_id
+
+
 def _origin_row(record: OriginRecord) -> dict[str, Any]:
     return {
         "adapter": record.adapter,
@@ -2931,12 +2961,14 @@ def _origin_row(record: OriginRecord) -> dict[str, Any]:
         "priority": record.priority,
         "conversation_id": record.conversation_id.hex(),
         "addressed_to": record.addressed_to,
+        "nations": list(record.nations),
     }
 
 
 def _origin_from_row(message_id: bytes, row: dict[str, Any]) -> OriginRecord:
     fields = dict(row)
     fields["conversation_id"] = bytes.fromhex(fields.get("conversation_id", ""))
+    fields["nations"] = tuple(fields.get("nations", ()))
     return OriginRecord(message_id=message_id, **fields)
 
 

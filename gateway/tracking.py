@@ -41,6 +41,9 @@ class OriginRecord:
     #: so that disposition notifications can name them.
     conversation_id: bytes = b""
     addressed_to: str = ""
+    #: The partner countries it was sent to: only their receipts apply to it (empty in
+    #: records journaled before it was kept: any partner's then).
+    nations: tuple[str, ...] = ()
 
 
 @dataclass(kw_only=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,11 +41,17 @@ async def eventually(predicate: Callable[[], bool], seconds: float = 5.0) -> Non
 
 @contextlib.asynccontextmanager
 async def federation(
-    tmp_path: Path, delivery: dict[str, str] | None = None, **extra: str
+    tmp_path: Path,
+    delivery: dict[str, str] | None = None,
+    *,
+    de_partners: Sequence[str] = ("FR",),
+    **extra: str,
 ) -> AsyncIterator[Federation]:
     """DE and FR gateways on simulated networks.
 
-    ``extra[nation]`` is appended TOML, ``delivery[nation]`` goes into ``[delivery]``.
+    ``extra[nation]`` is appended TOML, ``delivery[nation]`` goes into ``[delivery]``;
+    ``de_partners``: DE's partner countries (one not running is reached through
+    ``bus.attach``).
     """
     delivery = delivery or {}
     units = {"DE": ["2001", "2002", "2003", "2004", "2999"], "FR": ["1001", "1002", "1003", "1004"]}
@@ -63,7 +69,10 @@ async def federation(
         configs = [
             parse_config(
                 demo_config_text(
-                    "DE", partner="FR", pei_port=sim_de.port, delivery=delivery.get("DE", "")
+                    "DE",
+                    partners=de_partners,
+                    pei_port=sim_de.port,
+                    delivery=delivery.get("DE", ""),
                 )
                 + extra.get("DE", "")
             ),

@@ -28,6 +28,7 @@ from tests.gateway.federation import (
     FR_VSAV,
     Federation,
     eventually,
+    federation,
     reports,
     texts,
 )
@@ -342,3 +343,52 @@ async def test_a_full_presence_registry_does_not_hold_up_our_radios_traffic(
     await eventually(lambda: bool(fed.sim_fr.received.get(FR_VSAV)))
     assert fed.sim_fr.received[FR_VSAV][0][1] == StatusSds(status=0)
     assert fed.de.counters["presence_full"] >= 1
+
+
+async def test_a_partner_message_without_an_identity_is_refused(fed: Federation) -> None:
+    env = v1.Envelope()  # no message_id
+    env.origin.nation = "FR"
+    env.destination.unit.nation = "DE"
+    env.destination.unit.unit = "de.bos.rtw-kehl-1"
+    env.text.text = "ohne Kennung"
+    await fed.fr.link.send("DE", env.SerializeToString())
+    await eventually(lambda: fed.de.counters["federation_malformed"] == 1)
+    env.message_id = uuid.uuid4().bytes
+    env.text.text = "mit Kennung"
+    await fed.fr.link.send("DE", env.SerializeToString())
+    await eventually(lambda: bool(texts(fed.sim_de, DE_RTW)))
+    assert [t.text[-11:] for t in texts(fed.sim_de, DE_RTW)] == ["mit Kennung"]
+
+
+async def test_one_partner_cannot_forge_receipts_or_pre_empt_identities_of_another(
+    tmp_path: Path,
+) -> None:
+    async with federation(tmp_path, de_partners=("FR", "BE")) as fed:
+        be = fed.bus.attach("BE")
+        fed.bus.cut("FR")
+        await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "an FR", report_request=1)
+        await eventually(lambda: bool(fed.de.tracker.origins))
+        [sent] = fed.de.tracker.origins
+        forged = v1.Envelope(message_id=uuid.uuid4().bytes)
+        forged.origin.nation = "BE"
+        forged.receipt.message_id = sent
+        forged.receipt.state = v1.DELIVERY_STATE_FAILED
+        await be.send("DE", forged.SerializeToString())
+        await eventually(lambda: fed.de.counters["receipts_misattributed"] == 1)
+        assert reports(fed.sim_de, DE_RTW) == []
+        # BE sends a message under the identity FR's next message will have: both arrive.
+        message_id = uuid.uuid4().bytes
+        for nation, link in (("BE", be), ("FR", fed.fr.link)):
+            if nation == "FR":
+                fed.bus.cut("FR", down=False)
+            env = v1.Envelope(message_id=message_id)
+            env.origin.nation = nation
+            env.destination.unit.nation = "DE"
+            env.destination.unit.unit = "de.bos.rtw-kehl-1"
+            env.text.text = f"von {nation}"
+            await link.send("DE", env.SerializeToString())
+        await eventually(lambda: len(texts(fed.sim_de, DE_RTW)) == 2)
+        assert sorted(t.text[-6:] for t in texts(fed.sim_de, DE_RTW)) == ["von BE", "von FR"]
+        # FR's real receipt still reaches the radio.
+        await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)))
+        assert reports(fed.sim_de, DE_RTW)[0].delivery_status < 0x40
