@@ -97,6 +97,9 @@ log = structlog.get_logger(__name__)
 #: Envelopes of a received batch handed to the inbox together, at most.
 INBOX_GROUP = 256
 
+#: Seconds between two checks of our own certificate while connected (expiry, revocation).
+OWN_CHECK_INTERVAL = 60.0
+
 #: Priorities that never wait for a batch linger.
 URGENT = frozenset({v1.PRIORITY_EMERGENCY, v1.PRIORITY_IMMINENT_PERIL})
 _CONNACK_CREDENTIAL_CODES = frozenset({4, 5, 0x86, 0x87, 0x8A, 0x8C})
@@ -281,14 +284,21 @@ class _UrgentFirst(asyncio.Queue[aiomqtt.Message]):
     def _init(self, maxsize: int) -> None:
         self._heap: list[tuple[int, int, aiomqtt.Message]] = []
         self._order = itertools.count()
+        #: Emergency and imminent-peril data messages waiting here.
+        self.urgent = 0
 
     def _put(self, item: aiomqtt.Message) -> None:
         parsed = parse_data_topic(item.topic.value)
         rank = -parsed[2] if parsed is not None else -10  # presence first of all
+        if parsed is not None and parsed[2] in URGENT:
+            self.urgent += 1
         heapq.heappush(self._heap, (rank, next(self._order), item))
 
     def _get(self) -> aiomqtt.Message:
-        return heapq.heappop(self._heap)[2]
+        rank, _, item = heapq.heappop(self._heap)
+        if rank != -10 and -rank in URGENT:
+            self.urgent -= 1
+        return item
 
     def qsize(self) -> int:
         return len(self._heap)
@@ -363,6 +373,10 @@ class _SocketTracker:
             sockets, self._sockets = self._sockets, []
         for sock in sockets:
             sock.close()
+
+
+class _PublishRefused(LinkError):
+    """The broker answered a PUBLISH with a failure reason code (an ACL refusal)."""
 
 
 class _Client(aiomqtt.Client):
@@ -490,7 +504,7 @@ class _Client(aiomqtt.Client):
         finally:
             self._acks.pop(info.mid, None)
         if reason.is_failure:
-            raise LinkError(f"the broker refused the PUBLISH to {topic}: {reason}")
+            raise _PublishRefused(f"the broker refused the PUBLISH to {topic}: {reason}")
 
     def peer_certificate_socket(self) -> ssl.SSLSocket:
         """The TLS socket of the connection (for the broker certificate check)."""
@@ -856,7 +870,7 @@ class MqttFederationLink:
                 backoff.attempt = 0
                 refused.attempt = 0
                 self._set_state(LinkState.CONNECTED, "")
-                await self._receive_until_restart(client, inbox)
+                await self._receive_until_restart(client, inbox, credentials)
             except asyncio.CancelledError:
                 await self._say_offline(client)  # stopping: a clean disconnect sends no will
                 raise
@@ -875,12 +889,16 @@ class MqttFederationLink:
             for code in granted:
                 if isinstance(code, ReasonCode) and code.is_failure:
                     raise BadCredentials(f"the broker refused the subscription {topic}: {code}")
-        await client.publish_acked(
-            presence_topic(self.nation),
-            self._presence(online=True),
-            retain=True,
-            timeout=self.settings.connect_timeout,
-        )
+        try:
+            await client.publish_acked(
+                presence_topic(self.nation),
+                self._presence(online=True),
+                retain=True,
+                timeout=self.settings.connect_timeout,
+            )
+        except _PublishRefused as exc:
+            # The broker's ACL does not know us: retrying at once would only hammer it.
+            raise BadCredentials(f"cannot announce our presence: {exc}") from None
 
     async def _say_offline(self, client: _Client) -> None:
         with contextlib.suppress(LinkError, aiomqtt.MqttError):
@@ -908,28 +926,54 @@ class MqttFederationLink:
             raise BadCredentials(f"the broker is {broker.uri}, expected {expected}")
         self.log.debug("mqtt.broker_verified", broker=broker.uri)
 
-    async def _receive_until_restart(self, client: _Client, inbox: Inbox) -> None:
+    async def _receive_until_restart(
+        self, client: _Client, inbox: Inbox, credentials: _Credentials
+    ) -> None:
         receiving = asyncio.create_task(self._receive(client, inbox))
         restart = asyncio.create_task(self._restart.wait())
+        watching = asyncio.create_task(self._watch_own(credentials))
         try:
-            await asyncio.wait({receiving, restart}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({receiving, restart, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             restart.cancel()
+            watching.cancel()
             if not receiving.done():
                 receiving.cancel()
                 await asyncio.wait({receiving})  # raises only if *we* are cancelled
+        if watching.done() and not watching.cancelled():
+            watching.result()  # raises BadCredentials
         if receiving.done() and not receiving.cancelled():
             receiving.result()  # raises the disconnect
+
+    async def _watch_own(self, credentials: _Credentials) -> None:
+        """Leave the backbone once our own certificate expires or is revoked.
+
+        The broker checks it only at connect time; partners check every batch's
+        signature, so a connection outliving the certificate would look healthy here
+        while partners drop all we send. Returns only by raising :class:`BadCredentials`.
+        """
+        if not self._verify_own:
+            await asyncio.Event().wait()
+        not_after = credentials.certificate.not_valid_after_utc
+        while True:
+            left = (not_after - self._now()).total_seconds()
+            await asyncio.sleep(min(max(left, 0.0) + 0.001, OWN_CHECK_INTERVAL))
+            self._check_own(credentials)
 
     async def _receive(self, client: _Client, inbox: Inbox) -> None:
         """Take in what the broker delivers: urgent messages at once, the rest in order."""
         urgent: set[asyncio.Task[None]] = set()
 
+        queue = client._queue
+        assert isinstance(queue, _UrgentFirst)
+
         def at_once(message: aiomqtt.Message) -> bool:
             # Tasks start in creation order: urgent messages keep their order among
             # themselves, and overtake the routine batch in progress (by design). A
-            # partner flooding urgent topics gets the queue (urgent first) beyond a bound.
-            if len(urgent) >= INBOX_GROUP:
+            # partner flooding urgent topics gets the queue (urgent first) beyond a bound,
+            # and while urgent messages wait there, the next ones queue behind them: a
+            # freed place must not let a later emergency overtake an earlier one.
+            if len(urgent) >= INBOX_GROUP or queue.urgent:
                 return False
             task = asyncio.get_running_loop().create_task(self._take(message, inbox))
             urgent.add(task)
@@ -1115,7 +1159,7 @@ class MqttFederationLink:
             online = {"online": True, "offline": False}[body["state"]]
             epoch, session = int(body["epoch"]), int(body["session"])
             gateway, at = str(body.get("gateway", "")), float(body.get("at", 0.0))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             self.counters["presence_malformed"] += 1
             self.log.warning("mqtt.presence_malformed", nation=nation, error=str(exc))
             return

@@ -12,6 +12,8 @@ import itertools
 import os
 import ssl
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -231,3 +233,41 @@ async def test_reload_picks_up_a_revocation(mqtt_world: MqttWorld, tmp_path: obj
         await fr.wait_until(lambda: fr.connected and fr._verifier is verifier)
         assert verifier.bundle is not before
     await asyncio.sleep(0)
+
+
+async def test_a_certificate_expiring_while_connected_takes_the_link_off_the_backbone(
+    mqtt_world: MqttWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Partners drop batches signed with an expired certificate: no silent black hole."""
+    now = datetime.now(UTC)
+    issued = mqtt_world.federation.ca("DE").issue(
+        certs.Role.GATEWAY,
+        mqtt_world.federation.gateways["DE"].identity.name,  # the name the broker's ACL knows
+        now=now,
+        out=tmp_path / "short-lived",
+        not_before=now - timedelta(minutes=1),
+        not_after=now + timedelta(seconds=3),
+    )
+    monkeypatch.setattr("gateway.mqtt_link.OWN_CHECK_INTERVAL", 0.5)
+    link = MqttFederationLink("DE", mqtt_world.credential_settings(certs.Credential.of(issued)))
+    fr = _link(mqtt_world, "FR")
+    async with serving(fr), serving(link):
+        await link.wait_until(lambda: link.reachable("FR"))
+        await link.send("FR", envelope("DE", "FR", "while valid"))
+        await link.wait_until(lambda: link.state is LinkState.BAD_CREDENTIALS, timeout=15)
+        assert "our own certificate is refused" in link.reason
+        with pytest.raises(LinkError):
+            await link.send("FR", envelope("DE", "FR", "after expiry"))
+
+
+async def test_a_gateway_the_broker_acl_does_not_know_is_told_so_without_hammering(
+    mqtt_world: MqttWorld, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    issued = mqtt_world.federation.ca("DE").issue(
+        certs.Role.GATEWAY, "gw-not-in-the-acl", now=now, out=tmp_path / "unlisted"
+    )
+    link = MqttFederationLink("DE", mqtt_world.credential_settings(certs.Credential.of(issued)))
+    reason = await _assert_refused(mqtt_world, link)
+    assert "cannot announce our presence" in reason
+    assert "Not authorized" in reason

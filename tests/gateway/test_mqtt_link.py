@@ -18,7 +18,13 @@ import pytest
 
 from adapters._link import LinkState, LinkStateChanged
 from gateway.mqtt_acl import data_topic
-from gateway.mqtt_link import MqttFederationLink, _Client, _SocketTracker, _UrgentFirst
+from gateway.mqtt_link import (
+    INBOX_GROUP,
+    MqttFederationLink,
+    _Client,
+    _SocketTracker,
+    _UrgentFirst,
+)
 from protocols.errors import LinkError
 from protocols.schema import v1
 from tests.interop import mosquitto
@@ -428,3 +434,43 @@ def test_socket_wrapped_after_close_all_is_closed_at_once() -> None:
         with pytest.raises(OSError, match="closed while it was connecting"):
             tracker.wrap_socket(client, do_handshake_on_connect=False)
         assert client.fileno() == -1
+
+
+class _TwoGateInbox(Inbox):
+    """Holds texts starting "hold-r" (routine) and "hold-e" (urgent) until each is released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates = {"hold-r": asyncio.Event(), "hold-e": asyncio.Event()}
+        self.waiting = {"hold-r": 0, "hold-e": 0}
+
+    async def __call__(self, sender: str, payload: bytes) -> None:
+        gate = text_of(payload)[:6]
+        if gate in self.gates:
+            self.waiting[gate] += 1
+            await self.gates[gate].wait()
+            self.waiting[gate] -= 1
+        await super().__call__(sender, payload)
+
+
+async def test_emergencies_beyond_the_bound_in_progress_keep_their_order(
+    mqtt_world: MqttWorld,
+) -> None:
+    de, fr = _link(mqtt_world, "DE"), _link(mqtt_world, "FR")
+    inbox = _TwoGateInbox()
+    emergency = v1.PRIORITY_EMERGENCY
+    async with serving(de), serving(fr, inbox):
+        await de.wait_until(lambda: de.reachable("FR"))
+        await de.send("FR", envelope("DE", "FR", "hold-r"))  # the queue's reader is busy
+        for i in range(INBOX_GROUP):  # the most emergencies taken in at once
+            await de.send("FR", envelope("DE", "FR", f"hold-e{i}", emergency))
+        await fr.wait_until(lambda: inbox.waiting["hold-e"] == INBOX_GROUP)
+        await de.send("FR", envelope("DE", "FR", "first", emergency))  # waits in the queue
+        inbox.gates["hold-e"].set()  # places are free again, "first" still waits
+        await inbox.wait_for(INBOX_GROUP)
+        await de.send("FR", envelope("DE", "FR", "second", emergency))
+        await asyncio.sleep(0.2)
+        inbox.gates["hold-r"].set()
+        await inbox.wait_for(INBOX_GROUP + 3)
+    texts = inbox.texts()
+    assert texts.index("first") < texts.index("second")
