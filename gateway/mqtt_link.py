@@ -97,6 +97,14 @@ log = structlog.get_logger(__name__)
 #: Envelopes of a received batch handed to the inbox together, at most.
 INBOX_GROUP = 256
 
+#: Bytes of received messages waiting in the link's queue beyond which a routine one is
+#: dropped (its sender sends it again when our acknowledgement does not come); urgent
+#: messages may fill twice as much.
+QUEUE_MAX_BYTES = 64 * 1024 * 1024
+
+#: The largest MQTT packet the broker may send us (MQTT 5 Maximum Packet Size).
+MAX_PACKET_BYTES = 16 * 1024 * 1024
+
 #: Seconds between two checks of our own certificate while connected (expiry, revocation).
 OWN_CHECK_INTERVAL = 60.0
 
@@ -286,18 +294,22 @@ class _UrgentFirst(asyncio.Queue[aiomqtt.Message]):
         self._order = itertools.count()
         #: Emergency and imminent-peril data messages waiting here.
         self.urgent = 0
+        #: Payload bytes waiting here.
+        self.bytes = 0
 
     def _put(self, item: aiomqtt.Message) -> None:
         parsed = parse_data_topic(item.topic.value)
         rank = -parsed[2] if parsed is not None else -10  # presence first of all
         if parsed is not None and parsed[2] in URGENT:
             self.urgent += 1
+        self.bytes += _size(item)
         heapq.heappush(self._heap, (rank, next(self._order), item))
 
     def _get(self) -> aiomqtt.Message:
         rank, _, item = heapq.heappop(self._heap)
         if rank != -10 and -rank in URGENT:
             self.urgent -= 1
+        self.bytes -= _size(item)
         return item
 
     def qsize(self) -> int:
@@ -375,6 +387,11 @@ class _SocketTracker:
             sock.close()
 
 
+def _size(message: aiomqtt.Message) -> int:
+    payload = message.payload
+    return len(payload) if isinstance(payload, bytes | bytearray) else 0
+
+
 class _PublishRefused(LinkError):
     """The broker answered a PUBLISH with a failure reason code (an ACL refusal)."""
 
@@ -408,18 +425,25 @@ class _Client(aiomqtt.Client):
     #: queue, where it would wait for the routine batch being taken in; returns False to
     #: leave it to the queue.
     on_urgent: Callable[[aiomqtt.Message], bool] | None = None
+    #: Told of each message dropped because the queue holds ``QUEUE_MAX_BYTES`` already.
+    on_dropped: Callable[[aiomqtt.Message], None] | None = None
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        parsed = parse_data_topic(message.topic)
+        urgent = parsed is not None and parsed[2] in URGENT
+        converted = aiomqtt.Message._from_paho_message(message)  # aiomqtt's own
         handler = self.on_urgent
-        if handler is not None:
-            parsed = parse_data_topic(message.topic)
-            if parsed is not None and parsed[2] in URGENT:
-                converted = aiomqtt.Message._from_paho_message(message)  # aiomqtt's own
-                if handler(converted):
-                    return
-                self._queue.put_nowait(converted)
-                return
-        super()._on_message(client, userdata, message)
+        if urgent and handler is not None and handler(converted):
+            return
+        queue = self._queue
+        limit = QUEUE_MAX_BYTES * (2 if urgent else 1)
+        if isinstance(queue, _UrgentFirst) and queue.bytes + _size(converted) > limit:
+            # paho has acknowledged it to the broker already; our custody acknowledgement
+            # never goes out, so its sender sends it again (memory stays bounded).
+            if self.on_dropped is not None:
+                self.on_dropped(converted)
+            return
+        queue.put_nowait(converted)
 
     def _on_log(self, _client: Any, _userdata: Any, level: int, buf: str) -> None:
         if level >= 8:  # MQTT_LOG_ERR
@@ -836,6 +860,7 @@ class MqttFederationLink:
         settings = self.settings
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = settings.session_expiry
+        properties.MaximumPacketSize = MAX_PACKET_BYTES
         will_properties = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
         will_properties.WillDelayInterval = 0
         client = _Client(
@@ -980,12 +1005,24 @@ class MqttFederationLink:
             task.add_done_callback(urgent.discard)
             return True
 
+        def dropped(message: aiomqtt.Message) -> None:
+            self.counters["inbox_overflow"] += 1
+            if self.counters["inbox_overflow"] % 1000 == 1:  # a flood: one line per thousand
+                self.log.warning(
+                    "mqtt.inbox_overflow",
+                    topic=message.topic.value,
+                    queued_bytes=queue.bytes,
+                    dropped=self.counters["inbox_overflow"],
+                )
+
         client.on_urgent = at_once
+        client.on_dropped = dropped
         try:
             async for message in client.messages:
                 await self._take(message, inbox)
         finally:
             client.on_urgent = None
+            client.on_dropped = None
             for task in urgent:  # not acknowledged yet: the partner sends it again
                 task.cancel()
             if urgent:

@@ -474,3 +474,33 @@ async def test_emergencies_beyond_the_bound_in_progress_keep_their_order(
         await inbox.wait_for(INBOX_GROUP + 3)
     texts = inbox.texts()
     assert texts.index("first") < texts.index("second")
+
+
+async def test_the_queue_of_received_messages_is_bounded_in_bytes_urgent_ones_get_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("gateway.mqtt_link.QUEUE_MAX_BYTES", 100)
+    client = _Client("127.0.0.1", tls_context=ssl.create_default_context(), queue_type=_UrgentFirst)
+    dropped: list[str] = []
+    client.on_dropped = lambda message: dropped.append(message.topic.value)
+    client.on_urgent = lambda _message: False  # as when too many are in progress
+    urgent = data_topic("FR", "DE", v1.PRIORITY_EMERGENCY)
+    routine = data_topic("FR", "DE", v1.PRIORITY_ROUTINE)
+
+    def arrive(topic: str) -> None:
+        message = paho.MQTTMessage(topic=topic.encode())
+        message.payload = b"x" * 60
+        client._on_message(None, None, message)
+
+    arrive(routine)
+    arrive(routine)  # 120 bytes > 100: dropped, its sender sends it again
+    assert dropped == [routine]
+    arrive(urgent)
+    arrive(urgent)  # 180 bytes <= 200: urgent messages may fill twice as much
+    arrive(urgent)  # 240 > 200
+    assert dropped == [routine, urgent]
+    queue = client._queue
+    assert isinstance(queue, _UrgentFirst)
+    assert (queue.qsize(), queue.bytes, queue.urgent) == (3, 180, 2)
+    assert [queue.get_nowait().topic.value for _ in range(3)] == [urgent, urgent, routine]
+    assert (queue.bytes, queue.urgent) == (0, 0)
