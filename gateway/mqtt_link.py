@@ -965,10 +965,29 @@ class MqttFederationLink:
             if not receiving.done():
                 receiving.cancel()
                 await asyncio.wait({receiving})  # raises only if *we* are cancelled
-        if watching.done() and not watching.cancelled():
-            watching.result()  # raises BadCredentials
-        if receiving.done() and not receiving.cancelled():
-            receiving.result()  # raises the disconnect
+        try:
+            if watching.done() and not watching.cancelled():
+                watching.result()  # raises BadCredentials
+            if receiving.done() and not receiving.cancelled():
+                receiving.result()  # raises the disconnect
+        finally:
+            await self._take_queued(client, inbox)
+
+    async def _take_queued(self, client: _Client, inbox: Inbox) -> None:
+        """Take in what the queue still holds when the session ends (not when we stop).
+
+        paho acknowledged these to the broker as they arrived: left here, they would
+        wait for their senders' retransmission (an acknowledgement timeout) after a
+        reload, a drill's suspend or a disconnect.
+        """
+        queue = client._queue
+        taken = 0
+        while not queue.empty():
+            await self._take(queue.get_nowait(), inbox)
+            taken += 1
+        if taken:
+            self.counters["taken_at_session_end"] += taken
+            self.log.info("mqtt.queue_taken_at_session_end", messages=taken)
 
     async def _watch_own(self, credentials: _Credentials) -> None:
         """Leave the backbone once our own certificate expires or is revoked.

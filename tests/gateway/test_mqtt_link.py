@@ -504,3 +504,22 @@ async def test_the_queue_of_received_messages_is_bounded_in_bytes_urgent_ones_ge
     assert (queue.qsize(), queue.bytes, queue.urgent) == (3, 180, 2)
     assert [queue.get_nowait().topic.value for _ in range(3)] == [urgent, urgent, routine]
     assert (queue.bytes, queue.urgent) == (0, 0)
+
+
+async def test_a_reload_takes_in_what_was_queued_before_the_session_ends(
+    mqtt_world: MqttWorld,
+) -> None:
+    de, fr = _link(mqtt_world, "DE"), _link(mqtt_world, "FR")
+    inbox = _HoldingInbox()
+    async with serving(de), serving(fr, inbox):
+        await de.wait_until(lambda: de.reachable("FR"))
+        await de.send("FR", envelope("DE", "FR", "hold me"))
+        await asyncio.wait_for(inbox.holding.wait(), 10)
+        await de.send("FR", envelope("DE", "FR", "queued"))  # acknowledged by the broker
+        await asyncio.sleep(0.2)  # in FR's queue, behind the message being taken in
+        fr.reload()
+        await inbox.wait_for(1)
+        assert inbox.texts() == ["queued"]  # not left to a retransmission
+        async with asyncio.timeout(5):
+            while fr.counters["taken_at_session_end"] != 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
