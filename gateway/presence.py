@@ -478,8 +478,14 @@ class PresenceRegistry:
         if rec is None:
             rec = self._create(unit, now, nation=nation, gateway=gateway)
         previous = rec.availability
-        came_back = previous in (Availability.STALE, Availability.OFFLINE) or (
-            previous is Availability.UNKNOWN and rec.known
+        # A lease that ran out before the tick got to it still means out of reach meanwhile.
+        lapsed = (
+            previous is Availability.ONLINE and rec.stale_at is not None and rec.stale_at <= now
+        )
+        came_back = (
+            lapsed
+            or previous in (Availability.STALE, Availability.OFFLINE)
+            or (previous is Availability.UNKNOWN and rec.known)
         )
         changed = previous is not Availability.ONLINE
         if rec.gateway != gateway or rec.nation != nation:

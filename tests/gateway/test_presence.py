@@ -1101,3 +1101,12 @@ def test_partner_updates_never_take_a_place_of_ours(ops: list[tuple[str, int]]) 
                 if p.local == local
                 and p.availability in (Availability.OFFLINE, Availability.UNKNOWN)
             }
+
+
+def test_a_unit_heard_after_its_lease_ran_out_comes_back_even_before_the_tick() -> None:
+    reg = _registry()
+    reg.heard(U1, 0.0)
+    assert not reg.heard(U1, 299.0).came_back  # within the lease
+    assert reg.heard(U1, 299.0 + 300.0).came_back  # the lease ran out; no tick ran since
+    assert reg.tick(600.0) == []  # nothing left to transition: it is ONLINE again
+    assert reg.availability(U1) is Availability.ONLINE
