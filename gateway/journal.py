@@ -45,6 +45,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,7 @@ __all__ = [
     "NewEntry",
     "Recovered",
     "SqliteJournal",
+    "epoch_after",
     "open_journal",
 ]
 
@@ -435,9 +437,9 @@ class Journal:
                 )
 
     def next_epoch(self) -> int:
-        """Increment and return this gateway's restart epoch."""
+        """Increment and return this gateway's restart epoch (see :func:`epoch_after`)."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
-        epoch = (int(row[0]) if row else 0) + 1
+        epoch = epoch_after(int(row[0]) if row else 0, time.time())
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (epoch,))
         return epoch
 
@@ -678,6 +680,22 @@ class JournalSettings(Protocol):
     def journal_url(self) -> str | None:
         """A ``postgresql://`` URL, if configured (it takes precedence over the file)."""
         ...
+
+
+def epoch_after(previous: int, now: float) -> int:
+    """The epoch of a new process: greater than ``previous`` and than any before it.
+
+    At least the wall-clock second it starts in, so a gateway whose journal was lost (a
+    rebuilt machine) still starts above every epoch partners saw from it: they take its
+    presence and births as newer, where counting from 1 again would have them refused as
+    stale until the partners restart. ``previous + 1`` keeps it growing if the clock is
+    behind.
+
+    Args:
+        previous: The epoch stored in the journal (0 for a new journal).
+        now: Wall-clock time, seconds since the Unix epoch.
+    """
+    return max(previous + 1, int(now))
 
 
 def open_journal(

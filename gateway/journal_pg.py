@@ -29,6 +29,7 @@ import functools
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,6 +43,7 @@ from gateway.journal import (
     JournalStore,
     NewEntry,
     Recovered,
+    epoch_after,
 )
 from protocols.errors import ConfigError
 
@@ -132,8 +134,9 @@ _STATEMENTS = {
     "prune_origins": "DELETE FROM {ns}.origins WHERE created_at < %s",
     "set_ref": "INSERT INTO {ns}.refs (adapter, unit, next_reference) VALUES (%s, %s, %s)"
     " ON CONFLICT (adapter, unit) DO UPDATE SET next_reference = EXCLUDED.next_reference",
-    "next_epoch": "INSERT INTO {ns}.meta AS m (key, value) VALUES ('epoch', '1') ON CONFLICT (key)"
-    " DO UPDATE SET value = (m.value::bigint + 1)::text RETURNING value",
+    "next_epoch": "INSERT INTO {ns}.meta AS m (key, value) VALUES ('epoch', %(now)s::text)"
+    " ON CONFLICT (key) DO UPDATE SET value = GREATEST(m.value::bigint + 1, %(now)s)::text"
+    " RETURNING value",
     "entries": "SELECT entry_id, message_id, queue, priority, expires_at, envelope, meta"
     " FROM {ns}.entries ORDER BY priority DESC, entry_id",
     "entries_after": "SELECT entry_id, message_id, queue, priority, expires_at, envelope, meta"
@@ -453,7 +456,9 @@ class PostgresJournal(PooledStore):
 
     def next_epoch(self) -> int:
         """Increment and return this gateway's restart epoch."""
-        return self._run(lambda c: self._scalar(c, "next_epoch"))
+        # The same rule as the SQLite journal's (gateway.journal.epoch_after), in one statement.
+        now = epoch_after(0, time.time())
+        return self._run(lambda c: self._scalar(c, "next_epoch", {"now": now}))
 
     def recover(self, bounds: Bounds | None = None) -> Recovered:
         """Start a new epoch; read what is in custody, most urgent first, then arrival order.
@@ -502,8 +507,10 @@ class PostgresJournal(PooledStore):
         """Number of message copies in custody."""
         return self._run(lambda c: self._scalar(c, "count"))
 
-    def _scalar(self, conn: psycopg.Connection[Any], statement: str) -> int:
-        row = conn.execute(self._q[statement]).fetchone()
+    def _scalar(
+        self, conn: psycopg.Connection[Any], statement: str, params: dict[str, Any] | None = None
+    ) -> int:
+        row = conn.execute(self._q[statement], params).fetchone()
         assert row is not None
         return int(row[0])
 

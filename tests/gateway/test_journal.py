@@ -32,6 +32,7 @@ from gateway.journal import (
     JournalStore,
     NewEntry,
     SqliteJournal,
+    epoch_after,
     open_journal,
 )
 from gateway.journal_pg import PostgresJournal, namespace_for, redact_url
@@ -98,6 +99,7 @@ def test_recovery_is_most_urgent_first_then_arrival_order(store: Stores) -> None
         ]
     )
     journal.close()
+    started = int(time.time())
     recovered = store.open().recover()
     assert [e.message_id for e in recovered.entries] == [b"e1", b"h1", b"r1", b"r2"]
     assert recovered.entries[0].expires_at == 99.5
@@ -105,7 +107,7 @@ def test_recovery_is_most_urgent_first_then_arrival_order(store: Stores) -> None
     assert recovered.entries[3].envelope == b"env-r2"
     assert recovered.origins == {b"r1": {"adapter": "tetra-de"}}
     assert recovered.refs == {("tetra-fr", "1001"): 17}
-    assert recovered.epoch == 1
+    assert recovered.epoch >= started  # a new journal: the wall-clock second
 
 
 def test_entries_after_reads_one_class_of_one_queue_in_arrival_order(store: Stores) -> None:
@@ -194,15 +196,6 @@ def test_soft_state_is_replaced_deleted_and_read_back_per_kind(store: Stores) ->
     journal.close()
     state = store.open().recover().state
     assert state == {"presence": {"de.2001": online}, "alert": {"ab01": {"group": "g"}}}
-
-
-def test_epoch_grows_with_every_recovery(store: Stores) -> None:
-    epochs = []
-    for _ in range(3):
-        journal = store.open()
-        epochs.append(journal.recover().epoch)
-        journal.close()
-    assert epochs == [1, 2, 3]
 
 
 def test_removed_entries_do_not_come_back(store: Stores) -> None:
@@ -532,12 +525,13 @@ def test_two_gateways_share_a_database_without_seeing_each_other(postgres_url: s
             ]
         )
         strasbourg.run_batch([lambda j: j.add([entry(b"fr-1", 2), entry(b"fr-2", 1)])])
-        assert kehl.recover().epoch == 1
+        first = kehl.recover().epoch
         de, fr = kehl.recover(), strasbourg.recover()
         assert [e.message_id for e in de.entries] == [b"de-1"]
         assert [e.message_id for e in fr.entries] == [b"fr-1", b"fr-2"]
         assert (de.refs, fr.refs) == ({("tetra", "1"): 3}, {})
-        assert (de.epoch, fr.epoch) == (2, 1)
+        assert de.epoch == first + 1  # each gateway's epochs grow on their own
+        assert fr.epoch >= first
         assert strasbourg.run_batch([lambda j: j.is_seen(b"m")]) == [(True, False)]
     finally:
         kehl.close()
@@ -619,7 +613,7 @@ async def test_open_journal_follows_the_configuration(postgres_url: str, tmp_pat
         assert isinstance(journal.journal, PostgresJournal)
         assert journal.journal.namespace == f"euccs_{name}"
         assert journal.location.startswith(postgres_url)
-        assert journal.recover().epoch == 1
+        assert journal.recover().epoch >= 1
         journal.start()
         assert await journal.submit(lambda j: j.add([entry(b"a", 1)])) == [1]
     finally:
@@ -699,3 +693,22 @@ def test_a_fenced_journal_needs_postgresql(tmp_path: Path) -> None:
     config = parse_config(_CONFIG)
     with pytest.raises(ConfigError, match="fenced journal needs PostgreSQL"):
         open_journal(config, "gw", path=tmp_path / "j.sqlite3", fence=lease)
+
+
+def test_epochs_grow_on_every_recovery_and_start_at_the_wall_clock(store: Stores) -> None:
+    started = int(time.time())
+    epochs = []
+    for _ in range(3):  # three restarts
+        journal = store.open()
+        epochs.append(journal.recover().epoch)
+        journal.close()
+    assert epochs[0] >= started  # a journal lost and started anew is still above its past
+    assert epochs[1] > epochs[0]
+    assert epochs[2] > epochs[1]
+
+
+def test_a_new_epoch_is_above_the_stored_one_and_the_wall_clock() -> None:
+    assert epoch_after(0, 1_800_000_000.7) == 1_800_000_000
+    assert epoch_after(1_800_000_000, 1_800_000_000.2) == 1_800_000_001  # same second
+    assert epoch_after(1_900_000_000, 1_800_000_000.0) == 1_900_000_001  # clock behind
+    assert epoch_after(41, 0.0) == 42  # a clock at 1970
