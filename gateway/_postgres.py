@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import psycopg
     import psycopg_pool
 
-__all__ = ["PooledStore", "open_pool", "redact_url", "require_psycopg"]
+__all__ = ["PooledStore", "liveness_kwargs", "open_pool", "redact_url", "require_psycopg"]
 
 _Callback = Callable[["psycopg.Connection[Any]"], None]
 
@@ -35,6 +35,24 @@ def redact_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def liveness_kwargs(dead_after: float) -> dict[str, Any]:
+    """Connection settings that notice a dead link within about ``dead_after`` seconds.
+
+    A connection whose peer vanished without a word (a firewall dropped its state, a
+    host lost power) would otherwise block the next statement until the kernel gives
+    up, minutes to hours later: TCP keepalives catch it idle, ``tcp_user_timeout`` while
+    data waits for an acknowledgement.
+    """
+    seconds = max(1.0, dead_after)
+    return {
+        "keepalives": 1,
+        "keepalives_idle": max(1, round(seconds / 3)),
+        "keepalives_interval": max(1, round(seconds / 6)),
+        "keepalives_count": 3,
+        "tcp_user_timeout": round(seconds * 1000),
+    }
 
 
 def require_psycopg(missing: str) -> None:

@@ -41,6 +41,7 @@ from typing import Any
 import structlog
 
 from gateway.config import GatewayConfig
+from gateway.journal import CLOSE_TIMEOUT
 from gateway.leases import Lease, LeaseError, LeaseKeeper, LeaseStore
 
 __all__ = ["ActiveStandby", "instance_id", "lease_resource"]
@@ -50,6 +51,11 @@ log = structlog.get_logger(__name__)
 #: Starts the gateway under a lease for the duration of the context, and yields what to
 #: await: it ends (or raises) only if the gateway stops on its own.
 Starter = Callable[[Lease], AbstractAsyncContextManager[Awaitable[Any]]]
+
+
+#: Seconds the gateway of an instance that lost its lease has to stop (its journal gives up
+#: a hanging commit after ``gateway.journal.CLOSE_TIMEOUT``).
+STOP_TIMEOUT = CLOSE_TIMEOUT + 10.0
 
 
 def lease_resource(gateway_name: str) -> str:
@@ -200,9 +206,21 @@ class ActiveStandby:
             self.failed.set()
 
     async def _stop_gateway(self) -> None:
+        """Cancel the gateway and wait for it, within bounds.
+
+        The lease keeper waits for this before it tries for the lease again: a stop that
+        hangs (a journal commit stuck on a dead connection) must not leave this instance
+        out of the running for good. Past the bound the gateway is left cancelled: its
+        journal is fenced, so whatever it still does writes nothing.
+        """
         task, self._task = self._task, None
         if task is None or task.done():
             return
         task.cancel()
+        bound = STOP_TIMEOUT
+        done, _ = await asyncio.wait({task}, timeout=bound)
+        if not done:
+            self.log.error("cluster.stop_timeout", resource=self.resource, timeout_s=bound)
+            return
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -523,6 +523,10 @@ class Journal:
 SqliteJournal = Journal
 
 
+#: Seconds :meth:`AsyncJournal.close` waits for the commit in progress.
+CLOSE_TIMEOUT = 15.0
+
+
 @dataclass
 class _Pending:
     op: Callable[[JournalStore], Any]
@@ -552,6 +556,7 @@ class AsyncJournal:
         self._last_urgent = False
         self._cond = threading.Condition()
         self._closing = False
+        self._abandoned = False
         self._thread: threading.Thread | None = None
         #: Commits and operations so far (operations / commits = mean group size).
         self.commits = 0
@@ -605,13 +610,33 @@ class AsyncJournal:
             self._cond.notify()
         return future
 
-    def close(self) -> None:
-        """Finish pending commits, stop the thread and close the database."""
+    def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
+        """Finish pending commits, stop the thread and close the database.
+
+        A commit hanging on a dead database connection must not hold the caller (a
+        stop, an instance giving up its lease) for ever: after ``timeout`` seconds the
+        operations not yet committed fail with :class:`JournalError` and the thread is
+        left to close the database when its hanging commit returns.
+        """
         with self._cond:
             self._closing = True
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                with self._cond:
+                    self._abandoned = True
+                    waiting, self._pending, self._urgent = self._pending + self._urgent, [], []
+                log.error(
+                    "journal.close_timeout",
+                    location=self.location,
+                    timeout_s=timeout,
+                    not_committed=len(waiting),
+                )
+                error = JournalError(f"{self.location}: the journal was closed while hanging")
+                _fail_all(waiting, error)
+                return
         self.journal.close()
 
     def _writer(self) -> None:
@@ -626,6 +651,9 @@ class AsyncJournal:
                     batch, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
                     self._last_urgent = False
                 if not batch and self._closing:
+                    if self._abandoned:  # close() gave up waiting: the database is ours
+                        with contextlib.suppress(Exception):
+                            self.journal.close()
                     return
             try:
                 results = self.journal.run_batch([p.op for p in batch])
@@ -653,6 +681,15 @@ class AsyncJournal:
 
 
 _Outcome = tuple["asyncio.Future[Any]", bool, Any]
+
+
+def _fail_all(waiting: Sequence[_Pending], error: JournalError) -> None:
+    outcomes: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for pending in waiting:
+        outcomes.setdefault(pending.loop, []).append((pending.future, False, error))
+    for loop, settled in outcomes.items():
+        with contextlib.suppress(RuntimeError):  # the waiter's loop is already closed
+            loop.call_soon_threadsafe(_settle_all, settled)
 
 
 def _settle_all(outcomes: list[_Outcome]) -> None:

@@ -35,7 +35,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from gateway._postgres import PooledStore, open_pool, redact_url, require_psycopg
+from gateway._postgres import (
+    PooledStore,
+    liveness_kwargs,
+    open_pool,
+    redact_url,
+    require_psycopg,
+)
 from gateway.journal import (
     Bounds,
     JournalEntry,
@@ -55,6 +61,10 @@ if TYPE_CHECKING:
 __all__ = ["PostgresJournal", "namespace_for", "redact_url"]
 
 log = structlog.get_logger(__name__)
+
+#: Seconds one journal statement may run before the server cancels it (a lock wait, a
+#: server in trouble): the commit fails with an error instead of hanging.
+STATEMENT_TIMEOUT = 60.0
 
 T = TypeVar("T")
 
@@ -214,9 +224,13 @@ class PostgresJournal(PooledStore):
         ns = sql.Identifier(namespace)
         self._schema = [sql.SQL(text).format(ns=ns) for text in _SCHEMA]
         self._q = {key: sql.SQL(text).format(ns=ns) for key, text in _STATEMENTS.items()}
+        # A dead connection is noticed within half a lease (ten seconds without one), so
+        # an instance does not hang in a commit while it keeps renewing its lease.
+        dead_after = fence.ttl / 2 if fence is not None else 10.0
         kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(connect_timeout)),
             "application_name": f"euccs-gateway journal {namespace}"[:63],
+            **liveness_kwargs(dead_after),
         }
         try:
             self._pool = open_pool(
@@ -237,11 +251,7 @@ class PostgresJournal(PooledStore):
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         # Durability as with SQLite's synchronous=FULL, whatever the server's default.
         conn.execute("SET synchronous_commit TO on")
-        if self._fence is not None:
-            # A holder that dies inside a transaction keeps the lease row share-locked
-            # (FENCE_CHECK) until the server drops its session: bound that by the ttl.
-            timeout_ms = max(1000, round(self._fence.ttl * 1000))
-            conn.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        conn.execute(f"SET statement_timeout = {round(STATEMENT_TIMEOUT * 1000)}")
 
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
         # Two gateways starting at once must not race on CREATE SCHEMA.
@@ -348,6 +358,11 @@ class PostgresJournal(PooledStore):
 
         fence = self._fence
         assert fence is not None
+        # A holder that dies from here to the commit keeps the lease row share-locked until
+        # the server drops its session: bound that by the ttl. Only here: a long recovery
+        # read (rows converted between statements) must not count as idle.
+        timeout_ms = max(1000, round(fence.ttl * 1000))
+        conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {timeout_ms}")
         if conn.execute(FENCE_CHECK, fence.fence_params()).fetchone() is None:
             conn.execute("ROLLBACK")
             log.error(

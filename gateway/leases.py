@@ -57,7 +57,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 
-from gateway._postgres import PooledStore, open_pool, redact_url, require_psycopg
+from gateway._postgres import (
+    PooledStore,
+    liveness_kwargs,
+    open_pool,
+    redact_url,
+    require_psycopg,
+)
 from protocols.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -225,6 +231,7 @@ class LeaseStore(PooledStore):
         kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(connect_timeout)),
             "application_name": "euccs-gateway leases",
+            **liveness_kwargs(3 * statement_timeout),
         }
         try:
             self._pool = open_pool(

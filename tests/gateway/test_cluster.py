@@ -157,6 +157,46 @@ async def test_one_instance_is_active_and_the_other_takes_over_on_stop(
     assert (first.activations, second.activations) == (1, 1)
 
 
+class _SlowToStop(_Runs):
+    """A gateway whose stop hangs (a journal commit stuck on a dead connection)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unstick = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def start(self, lease: Lease) -> AsyncIterator[Awaitable[Any]]:
+        self.leases.append(lease)
+        try:
+            yield asyncio.Event().wait()
+        finally:
+            await self.unstick.wait()
+
+
+async def test_an_instance_whose_gateway_hangs_in_its_stop_still_takes_the_lease_again(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    monkeypatch.setattr("gateway.cluster.STOP_TIMEOUT", 0.5)
+    url, config = _fresh(postgres_url)
+    runs = _SlowToStop()
+    with structlog.testing.capture_logs() as logs:
+        async with ActiveStandby(config, instance="kehl-a", start=runs.start) as member:
+            await eventually(lambda: member.active and len(runs.leases) == 1)
+            # Another owner holds the lease for a moment (our renewal is refused).
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE euccs_leases SET owner = 'intruder', fencing = fencing + 1,"
+                    " expires_at = now() + interval '1 second' WHERE resource = %s",
+                    (lease_resource(config.name),),
+                )
+            await eventually(lambda: len(runs.leases) == 2, seconds=10)
+            assert runs.leases[1].fencing > runs.leases[0].fencing + 1
+            runs.unstick.set()
+    assert any(e["event"] == "cluster.stop_timeout" for e in logs)
+
+
 async def test_a_gateway_that_cannot_start_is_reported(postgres_url: str) -> None:
     _url, config = _fresh(postgres_url)
     runs = _Runs()

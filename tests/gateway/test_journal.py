@@ -686,6 +686,64 @@ def test_a_fenced_journal_writes_only_while_its_lease_holds(postgres_url: str) -
         leases.close()
 
 
+def test_a_slow_transaction_of_a_fenced_journal_is_not_taken_for_an_idle_one(
+    postgres_url: str,
+) -> None:
+    """Rows converted between statements (a large recovery) are work, not idleness."""
+    import dataclasses
+
+    from gateway.leases import LeaseStore
+
+    leases = LeaseStore(postgres_url)
+    namespace = f"euccs_test_{uuid.uuid4().hex[:12]}"
+    held = leases.acquire(f"gateway:{namespace}", "kehl-1", 30.0)
+    assert held is not None
+    fence = dataclasses.replace(held, ttl=1.0)  # idle in a transaction for 1 s at most
+    journal = PostgresJournal(postgres_url, namespace=namespace, fence=fence)
+    try:
+
+        def slow(j: JournalStore) -> int:
+            j.mark_seen(b"slow", 1.0)
+            time.sleep(1.5)  # the session waits for us, inside the transaction
+            return 1
+
+        [(ok, value)] = journal.run_batch([slow])
+        assert (ok, value) == (True, 1)
+        assert journal.is_seen(b"slow")
+    finally:
+        journal.close()
+        leases.close()
+
+
+async def test_closing_a_journal_whose_commit_hangs_gives_up_and_fails_what_waits(
+    tmp_path: Path,
+) -> None:
+    journal = AsyncJournal(tmp_path / "j.sqlite3")
+    journal.recover()
+    journal.start()
+    hanging = threading.Event()
+    release = threading.Event()
+
+    def hang(j: JournalStore) -> int:
+        hanging.set()
+        release.wait(10)  # a commit stuck on a dead connection
+        return 1
+
+    stuck = journal.submit_nowait(hang)
+    await asyncio.to_thread(hanging.wait, 5)
+    waiting = journal.submit_nowait(lambda j: j.mark_seen(b"w", 1.0))
+    began = time.monotonic()
+    await asyncio.to_thread(journal.close, 0.3)
+    assert time.monotonic() - began < 5  # bounded, not until the commit returns
+    with pytest.raises(JournalError, match="closed while hanging"):
+        await waiting
+    release.set()  # the commit returns: its caller gets the result, the thread ends
+    assert await stuck == 1
+    assert journal._thread is not None
+    await asyncio.to_thread(journal._thread.join, 5)
+    assert not journal._thread.is_alive()
+
+
 def test_a_fenced_journal_needs_postgresql(tmp_path: Path) -> None:
     lease = Lease(
         resource="gateway:x", owner="a", fencing=1, expires_at=dt.datetime.now(dt.UTC), ttl=5
