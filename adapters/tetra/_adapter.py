@@ -4,9 +4,12 @@ What it does: open the transport, feed every byte to the sans-IO
 :class:`protocols.tetra.PeiConnection`, forward the decoded events to the
 gateway's sink, and turn the gateway's send requests into PEI commands. It keeps
 the link alive (periodic ``AT``), reconnects with exponential backoff and full
-jitter, reassembles concatenated texts and answers the SDS-TL duties the gateway
-cannot see (SDS-ACK for reports that require one, negative reports for corrupt or
-incomplete messages).
+jitter, reassembles concatenated texts, discards SDS-TL retransmissions of
+transfers already handed on, and answers the SDS-TL duties the gateway cannot see
+(SDS-ACK for reports that require one, negative reports for corrupt transfers or
+incomplete texts, reports for retransmissions). These control SDS go out in the
+background; one lost with its PEI session is logged (``control_sds_lost``) and
+counted, never persisted.
 
 What it must not do: parse PEI or SDS bytes (the codec does), or log message
 text (privacy: only identities, references, lengths and types are logged).
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import random as _random
 import time
 from collections.abc import Callable
@@ -42,12 +46,14 @@ from protocols.tetra import (
     AiService,
     CommandCompleted,
     DeliveryStatus,
+    DuplicateFilter,
     Identity,
     IncompleteMessage,
     PeiConnection,
     QuerySendCapability,
     RawCommand,
     Reassembler,
+    Retransmission,
     SdsAck,
     SdsContent,
     SdsReceived,
@@ -115,12 +121,24 @@ class TetraAdapter(RunsInBackground):
         self._send_lock = asyncio.Lock()
         self._references: dict[str, int] = {}
         self._reassembler = Reassembler(config.reassembly_timeout)
+        self._duplicates = DuplicateFilter(config.duplicate_window)
         self._timer_changed = asyncio.Event()
         self._run_task: asyncio.Task[None] | None = None
         self._was_connected = False
-        #: Simple counters: sds_in, sds_out, rejected, reconnects, send_failed.
+        #: Simple counters: sds_in, sds_out, rejected, reconnects, send_failed,
+        #: sds_duplicate (SDS-TL retransmissions discarded) and control_sds_lost
+        #: (background SDS-ACKs and reports never sent: session ended, link lost).
         self.counters: dict[str, int] = dict.fromkeys(
-            ("sds_in", "sds_out", "rejected", "reconnects", "send_failed"), 0
+            (
+                "sds_in",
+                "sds_out",
+                "rejected",
+                "reconnects",
+                "send_failed",
+                "sds_duplicate",
+                "control_sds_lost",
+            ),
+            0,
         )
 
     # ------------------------------------------------------------------ public API
@@ -283,6 +301,13 @@ class TetraAdapter(RunsInBackground):
                 outcome = SendOutcome(ok=False, reason=f"radio refused SDS AI service {service}")
         if outcome.ok:
             self.counters["sds_out"] += 1
+            if isinstance(content, SdsReport):  # a retransmission gets the same answer
+                self._duplicates.note_report(
+                    destination,
+                    content.protocol_id,
+                    content.message_reference,
+                    content.delivery_status,
+                )
         else:
             self.counters["send_failed"] += 1
             self._log.warning(
@@ -515,14 +540,61 @@ class TetraAdapter(RunsInBackground):
                 message_reference=content.message_reference,
             )
             self._spawn_send(session, event.source, ack, "sds_ack")
+        now = asyncio.get_running_loop().time()
+        retransmission = self._duplicates.check(event.source, content, now)
+        if retransmission is not None:
+            self._on_retransmission(session, event, retransmission)
+            return
         if isinstance(content, TextSds) and content.concat is not None:
-            loop = asyncio.get_running_loop()
-            whole = self._reassembler.add(event.source, event.destination, content, loop.time())
+            parts = self._reassembler.add_part(event.source, event.destination, content, now)
             self._timer_changed.set()
-            if whole is None:
+            if _part_ack_due(content) and content.message_reference is not None:
+                # The gateway reports on the whole text under part 1's reference; every
+                # other part that asks is acknowledged on receipt (0x06), or its sender
+                # would send it again and finally give the text up.
+                part_ack = SdsReport(
+                    protocol_id=content.protocol_id,
+                    delivery_status=DeliveryStatus.CONCATENATION_PART_ACK,
+                    message_reference=content.message_reference,
+                )
+                self._spawn_send(session, event.source, part_ack, "part_ack")
+            if parts is None:
                 return
-            event = dataclasses.replace(event, content=whole)
+            # Parts are remembered only now: a text given up can still be completed.
+            for part in parts:
+                self._duplicates.remember(event.source, part, now)
+                if _part_ack_due(part) and part.message_reference is not None:
+                    self._duplicates.note_report(  # its retransmission gets the same answer
+                        event.source,
+                        part.protocol_id,
+                        part.message_reference,
+                        DeliveryStatus.CONCATENATION_PART_ACK,
+                    )
+            event = dataclasses.replace(event, content=Reassembler.join(parts))
+        else:
+            self._duplicates.remember(event.source, content, now)
         await self._emit(event)
+
+    def _on_retransmission(
+        self, session: _Session, event: SdsReceived, retransmission: Retransmission
+    ) -> None:
+        """Discard an SDS-TL retransmission; answer it like the original if it asks."""
+        self.counters["sds_duplicate"] += 1
+        self._log.info(
+            "sds_retransmission_discarded",
+            source=event.source,
+            protocol_id=retransmission.protocol_id,
+            message_reference=retransmission.message_reference,
+            report_status=retransmission.report_status,
+        )
+        if retransmission.report_status is None:
+            return
+        report = SdsReport(
+            protocol_id=retransmission.protocol_id,
+            delivery_status=retransmission.report_status,
+            message_reference=retransmission.message_reference,
+        )
+        self._spawn_send(session, event.source, report, "retransmission_report")
 
     async def _on_rejected(self, session: _Session, event: SdsRejected) -> None:
         self.counters["rejected"] += 1
@@ -535,6 +607,8 @@ class TetraAdapter(RunsInBackground):
             reason=event.reason,
             reason_code=event.reason_code,
         )
+        # The codec keeps a message reference for a corrupt SDS-TRANSFER only: a report,
+        # an ack or a reserved message type is never answered with a report.
         if event.source is not None and event.message_reference is not None:
             protocol_id = event.protocol_id
             if protocol_id is None or protocol_id < 0x80:
@@ -586,19 +660,45 @@ class TetraAdapter(RunsInBackground):
     def _spawn_send(
         self, session: _Session, destination: str, content: SdsContent, purpose: str
     ) -> None:
+        """Send a control SDS (SDS-ACK, report) in the session's task group.
+
+        It lives and dies with the PEI session: one that cannot be started, is
+        cancelled when the session ends (link lost, adapter stopped) or fails on
+        the link is lost for good; :meth:`_lost` logs and counts it.
+        """
         name = f"adapter[{self.config.name}].{purpose}[{destination}]"
         coroutine = self._background_send(destination, content, purpose)
         try:
-            session.tg.create_task(coroutine, name=name)
+            task = session.tg.create_task(coroutine, name=name)
         except RuntimeError as exc:  # the session's task group is already shutting down
             coroutine.close()
-            self._log.warning(f"{purpose}_not_sent", destination=destination, error=str(exc))
+            self._lost(purpose, destination, content, f"not started: {exc}")
+            return
+        # A task cancelled before its first step never runs its body: watch it from outside.
+        task.add_done_callback(functools.partial(self._on_sent, purpose, destination, content))
+
+    def _on_sent(
+        self, purpose: str, destination: str, content: SdsContent, task: asyncio.Task[None]
+    ) -> None:
+        if task.cancelled():
+            self._lost(purpose, destination, content, "cancelled: PEI session ended")
+
+    def _lost(self, purpose: str, destination: str, content: SdsContent, why: str) -> None:
+        self.counters["control_sds_lost"] += 1
+        self._log.warning(
+            "control_sds_lost",
+            purpose=purpose,
+            destination=destination,
+            content_type=type(content).__name__,
+            message_reference=getattr(content, "message_reference", None),
+            reason=why,
+        )
 
     async def _background_send(self, destination: str, content: SdsContent, purpose: str) -> None:
         try:
             outcome = await self.send(destination, content)
         except (LinkError, LocalProtocolError) as exc:
-            self._log.warning(f"{purpose}_not_sent", destination=destination, error=str(exc))
+            self._lost(purpose, destination, content, f"not sent: {exc}")
             return
         if outcome.ok:
             self._log.debug(f"{purpose}_sent", destination=destination)
@@ -645,3 +745,12 @@ def _first_reason(group: BaseExceptionGroup[BaseException]) -> str:
     while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
         leaf = leaf.exceptions[0]
     return str(leaf) or type(leaf).__name__
+
+
+def _part_ack_due(content: TextSds) -> bool:
+    """A part other than the first of a concatenated text, asking for a report."""
+    return (
+        content.concat is not None
+        and content.concat.sequence != 1
+        and content.delivery_report_request != 0
+    )

@@ -64,6 +64,10 @@ class TetraAdapterConfig:
         reconnect_max: Largest reconnect delay, in seconds.
         reassembly_timeout: Seconds to wait for the missing parts of a concatenated
             text before answering with a negative report (0x5D).
+        duplicate_window: Seconds an inbound SDS-TL transfer is remembered to recognise
+            its retransmissions (same source, PID, message reference and content):
+            longer than the radios' retransmission period, far shorter than the time
+            a radio takes to reuse a message reference.
         max_pdu_bits: Largest SDS type-4 PDU assumed until ``AT+CMGS=?`` answers.
         radio_issi: The driven radio's own ISSI: the called party of a ``+CTSDSR``
             header that leaves it out.
@@ -78,6 +82,7 @@ class TetraAdapterConfig:
     reconnect_min: float = 1.0
     reconnect_max: float = 60.0
     reassembly_timeout: float = 60.0
+    duplicate_window: float = 300.0
     max_pdu_bits: int = MAX_TYPE4_BITS
     radio_issi: str = "0"
 
@@ -90,6 +95,7 @@ class TetraAdapterConfig:
             "send_timeout",
             "reconnect_min",
             "reassembly_timeout",
+            "duplicate_window",
         ):
             value = getattr(self, key)
             if not (isinstance(value, int | float) and 0 < value < math.inf):

@@ -6,6 +6,7 @@ adapter feeds :class:`PeiConnection` with the serial bytes and writes what
 """
 
 from protocols.tetra._concat import IncompleteMessage, Reassembler, split_text
+from protocols.tetra._dedup import DuplicateFilter, Retransmission, transfer_fields
 from protocols.tetra._events import (
     MAX_TYPE4_BITS,
     AiService,
@@ -54,6 +55,7 @@ __all__ = [
     "CommandReceived",
     "ConcatInfo",
     "DeliveryStatus",
+    "DuplicateFilter",
     "Identity",
     "IncompleteMessage",
     "JsonEvent",
@@ -69,6 +71,7 @@ __all__ = [
     "RadioPei",
     "RawCommand",
     "Reassembler",
+    "Retransmission",
     "SdsAck",
     "SdsContent",
     "SdsReceived",
@@ -95,5 +98,6 @@ __all__ = [
     "encode_sds",
     "encode_text",
     "split_text",
+    "transfer_fields",
     "validity_period_seconds",
 ]

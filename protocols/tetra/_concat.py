@@ -194,11 +194,21 @@ class Reassembler:
         reassembled message has ``concat=None``, the texts joined in sequence order
         and every other field (message reference included) from part 1.
         """
+        parts = self.add_part(source, destination, part, now)
+        return None if parts is None else self.join(parts)
+
+    def add_part(
+        self, source: str, destination: str, part: TextSds, now: float
+    ) -> tuple[TextSds, ...] | None:
+        """Like :meth:`add`, but return the message's parts (in sequence order) once complete.
+
+        The caller sees every part of a completed message (each with its own SDS-TL
+        message reference, e.g. to remember them for duplicate detection) and builds
+        the whole message with :meth:`join`. A text without ``concat`` gives ``(part,)``.
+        """
         concat = part.concat
-        if concat is None:
-            return part
-        if concat.total == 1:
-            return dataclasses.replace(part, concat=None)
+        if concat is None or concat.total == 1:
+            return (part,)
         key = (source, destination, part.protocol_id, concat.reference, concat.total)
         entry = self._pending.get(key)
         if entry is None:
@@ -208,9 +218,15 @@ class Reassembler:
         if len(entry.parts) < concat.total:
             return None
         del self._pending[key]
-        first = entry.parts[1]
-        text = "".join(entry.parts[i].text for i in range(1, concat.total + 1))
-        return dataclasses.replace(first, text=text, concat=None)
+        return tuple(entry.parts[i] for i in range(1, concat.total + 1))
+
+    @staticmethod
+    def join(parts: tuple[TextSds, ...]) -> TextSds:
+        """Join the parts returned by :meth:`add_part` into the whole message."""
+        first = parts[0]
+        if first.concat is None:
+            return first
+        return dataclasses.replace(first, text="".join(p.text for p in parts), concat=None)
 
     def _make_room(self, now: float) -> None:
         if len(self._pending) >= self._max_pending:

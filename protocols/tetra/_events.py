@@ -407,7 +407,9 @@ class SdsRejected:
 
     Whatever could be read is kept so that the caller can log it and, where the
     sender and message reference are known, answer with a negative SDS-REPORT
-    carrying ``reason_code`` (a :class:`DeliveryStatus`).
+    carrying ``reason_code`` (a :class:`DeliveryStatus`). ``message_reference`` is
+    set only for an SDS-TRANSFER: a corrupt SDS-REPORT, SDS-ACK or PDU of a
+    reserved message type is never answered with a report.
     """
 
     reason: str

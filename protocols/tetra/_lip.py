@@ -104,7 +104,7 @@ def _altitude(reader: BitReader) -> float:
 def _altitude_code(metres: float) -> int:
     if metres <= 1000:
         return min(max(round(metres) + 201, 1), 1201)
-    if metres <= 2450:
+    if metres < 2487.5:  # up to halfway across the gap between 2450 m and 2525 m
         return min(max(round((metres + 1402) / 2), 1202), 1926)
     return min(max(round((metres + 142000) / 75), 1927), 2047)
 

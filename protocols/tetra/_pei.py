@@ -404,7 +404,14 @@ class PeiConnection:
 
 
 class _Rejecter:
-    """Build :class:`SdsRejected` for a header, keeping what can be read of the PDU."""
+    """Build :class:`SdsRejected` for a header, keeping what can be read of the PDU.
+
+    The message reference (what a negative SDS-REPORT would answer) is kept only for
+    an SDS-TRANSFER (SDS-TL message type 0, EN 300 392-2 29.4.2.4). A corrupt
+    SDS-REPORT or SDS-ACK, or a PDU of a reserved or application-defined message
+    type, gets none: SDS-TL never answers a report or an ack with a report (two
+    entities would bounce negative reports at each other for ever).
+    """
 
     def __init__(self, header: _Header, line: str) -> None:
         self._header = header
@@ -416,9 +423,8 @@ class _Rejecter:
         header = self._header
         pid = payload[0] if payload and header.ai_service == 12 and header.bits >= 8 else None
         reference = None
-        if pid is not None and pid >= 0x80 and header.bits >= 24:
-            at = 2 if payload[1] >> 4 == 0 else 3  # SDS-TRANSFER vs SDS-REPORT/SDS-ACK
-            reference = payload[at] if header.bits >= 8 * (at + 1) else None
+        if pid is not None and pid >= 0x80 and header.bits >= 24 and payload[1] >> 4 == 0:
+            reference = payload[2]  # SDS-TRANSFER: PID | type, flags | message reference
         return SdsRejected(
             reason=reason,
             reason_code=_CORRUPT if code is None else code,

@@ -464,7 +464,9 @@ async def test_emergencies_beyond_the_bound_in_progress_keep_their_order(
         await de.send("FR", envelope("DE", "FR", "hold-r"))  # the queue's reader is busy
         for i in range(INBOX_GROUP):  # the most emergencies taken in at once
             await de.send("FR", envelope("DE", "FR", f"hold-e{i}", emergency))
-        await fr.wait_until(lambda: inbox.waiting["hold-e"] == INBOX_GROUP)
+        async with asyncio.timeout(10):  # (wait_until wakes on link events only)
+            while inbox.waiting["hold-e"] != INBOX_GROUP:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
         await de.send("FR", envelope("DE", "FR", "first", emergency))  # waits in the queue
         inbox.gates["hold-e"].set()  # places are free again, "first" still waits
         await inbox.wait_for(INBOX_GROUP)

@@ -204,3 +204,25 @@ def test_location_declaring_more_bits_than_it_carries_is_refused() -> None:
         decode_location(b"\x0a", 100)
     with pytest.raises(RemoteProtocolError, match="declares -1 bits"):
         decode_location(b"\x0a", -1)
+
+
+@pytest.mark.parametrize(
+    ("metres", "sent"),
+    [
+        (2450.0, 2450.0),
+        (2451.0, 2450.0),  # in the gap between the 2 m and the 75 m steps: the nearer end
+        (2487.0, 2450.0),
+        (2488.0, 2525.0),
+        (2524.0, 2525.0),
+        (1001.0, 1002.0),
+        (-500.0, -200.0),
+        (20000.0, 11525.0),
+    ],
+)
+def test_an_altitude_is_sent_as_the_nearest_value_the_code_can_carry(
+    metres: float, sent: float
+) -> None:
+    report = LocationReport(latitude=48.5, longitude=7.7, long_report=True, altitude_m=metres)
+    out = decode_sds(*encode_sds(report))
+    assert isinstance(out, LocationReport)
+    assert out.altitude_m == sent

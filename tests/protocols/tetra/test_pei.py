@@ -97,12 +97,45 @@ def test_rejection_keeps_pid_and_reference() -> None:
     (transfer,) = both(PeiConnection, b"+CTSDSR: 12,1,0,2,0,32\r\n82017FC9\r\n")
     assert isinstance(transfer, SdsRejected)
     assert (transfer.source, transfer.protocol_id, transfer.message_reference) == ("1", 0x82, 0x7F)
-    (report,) = both(PeiConnection, b"+CTSDSR: 12,1,0,2,0,32\r\n8270C9AA\r\n")
-    assert isinstance(report, SdsRejected) and report.message_reference == 0xAA
+    (reserved,) = both(PeiConnection, b"+CTSDSR: 12,1,0,2,0,32\r\n8270C9AA\r\n")
+    assert isinstance(reserved, SdsRejected) and reserved.protocol_id == 0x82
+    assert reserved.message_reference is None  # message type 7: never answered
     (short,) = both(PeiConnection, b"+CTSDSR: 12,1,0,2,0,24\r\n8270C9\r\n")
     assert isinstance(short, SdsRejected) and short.message_reference is None
     (text,) = both(PeiConnection, b"+CTSDSR: 12,1,0,2,0,16\r\n027F\r\n")
     assert isinstance(text, SdsRejected) and text.reason_code == 0x51
+
+
+@pytest.mark.parametrize(
+    ("user_data", "what"),
+    [
+        # SDS-REPORT (type 1), SF control set, forward address type 4 (reserved).
+        ("8211003304", "reserved"),
+        # SDS-REPORT requiring an ack, status 0x5C, MR 0x33, same bad SF info.
+        ("82195C3304", "reserved"),
+        # Reserved message types 3..7, octets long enough to hold a "reference".
+        ("8230C9AA00", "reserved"),
+        ("8250C9AA00", "reserved"),
+        ("8270C9AA00", "reserved"),
+    ],
+)
+def test_corrupt_report_ack_or_reserved_type_has_no_reference_to_answer(
+    user_data: str, what: str
+) -> None:
+    # Only an SDS-TRANSFER may be answered with a (negative) SDS-REPORT: a report
+    # answering a corrupt report could bounce between two entities for ever.
+    data = f"+CTSDSR: 12,2001,0,1000,0,40\r\n{user_data}\r\n".encode()
+    (rejected,) = both(PeiConnection, data)
+    assert isinstance(rejected, SdsRejected) and what in rejected.reason
+    assert rejected.source == "2001" and rejected.protocol_id == 0x82
+    assert rejected.message_reference is None
+
+
+def test_corrupt_transfer_keeps_its_reference() -> None:
+    # SDS-TRANSFER (type 0) with a report request, SF control, reserved forward address type.
+    (rejected,) = both(PeiConnection, b"+CTSDSR: 12,2001,0,1000,0,40\r\n8205330400\r\n")
+    assert isinstance(rejected, SdsRejected) and "reserved" in rejected.reason
+    assert (rejected.protocol_id, rejected.message_reference) == (0x82, 0x33)
 
 
 def test_results_and_outstanding_commands() -> None:
