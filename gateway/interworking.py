@@ -55,6 +55,9 @@ PRIORITY_NAMES: dict[int, str] = {
 
 #: LIP reason for sending 2: emergency condition detected (TS 100 392-18-1 table 6.94).
 LIP_REASON_EMERGENCY = 2
+#: Most characters of an emergency's words sent after its status: one SDS, never split.
+EMERGENCY_TEXT_CHARS = 100
+
 #: Pre-coded status 0: emergency (EN 300 392-2 14.8.34).
 STATUS_EMERGENCY = 0
 
@@ -64,8 +67,8 @@ class TetraDelivery:
     """What to send on the TETRA side for one envelope.
 
     Exactly one of ``text``, ``status`` and ``location`` is set. ``follow_up`` is a
-    location sent after an emergency status (best effort; the receipt is about
-    the status).
+    location and ``follow_text`` the alert's words (an immediate-display text), sent
+    after an emergency status (best effort; the receipt is about the status).
     """
 
     target: LocalTarget
@@ -74,6 +77,7 @@ class TetraDelivery:
     status: int | None = None
     location: LocationReport | None = None
     follow_up: LocationReport | None = None
+    follow_text: str | None = None
     report_request: int = 0
 
 
@@ -310,7 +314,14 @@ def _plan_one(
         follow_up = None
         if envelope.emergency.HasField("location"):
             follow_up = _lip(envelope.emergency.location, LIP_REASON_EMERGENCY)
-        return TetraDelivery(target=target, status=STATUS_EMERGENCY, follow_up=follow_up)
+        words = envelope.emergency.text.strip()
+        follow_text = None
+        if words:
+            prefix = _sender_prefix(envelope, adapter, directory)
+            follow_text = (prefix + words)[:EMERGENCY_TEXT_CHARS]
+        return TetraDelivery(
+            target=target, status=STATUS_EMERGENCY, follow_up=follow_up, follow_text=follow_text
+        )
     if body == "location" and envelope.location.HasField("location"):
         return TetraDelivery(
             target=target, location=_lip(envelope.location.location, envelope.location.lip_reason)

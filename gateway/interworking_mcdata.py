@@ -32,6 +32,7 @@ Pure: no I/O, no clock (``now_us`` is an argument).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from gateway.codebooks import Codebook
 from gateway.config import AdapterConfig, DeliveryConfig
 from gateway.identity import Directory, LocalTarget
 from gateway.interworking import PRIORITY_NAMES
-from protocols.errors import DeliveryRefused
+from protocols.errors import DeliveryRefused, LocalProtocolError
 from protocols.mcdata import (
     ContentType,
     DispositionRequest,
@@ -186,12 +187,18 @@ def _fill_body(envelope: v1.Envelope, sds: McdataSds, codebook: Codebook, now_us
     by_type: dict[int, Payload] = {}
     for payload in sds.payloads:
         by_type.setdefault(int(payload.content_type), payload)
-    location = _location(by_type.get(ContentType.LOCATION), now_us)
     if sds.emergency:
+        # An emergency is never refused for what comes with it: a location that cannot be
+        # read is left out (the words and the alert itself still go).
         envelope.emergency.active = True
-        if location is not None:
-            envelope.emergency.location.CopyFrom(location)
+        with contextlib.suppress(DeliveryRefused):
+            location = _location(by_type.get(ContentType.LOCATION), now_us)
+            if location is not None:
+                envelope.emergency.location.CopyFrom(location)
+        if ContentType.TEXT in by_type:
+            envelope.emergency.text = by_type[ContentType.TEXT].data.decode("utf-8", "replace")
         return v1.PRIORITY_EMERGENCY
+    location = _location(by_type.get(ContentType.LOCATION), now_us)
     priority = v1.PRIORITY_IMMINENT_PERIL if sds.imminent_peril else v1.PRIORITY_ROUTINE
     if ContentType.TEXT in by_type:
         envelope.text.text = by_type[ContentType.TEXT].data.decode("utf-8")
@@ -240,6 +247,13 @@ def _location(payload: Payload | None, now_us: int) -> v1.Location | None:
     return v1.Location(latitude=lat, longitude=lon, fix_time_us=now_us)
 
 
+def _text_payload(text: str) -> Payload:
+    try:
+        return Payload.from_text(text)
+    except LocalProtocolError as exc:  # e.g. longer than a payload can be
+        raise _refuse(DeliveryStatus.MESSAGE_TOO_LONG, str(exc)) from None
+
+
 def _geo(location: v1.Location) -> Payload:
     return Payload(
         content_type=ContentType.LOCATION,
@@ -266,7 +280,7 @@ def plan_mcdata_delivery(
     payloads: tuple[Payload, ...]
     emergency = False
     if body == "text":
-        payloads = (Payload.from_text(envelope.text.text),)
+        payloads = (_text_payload(envelope.text.text),)
     elif body == "status":
         meaning = codebook.by_code(envelope.status.code)
         if meaning is None:
@@ -284,11 +298,10 @@ def plan_mcdata_delivery(
         payloads = (_geo(envelope.location.location),)
     elif body == "emergency":
         emergency = True
-        payloads = (
-            (_geo(envelope.emergency.location),)
-            if envelope.emergency.HasField("location")
-            else (Payload.from_text("EMERGENCY"),)
-        )
+        words = envelope.emergency.text or "EMERGENCY"
+        payloads = (_text_payload(words),)
+        if envelope.emergency.HasField("location"):
+            payloads += (_geo(envelope.emergency.location),)
     else:
         raise _refuse(
             DeliveryStatus.PROTOCOL_NOT_SUPPORTED,

@@ -1936,6 +1936,14 @@ class Gateway:
         self.counters["delivered_to_network"] += 1
         if delivery.follow_up is not None:
             await self._best_effort(adapter, issi, delivery.follow_up)
+        if delivery.follow_text is not None:
+            words = TextSds(
+                protocol_id=_PID_TEXT_IMMEDIATE,
+                text=delivery.follow_text,
+                immediate=True,
+                message_reference=adapter.allocate_reference(issi),
+            )
+            await self._best_effort(adapter, issi, words)
         if (
             isinstance(content, TextSds)
             and content.delivery_report_request
@@ -2160,8 +2168,11 @@ class Gateway:
         key = (adapter, event.sender, event.message_id.bytes)
         record = self.tracker.match_report(key)
         if record is None:
+            # Early (before our MESSAGE's 200 OK came back) or for nothing we sent: kept a
+            # minute for the delivery to claim it.
             self.counters["reports_early_or_unmatched"] += 1
             self.log.info("notification.unmatched", adapter=adapter, source=event.sender)
+            self.tracker.park_report(key, int(event.notification_type), self.monotonic())
             return
         unit = self.directory.local_unit(adapter, event.sender)
         if unit is not None:
@@ -2211,21 +2222,31 @@ class Gateway:
             self.counters["delivery_failed"] += 1
             await self._fail(held, exc.reason_code or DeliveryStatus.DELIVERY_FAILED, str(exc))
             return
-        outcome = await self.mcdata[adapter_name].send_sds(
-            plan.sender,
-            McdataGroup(McdataId(target.issi))
-            if target.is_group
-            else McdataUser(McdataId(target.issi)),
-            plan.payloads,
-            conversation_id=uuid.UUID(bytes=plan.conversation_id),
-            message_id=uuid.UUID(bytes=plan.message_id),
-            in_reply_to=uuid.UUID(bytes=plan.in_reply_to) if plan.in_reply_to else None,
-            disposition_request=plan.disposition,
-            emergency=plan.emergency,
-            alert=plan.emergency,
-            imminent_peril=plan.imminent_peril,
-            now=self.clock(),
-        )
+        sent_id = _uuid(plan.message_id)
+        try:
+            outcome = await self.mcdata[adapter_name].send_sds(
+                plan.sender,
+                McdataGroup(McdataId(target.issi))
+                if target.is_group
+                else McdataUser(McdataId(target.issi)),
+                plan.payloads,
+                conversation_id=_uuid(plan.conversation_id),
+                message_id=sent_id,
+                in_reply_to=_uuid(plan.in_reply_to) if plan.in_reply_to else None,
+                disposition_request=plan.disposition,
+                emergency=plan.emergency,
+                alert=plan.emergency,
+                imminent_peril=plan.imminent_peril,
+                now=self.clock(),
+            )
+        except LinkError:
+            raise  # whether it went out is unknown: the delivery loop sends it again
+        except Exception as exc:  # a message it cannot carry: FAILED, never a dead loop
+            if not isinstance(exc, GatewayError):
+                self.log.exception("delivery.send_crashed", adapter=adapter_name, to=target.issi)
+            self.counters["delivery_failed"] += 1
+            await self._fail(held, DeliveryStatus.DELIVERY_FAILED, f"cannot send over SIP: {exc}")
+            return
         if not outcome.ok:
             self.counters["delivery_failed"] += 1
             if held.meta.get("replay"):
@@ -2244,7 +2265,7 @@ class Gateway:
                 priority=envelope.priority,
                 adapter=adapter_name,
                 issi=target.issi,
-                references={envelope.message_id},
+                references={sent_id.bytes},
                 want_read=plan.disposition
                 in (DispositionRequest.READ, DispositionRequest.DELIVERY_AND_READ),
                 deadline=self.monotonic() + self.config.delivery.report_timeout,
@@ -2252,6 +2273,11 @@ class Gateway:
             )
             self.tracker.add_awaiting(record)
             self._timer_wakeup.set()
+            # The recipient's notification may have come before our MESSAGE's 200 OK.
+            key = (adapter_name, target.issi, sent_id.bytes)
+            parked = self.tracker.take_parked(key, self.monotonic())
+            for status in _MCDATA_STATUS.get(parked, []) if parked is not None else []:
+                await self._settle(record, key, status)
             return
         await self._delivered_without_report(adapter_name, held, target)
 
@@ -2949,6 +2975,13 @@ def _expires_at(envelope: v1.Envelope) -> float | None:
 def _seen_key(sender: str, message_id: bytes) -> bytes:
     """Duplicate suppression is per partner: one cannot pre-empt another's message ids."""
     return sender.encode() + b"/" + message_id
+
+
+def _uuid(value: bytes) -> uuid.UUID:
+    """A partner's 1..64-byte identity as the UUID MCData needs (its own if 16 bytes)."""
+    if len(value) == 16:
+        return uuid.UUID(bytes=value)
+    return uuid.uuid5(uuid.NAMESPACE_OID, value.hex())
 
 
 def _origin_row(record: OriginRecord) -> dict[str, Any]:

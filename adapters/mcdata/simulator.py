@@ -141,6 +141,9 @@ class McdataSystemSimulator(ListeningService):
         self.request_timeout = request_timeout
         self.max_body = max_body
         self._randbits: RandomBits = randbits if randbits is not None else secrets.randbits
+        #: Seconds a delivered SDS's 200 OK is held back (a slow MCX core): the recipient's
+        #: disposition notifications may overtake it.
+        self.answer_delay = 0.0
         #: Per simulated user, every SDS the gateway delivered to them, in order.
         self.received: dict[str, list[McdataSdsReceived]] = {user: [] for user in self.users}
         #: Per simulated user, every disposition notification addressed to them.
@@ -454,7 +457,10 @@ class McdataSystemSimulator(ListeningService):
     async def _handle(self, request: SipRequest, channel: SipChannel) -> SipResponse | None:
         self.requests.append(request)
         try:
-            return self._answer(request, channel)
+            response = self._answer(request, channel)
+            if self.answer_delay > 0 and request.method == "MESSAGE":
+                await asyncio.sleep(self.answer_delay)
+            return response
         finally:
             await self._notify()
 

@@ -20,7 +20,8 @@ from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
 from gateway.federation import LocalFederationBus
 from gateway.node import Gateway
 from gateway.runner import build_gateways
-from protocols.mcdata import ContentType, DispositionRequest, NotificationType
+from protocols.mcdata import ContentType, DispositionRequest, NotificationType, Payload
+from protocols.schema import SCHEMA_VERSION, v1
 from protocols.tetra import SdsReport, StatusSds, TextSds
 from tests.gateway.federation import eventually
 
@@ -134,3 +135,102 @@ async def test_unreachable_mcdata_user_fails_back_to_the_tetra_sender(crossing: 
     await crossing.sim_de.send_text("2001", ALIAS_OF_AMB, "Hallo?", report_request=1)
     await eventually(lambda: bool(reports(crossing.sim_de, "2001")))
     assert reports(crossing.sim_de, "2001") == [0x5A]  # destination not reachable
+
+
+async def test_notifications_that_overtake_the_200_ok_are_not_lost(crossing: Crossing) -> None:
+    crossing.mcx.answer_delay = 0.3  # the recipient reads before our MESSAGE is answered
+    await crossing.sim_de.send_text("2001", ALIAS_OF_AMB, "Zweiter RTW unterwegs", report_request=3)
+    await eventually(lambda: len(reports(crossing.sim_de, "2001")) == 2)
+    assert reports(crossing.sim_de, "2001") == [0x00, 0x02]  # received, then consumed
+    assert crossing.be.counters["reports_early_or_unmatched"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("origin", "text", "message_id"),
+    [
+        ("de.bos.rtw kehl 1", "hallo", bytes(range(16))),  # no SIP URI can carry that name
+        ("de.bos.rtw-kehl-1", "x" * 70_000, bytes(range(16))),  # longer than SIP allows
+        ("de.bos.rtw-kehl-1", "kurz", b"\x01" * 8),  # an identity that is no UUID
+    ],
+    ids=["bad-uri", "too-long", "short-id"],
+)
+async def test_a_partner_message_the_mcx_link_cannot_carry_fails_back_not_the_gateway(
+    crossing: Crossing, origin: str, text: str, message_id: bytes
+) -> None:
+    be = crossing.be
+    now = be._now_us()
+    env = v1.Envelope(schema_version=SCHEMA_VERSION, message_id=message_id, created_at_us=now)
+    env.origin.nation = "DE"
+    env.origin.organisation = "bos"
+    env.origin.unit = origin
+    env.origin.system = v1.SYSTEM_TYPE_TETRA
+    env.destination.unit.nation = "BE"
+    env.destination.unit.unit = "be.astrid.amb-bfast-1"
+    env.priority = v1.PRIORITY_ROUTINE
+    env.expires_at_us = now + 60_000_000
+    env.text.text = text
+    await be._on_federation("DE", env.SerializeToString())
+    if len(message_id) != 16:  # carried: the MCX identity is derived from it
+        await eventually(lambda: bool(crossing.mcx.received[AMB]))
+    else:
+        await eventually(lambda: be.counters["delivery_failed"] == 1)
+    assert be.task is not None and not be.task.done()  # the gateway runs on
+    # and the next message goes through
+    await crossing.sim_de.send_text("2001", ALIAS_OF_AMB, "danach", report_request=0)
+    await eventually(lambda: any(s.text == "danach" for s in crossing.mcx.received[AMB]))
+
+
+async def test_the_words_of_an_mcdata_emergency_reach_the_tetra_radio(crossing: Crossing) -> None:
+    outcome = await crossing.mcx.send_sds(
+        USAR,
+        RTW_AS_SEEN_IN_BELGIUM,
+        "Officer down, bridge 3",
+        alert=True,
+        location=(48.5734, 7.7521),
+    )
+    assert outcome.ok
+    await eventually(lambda: len(crossing.sim_de.received["2001"]) == 3)
+    status, location, words = (c for _s, c in crossing.sim_de.received["2001"])
+    assert status == StatusSds(status=0)
+    assert getattr(location, "latitude", None) == pytest.approx(48.5734, abs=1e-4)
+    assert isinstance(words, TextSds)
+    assert words.protocol_id == 0x89  # shown at once
+    assert words.text.endswith("Officer down, bridge 3")
+
+
+async def test_an_emergency_with_an_unreadable_location_still_goes(crossing: Crossing) -> None:
+    bad = Payload(content_type=ContentType.LOCATION, data=b"somewhere near the bridge")
+    outcome = await crossing.mcx.send_sds(
+        USAR, RTW_AS_SEEN_IN_BELGIUM, "Hilfe", alert=True, payloads=[bad]
+    )
+    assert outcome.ok
+    await eventually(lambda: len(crossing.sim_de.received["2001"]) == 2)
+    status, words = (c for _s, c in crossing.sim_de.received["2001"])
+    assert status == StatusSds(status=0)
+    assert isinstance(words, TextSds)
+    assert words.text.endswith("Hilfe")
+
+
+async def test_a_partner_emergency_reaches_the_mcdata_user_with_its_words_and_place(
+    crossing: Crossing,
+) -> None:
+    be = crossing.be
+    now = be._now_us()
+    env = v1.Envelope(schema_version=SCHEMA_VERSION, message_id=bytes(16), created_at_us=now)
+    env.origin.nation = "DE"
+    env.origin.unit = "de.bos.rtw-kehl-1"
+    env.destination.unit.nation = "BE"
+    env.destination.unit.unit = "be.astrid.amb-bfast-1"
+    env.priority = v1.PRIORITY_EMERGENCY
+    env.expires_at_us = now + 60_000_000
+    env.emergency.active = True
+    env.emergency.text = "Notfall am Rheinufer"
+    env.emergency.location.latitude = 48.57
+    env.emergency.location.longitude = 7.8
+    await be._on_federation("DE", env.SerializeToString())
+    await eventually(lambda: bool(crossing.mcx.received[AMB]))
+    [sds] = crossing.mcx.received[AMB]
+    assert sds.emergency
+    kinds = {int(p.content_type): p.data for p in sds.payloads}
+    assert kinds[ContentType.TEXT] == b"Notfall am Rheinufer"
+    assert kinds[ContentType.LOCATION].startswith(b"geo:48.57")
