@@ -134,6 +134,8 @@ class SipChannel:
         self.peer = _peer_name(writer)
         self._log = log.bind(peer=self.peer, role=role.value)
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(_QUEUE_SIZE)
+        #: Requests taken from the queue unhandled once the connection broke.
+        self._discarded = 0
         self._pending: dict[tuple[str, str, str], asyncio.Future[SipResponse]] = {}
         self._write_lock = asyncio.Lock()
         self._pong = asyncio.Event()
@@ -213,11 +215,19 @@ class SipChannel:
                 return False
 
     async def _work(self) -> None:
+        broken = False
         while (item := await self._queue.get()) is not None:
+            if broken:
+                # Never handled, never answered: the peer sends them again on a new
+                # connection. Taking them keeps the read loop from blocking on a full
+                # queue (which would hold this connection's slot for good).
+                self._discarded += 1
+                continue
             if isinstance(item, SipProtocolError):
                 await self._answer_error(item)
                 self._writer.close()
-                return
+                broken = True
+                continue
             try:
                 response = await self._handler(item, self)
             except Exception as exc:  # the handler's bug must not kill the connection
@@ -228,7 +238,16 @@ class SipChannel:
                     await self.write(encode_message(response))
                 except LinkError as exc:
                     self._log.warning("sip_response_not_sent", error=str(exc))
-                    return
+                    self._abort()
+                    broken = True
+        if self._discarded:
+            self._log.warning("sip_requests_not_handled", requests=self._discarded)
+
+    def _abort(self) -> None:
+        """End the connection now: the read loop sees it closed and the channel finishes."""
+        transport = self._writer.transport
+        if not transport.is_closing():
+            transport.abort()
 
     async def _answer_error(self, error: SipProtocolError) -> None:
         self._log.warning("sip_protocol_error", status=error.status, error=str(error))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import struct
 import uuid
 from typing import Any
 
@@ -419,3 +421,30 @@ async def test_listener_port_in_use_raises(sim: McdataSystemSimulator, recorder:
     with pytest.raises(OSError):
         async with McdataAdapter(config, recorder):
             pass
+
+
+async def test_a_peer_that_pipelines_requests_then_resets_frees_its_connection_slot() -> None:
+    """A full request queue must not hold a dead connection (and its slot) for ever."""
+
+    async def slow_sink(_event: object) -> None:
+        await asyncio.sleep(0.05)  # a journal commit per message
+
+    config = make_config(free_port(), max_connections=2, keepalive_interval=None)
+    burst = b"".join(message(good_parts(), call_id=f"c{i}@test") for i in range(200))
+    async with McdataAdapter(config, slow_sink, inbound_timeout=1.0) as adapter:
+        for _ in range(3):  # more than the slots there are
+            sock = socket.create_connection(("127.0.0.1", adapter.listen_port))
+            sock.sendall(burst)
+            await asyncio.sleep(0.3)  # the queue is full, requests wait for the sink
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # a reset: writing the next answer fails
+            async with asyncio.timeout(5):
+                while adapter.inbound_connections:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        assert adapter.counters["connections_refused"] == 0
+        client = await RawSip.open(adapter.listen_port)  # the MCX system still gets in
+        try:
+            await client.send(message(good_parts(), call_id="after@test"))
+            assert (await client.response()).status == 200
+        finally:
+            await client.close()
