@@ -94,7 +94,9 @@ class AdapterConfig:
     """One national system attached to this gateway: a TETRA radio's PEI or an MCX system.
 
     TETRA uses ``url`` and ``radio_issi``; MCData uses ``listen``, ``peer``,
-    ``transport`` and ``iwf_domain``.
+    ``transport`` and ``iwf_domain``, and with ``transport = "tls"`` the files
+    ``tls_cert``, ``tls_key`` (our certificate and key, both directions) and ``tls_ca``
+    (the CAs of the MCX system's certificates; it must present one, both directions).
     """
 
     name: str
@@ -109,7 +111,12 @@ class AdapterConfig:
     #: Domain of the MCData IDs under which partner units appear in the MCX system:
     #: ``sip:<federation id>@<iwf_domain>`` (3GPP TS 23.283: users homed in the IWF).
     iwf_domain: str = ""
-    request_timeout: float = 5.0
+    request_timeout: float = 32.0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    #: The name the MCX system's certificate must carry (default: the host of ``peer``).
+    tls_server_name: str = ""
     sender_prefix: bool = True
     keepalive_interval: float = 15.0
     command_timeout: float = 5.0
@@ -463,6 +470,15 @@ def _adapter(table: Table, codebooks: dict[str, Codebook]) -> AdapterConfig:
         transport = table.string("transport", "tcp")
         if transport not in ("tcp", "tls"):
             raise table.error("transport", f"{transport!r}: use 'tcp' or 'tls'.")
+        tls = {key: table.string(key, "") for key in ("tls_cert", "tls_key", "tls_ca")}
+        server_name = table.string("tls_server_name", "")
+        if transport == "tls":
+            for key, value in tls.items():
+                if not value:
+                    raise table.error(key, "transport 'tls' needs a file here.")
+        elif any(tls.values()) or server_name:
+            given = next(k for k, v in (*tls.items(), ("tls_server_name", server_name)) if v)
+            raise table.error(given, "is used with transport = 'tls' only.")
         result = AdapterConfig(
             name=name,
             type=kind,
@@ -472,7 +488,9 @@ def _adapter(table: Table, codebooks: dict[str, Codebook]) -> AdapterConfig:
             peer=_match(table, "peer", _HOST_PORT, "'host:port' of the MCX system's SIP server"),
             transport=transport,
             iwf_domain=_match(table, "iwf_domain", _DOMAIN, "a domain like 'iwf.mcx.example'"),
-            request_timeout=table.number("request_timeout", 5.0, minimum=0.1),
+            request_timeout=table.number("request_timeout", 32.0, minimum=0.1),
+            tls_server_name=server_name,
+            **tls,
             sender_prefix=table.boolean("sender_prefix", False),
         )
     table.finish()

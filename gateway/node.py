@@ -30,6 +30,7 @@ import functools
 import json
 import math
 import os
+import ssl
 import time
 import uuid
 from collections import Counter
@@ -90,7 +91,7 @@ from gateway.presence import (
 )
 from gateway.scheduler import AsyncScheduler, Entry, QueueFull
 from gateway.tracking import AwaitingReport, OriginRecord, ReportKey, Tracker
-from protocols.errors import DeliveryRefused, GatewayError, LinkError
+from protocols.errors import ConfigError, DeliveryRefused, GatewayError, LinkError
 from protocols.mcdata import DispositionRequest, McdataId, NotificationType
 from protocols.schema import SCHEMA_VERSION, v1
 from protocols.tetra import (
@@ -2247,6 +2248,11 @@ class Gateway:
             self.counters["delivery_failed"] += 1
             await self._fail(held, DeliveryStatus.DELIVERY_FAILED, f"cannot send over SIP: {exc}")
             return
+        if not outcome.ok and outcome.status is None:
+            # No final answer within the SIP transaction's time (Timer F): the MCX system
+            # may have it. Sent again with the same Message ID, which it recognises.
+            self.counters["delivery_unanswered"] += 1
+            raise LinkError(f"no final SIP response from the MCX system: {outcome.reason}")
         if not outcome.ok:
             self.counters["delivery_failed"] += 1
             if held.meta.get("replay"):
@@ -2850,6 +2856,15 @@ def _sip_failure_status(status: int | None) -> int:
 def _mcdata_settings(adapter: AdapterConfig) -> McdataAdapterConfig:
     listen_host, _, listen_port = adapter.listen.rpartition(":")
     peer_host, _, peer_port = adapter.peer.rpartition(":")
+    tls: dict[str, Any] = {}
+    if adapter.transport == "tls":
+        tls = {
+            "transport": "tls",
+            "server_ssl": mcdata_tls_context(adapter, server=True),
+            "client_ssl": mcdata_tls_context(adapter, server=False),
+        }
+        if adapter.tls_server_name:
+            tls["peer_server_name"] = adapter.tls_server_name
     return McdataAdapterConfig(
         name=adapter.name,
         server_uri=f"sip:{adapter.iwf_domain}",
@@ -2858,7 +2873,28 @@ def _mcdata_settings(adapter: AdapterConfig) -> McdataAdapterConfig:
         peer_host=peer_host,
         peer_port=int(peer_port),
         request_timeout=adapter.request_timeout,
+        **tls,
     )
+
+
+def mcdata_tls_context(adapter: AdapterConfig, *, server: bool) -> ssl.SSLContext:
+    """Mutual TLS with an MCX system: our certificate, and theirs checked against ``tls_ca``.
+
+    Both directions require the other side's certificate: an MCX system (or anyone) that
+    cannot present one signed by ``tls_ca`` cannot hand us SDS, emergencies included.
+
+    Raises:
+        ConfigError: A file cannot be read or does not hold what it should.
+    """
+    purpose = ssl.Purpose.CLIENT_AUTH if server else ssl.Purpose.SERVER_AUTH
+    try:
+        context = ssl.create_default_context(purpose, cafile=adapter.tls_ca)
+        context.load_cert_chain(adapter.tls_cert, adapter.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"adapter {adapter.name!r}: cannot set up TLS: {exc}") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def _fill_presence(
