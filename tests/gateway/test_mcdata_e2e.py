@@ -50,7 +50,11 @@ async def crossing(tmp_path: Path) -> AsyncIterator[Crossing]:
         )
         configs = [
             parse_config(demo_config_text("DE", partners=["BE"], pei_port=sim_de.port)),
-            parse_config(demo_config_text("BE", partners=["DE"], sip_peer_port=mcx.port)),
+            parse_config(
+                demo_config_text("BE", partners=["DE"], sip_peer_port=mcx.port).replace(
+                    'iwf_domain = "', 'request_timeout = 1.0\niwf_domain = "', 1
+                )  # SIP's 32 s are too long for a test
+            ),
         ]
         de, be = build_gateways(configs, LocalFederationBus(), state_dir=tmp_path)
         await stack.enter_async_context(de.running())
@@ -234,3 +238,18 @@ async def test_a_partner_emergency_reaches_the_mcdata_user_with_its_words_and_pl
     kinds = {int(p.content_type): p.data for p in sds.payloads}
     assert kinds[ContentType.TEXT] == b"Notfall am Rheinufer"
     assert kinds[ContentType.LOCATION].startswith(b"geo:48.57")
+
+
+async def test_a_message_the_mcx_system_never_answered_goes_again_not_failed(
+    crossing: Crossing,
+) -> None:
+    crossing.mcx.set_silent(True)  # the MCX core takes it, then never answers
+    await crossing.sim_de.send_text("2001", ALIAS_OF_AMB, "Antwort?", report_request=1)
+    await eventually(lambda: crossing.be.counters["delivery_unanswered"] >= 1)
+    crossing.mcx.set_silent(False)
+    await eventually(lambda: bool(crossing.mcx.received[AMB]))
+    await eventually(lambda: bool(reports(crossing.sim_de, "2001")))
+    assert reports(crossing.sim_de, "2001") == [0x00]  # received, never a failure
+    assert crossing.be.counters["delivery_failed"] == 0
+    ids = {str(s.message_id) for s in crossing.mcx.received[AMB]}
+    assert len(ids) == 1  # the same Message ID each time
