@@ -164,6 +164,10 @@ class ActiveStandby:
                 ttl=cluster.lease_ttl,
                 on_acquired=self._acquired,
                 on_lost=self._lost,
+                # Give up locally a little early: the stop takes event-loop turns and
+                # clocks drift, and sends to a radio that have no journal write of their
+                # own rely on this margin alone.
+                guard=min(max(0.5, cluster.lease_ttl / 10), cluster.lease_ttl / 4),
             )
             await self._keeper.start()
         except Exception as exc:  # e.g. the postgres extra is missing: nothing to wait for

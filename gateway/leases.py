@@ -85,6 +85,9 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+#: Seconds between two warnings of failed acquisitions of one keeper.
+_ACQUIRE_WARNING_INTERVAL = 60.0
+
 _EXTRA_MISSING = "ownership leases need the postgres extra: pip install 'euccs-gateway[postgres]'"
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS euccs_leases (
@@ -189,6 +192,10 @@ class LeaseStoreProtocol(Protocol):
 
     def release(self, lease: Lease) -> bool:
         """Give ``lease`` up at once; True if it was still ours."""
+        ...
+
+    def holder(self, resource: str) -> Lease | None:
+        """The live lease on ``resource``, whoever holds it, or None."""
         ...
 
 
@@ -442,6 +449,7 @@ class LeaseKeeper:
         )
         self._started = False
         self._stopping = False
+        self._warned_at: float | None = None
 
     @property
     def held(self) -> dict[str, Lease]:
@@ -460,6 +468,8 @@ class LeaseKeeper:
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop the loops; call ``on_lost`` for held leases, then release them."""
+        if not self._started:
+            return
         self._stopping = True
         tasks = [t.task for t in self._tracked.values() if t.task is not None]
         for task in tasks:
@@ -469,6 +479,8 @@ class LeaseKeeper:
             tracked.task = None
             lease = tracked.slot.lease
             if lease is None:
+                if release:
+                    await self._release_in_flight(resource)
                 continue
             tracked.slot.lost(time.monotonic())
             await self._lose(resource, reason="stopped")
@@ -480,6 +492,20 @@ class LeaseKeeper:
         self._started = False
         self._stopping = False
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _release_in_flight(self, resource: str) -> None:
+        """Release a lease an acquisition cancelled by :meth:`stop` may still have taken.
+
+        Its thread commits in the database even though its result is never applied: left
+        alone, the lease would keep a standby waiting for a whole ttl.
+        """
+        try:
+            held = await self._call(self.interval, self.store.holder, resource)
+            if held is not None and held.owner == self.owner:
+                await self._call(self.interval, self.store.release, held)
+                log.info("lease.released_in_flight", resource=resource, fencing=held.fencing)
+        except (LeaseError, TimeoutError) as exc:
+            log.warning("lease.release_failed", resource=resource, error=str(exc))
 
     async def _call(self, within: float, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -510,8 +536,18 @@ class LeaseKeeper:
             )
         except (LeaseError, TimeoutError) as exc:
             self.counters["acquire_failed"] += 1
-            log.debug("lease.acquire_failed", resource=resource, error=str(exc))
-            slot.failed(time.monotonic())
+            now = time.monotonic()
+            # A standby that can never take over (no permission on the table, a database
+            # gone) must say so, once a minute rather than at every attempt.
+            if self._warned_at is None or now - self._warned_at >= _ACQUIRE_WARNING_INTERVAL:
+                self._warned_at = now
+                log.warning(
+                    "lease.acquire_failed",
+                    resource=resource,
+                    error=str(exc) or type(exc).__name__,
+                    failures=self.counters["acquire_failed"],
+                )
+            slot.failed(now)
             return
         slot.acquired(lease, started)
         if lease is None:

@@ -469,9 +469,20 @@ class Gateway:
         A large backlog must not stop the event loop (lease renewals in a cluster,
         adapters' keepalives).
         """
-        journal = await asyncio.to_thread(
-            open_journal, self.config, self.name, path=self.journal_path, fence=self.fence
+        loop = asyncio.get_running_loop()
+        opening = loop.run_in_executor(
+            None,
+            functools.partial(
+                open_journal, self.config, self.name, path=self.journal_path, fence=self.fence
+            ),
         )
+        try:
+            journal = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # Stopped while it opens (a lease lost during start-up): close what the thread
+            # still opens, or its connections would stay open for good.
+            opening.add_done_callback(_close_when_opened)
+            raise
         try:
             recovered = await asyncio.to_thread(journal.recover, self._recovery_bounds())
         except BaseException:
@@ -662,7 +673,9 @@ class Gateway:
             return None
         row["saved_at"] = wall
         try:
-            json.dumps(row, allow_nan=False)
+            if "\\u0000" in json.dumps(row, allow_nan=False):
+                # PostgreSQL's jsonb refuses NUL: one such row would fail every save.
+                raise ValueError("a NUL character")
         except (TypeError, ValueError) as exc:
             self.counters["state_not_saved"] += 1
             self.log.warning("state.not_saved", key=key, error=str(exc))
@@ -1680,6 +1693,11 @@ class Gateway:
             self.log.warning(
                 "presence.refused", partner=sender, unit=unit[:_MAX_NAME], reason="not its unit"
             )
+            return
+        served_by = p.served_by
+        if not served_by.isprintable() or len(served_by) > _MAX_NAME:
+            self.counters["presence_refused"] += 1
+            self.log.warning("presence.refused", partner=sender, unit=unit, reason="bad gateway")
             return
         groups = sorted(g for g in set(p.groups) if len(g) <= _MAX_NAME and GROUP_PATTERN.match(g))
         if len(groups) != len(p.groups):
@@ -3011,6 +3029,13 @@ def _expires_at(envelope: v1.Envelope) -> float | None:
 def _seen_key(sender: str, message_id: bytes) -> bytes:
     """Duplicate suppression is per partner: one cannot pre-empt another's message ids."""
     return sender.encode() + b"/" + message_id
+
+
+def _close_when_opened(opening: asyncio.Future[AsyncJournal]) -> None:
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    journal = opening.result()
+    asyncio.get_running_loop().run_in_executor(None, journal.close)
 
 
 def _uuid(value: bytes) -> uuid.UUID:

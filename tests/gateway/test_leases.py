@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from gateway.leases import Lease, LeaseError, LeaseKeeper, LeaseStore, Slot, Step, plan
 from protocols.errors import ConfigError
@@ -230,6 +231,66 @@ class FlakyStore:
 
     def release(self, lease: Lease) -> bool:
         return True
+
+    def holder(self, resource: str) -> Lease | None:
+        return None
+
+
+class SlowAcquireStore(FlakyStore):
+    """An acquisition that commits in the database after its caller gave up on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acquiring = threading.Event()
+        self.go = threading.Event()
+        self.committed = threading.Event()
+        self.held: Lease | None = None
+        self.released: list[Lease] = []
+
+    def acquire(self, resource: str, owner: str, ttl: float) -> Lease | None:
+        self.acquiring.set()
+        self.go.wait(10)
+        self.held = super().acquire(resource, owner, ttl)
+        self.committed.set()
+        return self.held
+
+    def holder(self, resource: str) -> Lease | None:
+        self.committed.wait(10)  # the database serialises it after the acquisition
+        return self.held
+
+    def release(self, lease: Lease) -> bool:
+        self.released.append(lease)
+        return True
+
+
+async def test_a_stop_releases_a_lease_an_acquisition_in_flight_took() -> None:
+    store = SlowAcquireStore()
+    keeper = LeaseKeeper(store, ["gateway:x"], "kehl-1", ttl=3.0)
+    await keeper.start()
+    await asyncio.to_thread(store.acquiring.wait, 5)
+    asyncio.get_running_loop().call_later(0.2, store.go.set)  # commits after the stop began
+    await keeper.stop()
+    assert keeper.held == {}  # its result was never applied
+    assert store.held is not None
+    assert store.released == [store.held]  # but the database's lease is given back
+
+
+async def test_failed_acquisitions_are_warned_about_once_a_minute() -> None:
+    store = FlakyStore()
+    store.mode = "down"
+    keeper = LeaseKeeper(store, ["gateway:x"], "kehl-1", ttl=0.3)
+    with structlog.testing.capture_logs() as logs:
+        await keeper.start()
+        try:
+            async with asyncio.timeout(5):
+                while keeper.counters["acquire_failed"] < 3:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+        finally:
+            await keeper.stop()
+    warnings = [e for e in logs if e["event"] == "lease.acquire_failed"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["error"] == "down"
 
 
 @pytest.mark.parametrize("mode", ["down", "hang"])

@@ -392,3 +392,16 @@ async def test_one_partner_cannot_forge_receipts_or_pre_empt_identities_of_anoth
         # FR's real receipt still reaches the radio.
         await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)))
         assert reports(fed.sim_de, DE_RTW)[0].delivery_status < 0x40
+
+
+async def test_a_partner_presence_naming_an_unprintable_gateway_is_refused(
+    fed: Federation,
+) -> None:
+    env = v1.Envelope()
+    env.ParseFromString(_partner_presence("fr.sdis67.vsav-9"))
+    env.presence.served_by = "gw-fr\x00"  # PostgreSQL could not even store it
+    await fed.fr.link.send("DE", env.SerializeToString())
+    await eventually(lambda: fed.de.counters["presence_refused"] == 1)
+    assert "fr.sdis67.vsav-9" not in fed.de.presence
+    assert fed.de._storable("k", {"origin": "a\x00b"}, 0.0) is None
+    assert fed.de.counters["state_not_saved"] == 1
