@@ -340,10 +340,22 @@ def receipt_state_for(notification: int) -> list[int]:
 
 
 def notification_for(receipt: v1.DeliveryReceipt, report_request: int) -> NotificationType | None:
-    """The disposition notification owed to an MCData sender for a receipt, if any."""
+    """The disposition notification owed to an MCData sender for a receipt, if any.
+
+    Only what the sender asked for (TS 24.282: notifications answer a disposition
+    request), and DELIVERED only when the unit itself confirmed it: a far network that
+    merely accepted the message (a TETRA status, a group, a report that never came) is
+    no delivery to the user, and the sender must not be told otherwise.
+    """
+    if report_request == 0:
+        return None
     if receipt.state == v1.DELIVERY_STATE_FAILED:
         return NotificationType.UNDELIVERED
-    if receipt.state == v1.DELIVERY_STATE_DELIVERED and report_request in (1, 3):
+    if (
+        receipt.state == v1.DELIVERY_STATE_DELIVERED
+        and report_request in (1, 3)
+        and receipt.confirmation == v1.CONFIRMATION_UNIT
+    ):
         return NotificationType.DELIVERED
     if receipt.state == v1.DELIVERY_STATE_READ and report_request in (2, 3):
         return NotificationType.READ

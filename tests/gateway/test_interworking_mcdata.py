@@ -234,14 +234,21 @@ def test_notifications_and_receipts_correspond() -> None:
     ]
     assert receipt_state_for(NotificationType.UNDELIVERED) == [v1.DELIVERY_STATE_FAILED]
     assert receipt_state_for(99) == []
-    delivered = v1.DeliveryReceipt(state=v1.DELIVERY_STATE_DELIVERED)
+    delivered = v1.DeliveryReceipt(
+        state=v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT
+    )
+    accepted_by_network = v1.DeliveryReceipt(
+        state=v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_END_SYSTEM
+    )
     read = v1.DeliveryReceipt(state=v1.DELIVERY_STATE_READ)
     failed = v1.DeliveryReceipt(state=v1.DELIVERY_STATE_FAILED)
     assert notification_for(delivered, 1) == NotificationType.DELIVERED
     assert notification_for(delivered, 2) is None
+    assert notification_for(accepted_by_network, 1) is None  # no unit confirmed it
     assert notification_for(read, 3) == NotificationType.READ
     assert notification_for(read, 1) is None
-    assert notification_for(failed, 0) == NotificationType.UNDELIVERED
+    assert notification_for(failed, 1) == NotificationType.UNDELIVERED
+    assert notification_for(failed, 0) is None  # nothing was asked for
 
 
 @given(text=st.text(min_size=1, max_size=300).filter(lambda t: "\x00" not in t))
