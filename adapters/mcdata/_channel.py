@@ -238,16 +238,10 @@ class SipChannel:
                     await self.write(encode_message(response))
                 except LinkError as exc:
                     self._log.warning("sip_response_not_sent", error=str(exc))
-                    self._abort()
+                    self.abort(f"response not sent: {exc}")
                     broken = True
         if self._discarded:
             self._log.warning("sip_requests_not_handled", requests=self._discarded)
-
-    def _abort(self) -> None:
-        """End the connection now: the read loop sees it closed and the channel finishes."""
-        transport = self._writer.transport
-        if not transport.is_closing():
-            transport.abort()
 
     async def _answer_error(self, error: SipProtocolError) -> None:
         self._log.warning("sip_protocol_error", status=error.status, error=str(error))
@@ -344,9 +338,11 @@ class SipChannel:
             LinkError: The connection is closed.
         """
         self._pong.clear()
-        await self.write(KEEPALIVE_PING)
         try:
             async with asyncio.timeout(timeout):
+                # The write too: a peer that stopped reading leaves it waiting for the
+                # socket (or for the lock, behind a send doing so): that is no pong either.
+                await self.write(KEEPALIVE_PING)
                 await self._pong.wait()
         except TimeoutError:
             return False

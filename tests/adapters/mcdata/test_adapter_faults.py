@@ -448,3 +448,42 @@ async def test_a_peer_that_pipelines_requests_then_resets_frees_its_connection_s
             assert (await client.response()).status == 200
         finally:
             await client.close()
+
+
+async def test_a_peer_that_stops_reading_is_dropped_by_the_keepalive() -> None:
+    """Writes pile up against a full socket: the ping waits too, and that is no pong."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.setblocking(False)
+    accepted: list[socket.socket] = []
+
+    async def accept_and_never_read() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(server)
+            accepted.append(conn)
+
+    acceptor = asyncio.create_task(accept_and_never_read())
+    config = make_config(
+        server.getsockname()[1], request_timeout=0.3, keepalive_interval=0.5, pong_timeout=0.5
+    )
+    try:
+        async with McdataAdapter(config, Recorder()) as adapter:
+            await adapter.wait_connected(3.0)
+            big = [Payload.from_text("x" * 60_000)]
+            to = McdataUser(McdataId(BOB))
+            outcomes = await asyncio.gather(
+                *(adapter.send_sds(LMR_1, to, big) for _ in range(60)), return_exceptions=True
+            )
+            assert not any(getattr(o, "ok", False) for o in outcomes)
+            async with asyncio.timeout(5):
+                while adapter.counters["reconnects"] < 1:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert len(accepted) >= 2  # it dropped the stuck connection and opened another
+    finally:
+        acceptor.cancel()
+        for conn in accepted:
+            conn.close()
+        server.close()
