@@ -136,6 +136,8 @@ _RECEIPTS_PER_ENVELOPE = 512
 _RECEIPTS_BATCHED = "receipts-batched"
 #: Text of the loopback canary sent through a national system to our own radio.
 _CANARY_TEXT = "euccs-canary"
+#: Seconds between the attempts of a disposition notification while the MCX link is down.
+_NOTIFY_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 #: Longest unit or group name a partner's presence may carry.
 _MAX_NAME = 128
 #: Seconds before a failed journal write is tried again.
@@ -2208,20 +2210,36 @@ class Gateway:
         sender = record.addressed_to or f"sip:unknown@{adapter.iwf_domain}"
 
         async def notify() -> None:
-            try:
-                outcome = await self.mcdata[record.adapter].send_notification(
-                    sender,
-                    record.source_issi,
-                    notification,
-                    conversation_id=uuid.UUID(bytes=record.conversation_id),
-                    message_id=uuid.UUID(bytes=record.message_id),
-                    now=self.clock(),
-                )
-            except GatewayError as exc:
-                self.counters["reports_failed"] += 1
-                self.log.warning("notification.failed", adapter=record.adapter, error=str(exc))
-                return
-            self.counters["reports_sent" if outcome.ok else "reports_failed"] += 1
+            # The MCX link may be down for a moment (a reconnect): tried again for about a
+            # minute (it is not journaled: its origin record ends with this receipt).
+            for attempt, delay in enumerate((*_NOTIFY_RETRY_DELAYS, None)):
+                why = ""
+                try:
+                    outcome = await self.mcdata[record.adapter].send_notification(
+                        sender,
+                        record.source_issi,
+                        notification,
+                        conversation_id=uuid.UUID(bytes=record.conversation_id),
+                        message_id=uuid.UUID(bytes=record.message_id),
+                        now=self.clock(),
+                    )
+                except LinkError as exc:
+                    why = str(exc)
+                except GatewayError as exc:  # it cannot be sent at all
+                    self.counters["reports_failed"] += 1
+                    self.log.warning("notification.failed", adapter=record.adapter, error=str(exc))
+                    return
+                else:
+                    if outcome.ok or outcome.status is not None:  # answered: done either way
+                        self.counters["reports_sent" if outcome.ok else "reports_failed"] += 1
+                        return
+                    why = outcome.reason
+                if delay is None:
+                    break
+                self.log.info("notification.retry", adapter=record.adapter, attempt=attempt + 1)
+                await asyncio.sleep(delay)
+            self.counters["reports_failed"] += 1
+            self.log.warning("notification.failed", adapter=record.adapter, error=why)
 
         self._spawn(notify(), "notification")
 

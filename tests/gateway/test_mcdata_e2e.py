@@ -6,6 +6,7 @@ gateways federated over the embedded bus.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -253,3 +254,21 @@ async def test_a_message_the_mcx_system_never_answered_goes_again_not_failed(
     assert crossing.be.counters["delivery_failed"] == 0
     ids = {str(s.message_id) for s in crossing.mcx.received[AMB]}
     assert len(ids) == 1  # the same Message ID each time
+
+
+async def test_a_notification_the_mcx_system_did_not_answer_is_sent_again(
+    crossing: Crossing,
+) -> None:
+    outcome = await crossing.mcx.send_sds(
+        AMB, RTW_AS_SEEN_IN_BELGIUM, "Bitte bestätigen", disposition=DispositionRequest.DELIVERY
+    )
+    assert outcome.ok
+    crossing.mcx.set_silent(True)  # the radio's report comes back while the MCX is stuck
+    await eventually(lambda: bool(crossing.sim_de.received["2001"]))
+    await asyncio.sleep(1.5)  # the first attempt went unanswered
+    assert crossing.mcx.notifications[AMB] == []
+    crossing.mcx.set_silent(False)
+    await eventually(lambda: bool(crossing.mcx.notifications[AMB]), seconds=10)
+    [notification] = crossing.mcx.notifications[AMB]
+    assert notification.notification_type == NotificationType.DELIVERED
+    assert notification.message_id == outcome.message_id
