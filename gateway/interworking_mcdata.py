@@ -57,6 +57,7 @@ __all__ = [
     "envelope_from_mcdata",
     "iwf_id",
     "notification_for",
+    "payloads_not_carried",
     "plan_mcdata_delivery",
     "receipt_state_for",
 ]
@@ -181,6 +182,33 @@ def _report_request(disposition: int) -> int:
         DispositionRequest.DELIVERY_AND_READ: v1.REPORT_REQUEST_DELIVERED_AND_READ,
     }
     return table.get(disposition, v1.REPORT_REQUEST_NONE)
+
+
+def payloads_not_carried(sds: McdataSds) -> list[int]:
+    """Content types of ``sds``'s payloads the envelope does not carry (one body each).
+
+    An emergency carries its first TEXT and first LOCATION; any other SDS its first TEXT,
+    else its first ENHANCED_STATUS, else its first LOCATION. The caller logs and counts
+    the rest: nothing of a message is dropped without a trace.
+    """
+    kinds = [int(p.content_type) for p in sds.payloads]
+    if sds.emergency:
+        kept = [ContentType.TEXT, ContentType.LOCATION]
+    else:
+        first = next(
+            (
+                k
+                for k in (ContentType.TEXT, ContentType.ENHANCED_STATUS, ContentType.LOCATION)
+                if k in kinds
+            ),
+            None,
+        )
+        kept = [first] if first is not None else []
+    dropped = list(kinds)
+    for kind in kept:
+        if kind in dropped:
+            dropped.remove(kind)
+    return dropped
 
 
 def _fill_body(envelope: v1.Envelope, sds: McdataSds, codebook: Codebook, now_us: int) -> int:

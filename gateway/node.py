@@ -63,6 +63,7 @@ from gateway.interworking_mcdata import (
     McdataSds,
     envelope_from_mcdata,
     notification_for,
+    payloads_not_carried,
     plan_mcdata_delivery,
 )
 from gateway.journal import (
@@ -2160,6 +2161,16 @@ class Gateway:
         except DeliveryRefused as exc:
             self._count_refusal(adapter_name, event.sender, exc)
             raise
+        dropped = payloads_not_carried(sds)
+        if dropped:
+            self.counters["mcdata_payloads_dropped"] += len(dropped)
+            self.log.warning(
+                "mcdata.payloads_dropped",
+                adapter=adapter_name,
+                source=event.sender,
+                content_types=dropped,
+                message_id=envelope.message_id.hex(),
+            )
         origin = OriginRecord(
             message_id=envelope.message_id,
             adapter=adapter_name,

@@ -15,6 +15,7 @@ from gateway.interworking_mcdata import (
     envelope_from_mcdata,
     iwf_id,
     notification_for,
+    payloads_not_carried,
     plan_mcdata_delivery,
     receipt_state_for,
 )
@@ -259,3 +260,21 @@ def test_text_survives_mcdata_to_envelope_to_mcdata(text: str) -> None:
     back = plan(config, envelope)
     assert back.payloads == (Payload.from_text(text),)  # type: ignore[attr-defined]
     assert back.message_id == uuid.UUID(int=1).bytes  # type: ignore[attr-defined]
+
+
+def test_payloads_the_envelope_cannot_carry_are_named() -> None:
+    config = parse_config(CONFIG)
+    text = Payload.from_text("Lage")
+    where = Payload(content_type=ContentType.LOCATION, data=b"geo:48.5,7.7")
+    status = Payload(content_type=ContentType.ENHANCED_STATUS, data=b"\x00\x03")
+    assert payloads_not_carried(sds(config, payloads=(text,))) == []
+    assert payloads_not_carried(sds(config, payloads=(text, where, text))) == [
+        ContentType.LOCATION,
+        ContentType.TEXT,
+    ]
+    assert payloads_not_carried(sds(config, payloads=(where, status))) == [ContentType.LOCATION]
+    emergency = sds(config, payloads=(where, text, status), emergency=True)
+    assert payloads_not_carried(emergency) == [ContentType.ENHANCED_STATUS]
+    envelope = to_envelope(config, emergency)
+    assert envelope.emergency.text == "Lage"
+    assert envelope.emergency.location.latitude == 48.5
