@@ -552,12 +552,14 @@ class TetraAdapter(RunsInBackground):
                 # The gateway reports on the whole text under part 1's reference; every
                 # other part that asks is acknowledged on receipt (0x06), or its sender
                 # would send it again and finally give the text up.
-                part_ack = SdsReport(
+                self._report(
+                    session,
+                    event.source,
                     protocol_id=content.protocol_id,
-                    delivery_status=DeliveryStatus.CONCATENATION_PART_ACK,
-                    message_reference=content.message_reference,
+                    status=DeliveryStatus.CONCATENATION_PART_ACK,
+                    reference=content.message_reference,
+                    purpose="part_ack",
                 )
-                self._spawn_send(session, event.source, part_ack, "part_ack")
             if parts is None:
                 return
             # Parts are remembered only now: a text given up can still be completed.
@@ -587,14 +589,15 @@ class TetraAdapter(RunsInBackground):
             message_reference=retransmission.message_reference,
             report_status=retransmission.report_status,
         )
-        if retransmission.report_status is None:
-            return
-        report = SdsReport(
-            protocol_id=retransmission.protocol_id,
-            delivery_status=retransmission.report_status,
-            message_reference=retransmission.message_reference,
-        )
-        self._spawn_send(session, event.source, report, "retransmission_report")
+        if retransmission.report_status is not None:
+            self._report(
+                session,
+                event.source,
+                protocol_id=retransmission.protocol_id,
+                status=retransmission.report_status,
+                reference=retransmission.message_reference,
+                purpose="retransmission_report",
+            )
 
     async def _on_rejected(self, session: _Session, event: SdsRejected) -> None:
         self.counters["rejected"] += 1
@@ -648,14 +651,31 @@ class TetraAdapter(RunsInBackground):
             received=len(expired.received),
             message_reference=expired.message_reference,
         )
-        if expired.message_reference is None:
-            return
+        if expired.message_reference is not None:
+            self._report(
+                session,
+                expired.source,
+                protocol_id=expired.protocol_id,
+                status=expired.reason_code,
+                reference=expired.message_reference,
+                purpose="negative_report",
+            )
+
+    def _report(
+        self,
+        session: _Session,
+        destination: str,
+        *,
+        protocol_id: int,
+        status: int,
+        reference: int,
+        purpose: str,
+    ) -> None:
+        """Send an SDS-REPORT in the background (see :meth:`_spawn_send`)."""
         report = SdsReport(
-            protocol_id=expired.protocol_id,
-            delivery_status=expired.reason_code,
-            message_reference=expired.message_reference,
+            protocol_id=protocol_id, delivery_status=status, message_reference=reference
         )
-        self._spawn_send(session, expired.source, report, "negative_report")
+        self._spawn_send(session, destination, report, purpose)
 
     def _spawn_send(
         self, session: _Session, destination: str, content: SdsContent, purpose: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -11,6 +12,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -217,15 +219,24 @@ class _HoldingInbox(Inbox):
         await super().__call__(sender, payload)
 
 
-async def test_an_emergency_is_taken_in_while_a_routine_batch_is_still_in_progress(
-    mqtt_world: MqttWorld,
-) -> None:
-    de, fr = _link(mqtt_world, "DE"), _link(mqtt_world, "FR")
+@contextlib.asynccontextmanager
+async def _routine_batch_held(
+    world: MqttWorld,
+) -> AsyncIterator[tuple[MqttFederationLink, MqttFederationLink, _HoldingInbox]]:
+    """DE and FR linked, FR's inbox holding DE's text "hold me" (a slow commit)."""
+    de, fr = _link(world, "DE"), _link(world, "FR")
     inbox = _HoldingInbox()
     async with serving(de), serving(fr, inbox):
         await de.wait_until(lambda: de.reachable("FR"))
         await de.send("FR", envelope("DE", "FR", "hold me"))
         await asyncio.wait_for(inbox.holding.wait(), 10)
+        yield de, fr, inbox
+
+
+async def test_an_emergency_is_taken_in_while_a_routine_batch_is_still_in_progress(
+    mqtt_world: MqttWorld,
+) -> None:
+    async with _routine_batch_held(mqtt_world) as (de, _fr, inbox):
         await de.send("FR", envelope("DE", "FR", "after me"))  # waits for "hold me"
         await de.send("FR", envelope("DE", "FR", "mayday", v1.PRIORITY_EMERGENCY))
         await de.send("FR", envelope("DE", "FR", "peril", v1.PRIORITY_IMMINENT_PERIL))
@@ -511,12 +522,7 @@ async def test_the_queue_of_received_messages_is_bounded_in_bytes_urgent_ones_ge
 async def test_a_reload_takes_in_what_was_queued_before_the_session_ends(
     mqtt_world: MqttWorld,
 ) -> None:
-    de, fr = _link(mqtt_world, "DE"), _link(mqtt_world, "FR")
-    inbox = _HoldingInbox()
-    async with serving(de), serving(fr, inbox):
-        await de.wait_until(lambda: de.reachable("FR"))
-        await de.send("FR", envelope("DE", "FR", "hold me"))
-        await asyncio.wait_for(inbox.holding.wait(), 10)
+    async with _routine_batch_held(mqtt_world) as (de, fr, inbox):
         await de.send("FR", envelope("DE", "FR", "queued"))  # acknowledged by the broker
         await asyncio.sleep(0.2)  # in FR's queue, behind the message being taken in
         fr.reload()
