@@ -290,6 +290,8 @@ class Gateway:
 
     _receipts_applying: set[bytes]
     _receipt_turns: dict[str, asyncio.Future[None]]
+    #: When the journal last failed a commit or read, and why (``readiness``).
+    journal_error: tuple[float, str] | None = None
 
     def __init__(
         self,
@@ -972,6 +974,7 @@ class Gateway:
                 await self._journal_trouble(exc)
 
     async def _journal_trouble(self, exc: JournalError) -> None:
+        self.journal_error = (self.monotonic(), str(exc))  # /readyz: not ready meanwhile
         self.counters["journal_errors"] += 1
         self.log.error("journal.write_failed", error=str(exc))
         self._observe("journal_error", reason=str(exc))

@@ -164,15 +164,23 @@ def links_view(gateway: Gateway, journal_backlog: int | None) -> dict[str, Any]:
     }
 
 
+#: Seconds after a journal failure during which the gateway does not say it is ready.
+JOURNAL_UNREADY_SECONDS = 5.0
+
+
 def readiness(gateway: Gateway) -> list[str]:
     """Why the gateway is not ready (empty: ready).
 
-    Ready means: the journal is open, every adapter is connected, and every federation link
-    is up and not degraded (its canaries come back).
+    Ready means: the journal is open and has not failed in the last
+    ``JOURNAL_UNREADY_SECONDS`` (a failing journal refuses custody), every adapter is
+    connected, and every federation link is up and not degraded (its canaries come back).
     """
     reasons = []
     if gateway.journal is None:
         reasons.append("the journal is not open")
+    failed = gateway.journal_error
+    if failed is not None and gateway.monotonic() - failed[0] < JOURNAL_UNREADY_SECONDS:
+        reasons.append(f"the journal is failing: {failed[1]}")
     for name, adapter in gateway.adapters.items():
         if adapter.state is not LinkState.CONNECTED:
             reasons.append(f"adapter {name} is {adapter.state.name.lower()}")

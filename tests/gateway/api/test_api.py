@@ -7,7 +7,10 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 
+from gateway.journal import JournalError
+from protocols.schema import v1
 from protocols.tetra import StatusSds
 from tests.gateway.api.conftest import Api
 from tests.gateway.federation import DE_RTW, FR_VSAV, eventually, texts
@@ -216,3 +219,36 @@ async def test_health_and_readiness(api: Api) -> None:
     status, body = await api.get("/readyz")
     assert status == 503
     assert body["reasons"] == ["the federation link to FR is down"]
+
+
+async def test_a_failing_journal_makes_the_gateway_unready_until_it_recovers(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway = api.fed.de
+    submit = gateway._submit_commit
+    refusing = True
+
+    def maybe_refusing(**kwargs: Any) -> asyncio.Future[list[int] | None]:
+        if not refusing:
+            return submit(**kwargs)
+        future: asyncio.Future[list[int] | None] = asyncio.get_running_loop().create_future()
+        future.set_exception(JournalError("disk full"))
+        return future
+
+    monkeypatch.setattr(gateway, "_submit_commit", maybe_refusing)
+    monkeypatch.setattr("gateway.api.views.JOURNAL_UNREADY_SECONDS", 1.5)
+    about = v1.Envelope(message_id=b"\x5a" * 16)
+    about.origin.nation = "FR"
+    about.origin.unit = "fr.sdis67.vsav-strasbourg-1"
+    receipt = asyncio.create_task(
+        gateway._send_receipt(about, v1.DELIVERY_STATE_DELIVERED, remove=[])
+    )
+    await eventually(lambda: gateway.counters["journal_errors"] >= 1)
+    status, body = await api.get("/readyz")
+    assert status == 503
+    assert "the journal is failing: disk full" in body["reasons"]
+    refusing = False  # the disk has room again: the retry goes through
+    await asyncio.wait_for(receipt, 5)
+    await asyncio.sleep(1.5)
+    status, body = await api.get("/readyz")
+    assert (status, body["reasons"]) == (200, [])
