@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPub
 
 from certs._files import load_certificates, load_crl, write_public
 from certs.errors import CertificateError, PeerRefused
-from certs.identity import Role, identity_of
+from certs.identity import Role, identity_of, permitted_names
 
 __all__ = ["BundleEntry", "TrustBundle", "load_bundle", "write_bundle"]
 
@@ -92,6 +92,18 @@ def _check_ca(country: str, ca: x509.Certificate) -> None:
         raise CertificateError(f"CA for {country}: {subject} is not a CA certificate")
     if ca.issuer != ca.subject:
         raise CertificateError(f"CA for {country}: {subject} is not self-signed")
+    try:
+        names = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        names = None
+    if names is None or not names.critical or names.value != permitted_names(country):
+        # The broker keys its ACL on the subject and checks only the chain: a CA that may
+        # name anything could mint a certificate the broker takes for another country's.
+        raise CertificateError(
+            f"CA for {country}: {subject} does not constrain its names (a critical Name "
+            f"Constraints extension permitting only euccs://{country} URIs and subjects "
+            f"under C={country}, O=EUCCS); mint it with this version's 'certs ca create'"
+        )
     try:
         ca.verify_directly_issued_by(ca)
     except Exception:  # InvalidSignature, ValueError, TypeError

@@ -45,6 +45,7 @@ from certs.identity import (
     PeerIdentity,
     Role,
     identity_of,
+    permitted_names,
     serial_text,
     validate_country,
     validate_name,
@@ -122,9 +123,11 @@ def build_ca_certificate(
     basicConstraints CA:true pathlen 0 (critical), keyUsage keyCertSign + cRLSign
     (critical), subject ``C=<country>``, URI SAN ``euccs://<country>/ca/<name>``. With
     ``name_constraints`` (the default) a critical Name Constraints extension permits only
-    URI SANs whose host is the country code, so TLS stacks that enforce name constraints
-    (OpenSSL does) already refuse another country's identity minted by this CA;
-    :func:`certs.verify_peer` enforces the same rule itself.
+    URI SANs whose host is the country code and subjects under ``C=<country>, O=EUCCS``,
+    so TLS stacks that enforce name constraints (OpenSSL, hence Mosquitto) already refuse
+    another country's identity minted by this CA, in the URI and in the subject the
+    broker's ACL is keyed on; :func:`certs.verify_peer` enforces the same rules itself.
+    A federation bundle takes only CAs with these constraints.
 
     Args:
         key: The CA's private key.
@@ -169,13 +172,7 @@ def build_ca_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if name_constraints:
-        builder = builder.add_extension(
-            x509.NameConstraints(
-                permitted_subtrees=[x509.UniformResourceIdentifier(country)],
-                excluded_subtrees=None,
-            ),
-            critical=True,
-        )
+        builder = builder.add_extension(permitted_names(country), critical=True)
     return builder.sign(key, hashes.SHA256())
 
 
@@ -192,6 +189,7 @@ def build_leaf_certificate(
     crl_url: str | None = None,
     unsafe_any_country: bool = False,
     unsafe_omit_identity: bool = False,
+    unsafe_subject_of: PeerIdentity | None = None,
 ) -> x509.Certificate:
     """Build and sign a gateway, adapter or console certificate (low level: no files).
 
@@ -212,6 +210,8 @@ def build_leaf_certificate(
         unsafe_any_country: UNSAFE, tests only: allow an identity of another country than
             the CA's (a forgery :func:`certs.verify_peer` must refuse).
         unsafe_omit_identity: UNSAFE, tests only: leave the ``euccs://`` URI SAN out.
+        unsafe_subject_of: UNSAFE, tests only: the subject of this other identity (a
+            forgery aimed at a broker ACL keyed on the subject).
 
     Raises:
         CertificateError: The identity's country is not the CA's, or the role is not a
@@ -232,15 +232,16 @@ def build_leaf_certificate(
     if not unsafe_omit_identity:
         general_names.append(x509.UniformResourceIdentifier(identity.uri))
     general_names.extend(x509.DNSName(name) for name in dns)
+    named = unsafe_subject_of or identity
     builder = (
         x509.CertificateBuilder()
         .subject_name(
             x509.Name(
                 [
-                    x509.NameAttribute(NameOID.COUNTRY_NAME, identity.country),
+                    x509.NameAttribute(NameOID.COUNTRY_NAME, named.country),
                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "EUCCS"),
-                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, identity.role.value),
-                    x509.NameAttribute(NameOID.COMMON_NAME, identity.name),
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, named.role.value),
+                    x509.NameAttribute(NameOID.COMMON_NAME, named.name),
                 ]
             )
         )

@@ -107,7 +107,6 @@ def _ca_create(args: argparse.Namespace) -> int:
         now=now,
         days=args.days,
         passphrase=_passphrase(args.passphrase_env),
-        name_constraints=not args.no_name_constraints,
     )
     cert = ca.certificate
     print(f"created CA {ca.identity.uri} ({cert.subject.rfc4514_string()})")
@@ -358,11 +357,6 @@ def _add_actions(certs: argparse.ArgumentParser) -> None:
     )
     create.add_argument(
         "--passphrase-env", metavar="VAR", help="encrypt the CA key with the passphrase in VAR"
-    )
-    create.add_argument(
-        "--no-name-constraints",
-        action="store_true",
-        help="omit the Name Constraints extension (URI host = country)",
     )
     create.set_defaults(func=_guarded(_ca_create))
     _add_issue_revoke_crl(sub)

@@ -44,6 +44,8 @@ class Refusal(StrEnum):
     """The serial number is on the country's CRL."""
     CRL_EXPIRED = "crl-expired"
     """The country's CRL is past its nextUpdate: revocation status unknown, fail closed."""
+    SUBJECT_MISMATCH = "subject-mismatch"
+    """The subject is not ``C=<country>, O=EUCCS, OU=<role>, CN=<name>`` of the identity URI."""
 
 
 class CertificateError(GatewayError):

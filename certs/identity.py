@@ -24,6 +24,7 @@ __all__ = [
     "identity_uris",
     "parse_identity_uri",
     "parse_serial",
+    "permitted_names",
     "serial_text",
     "validate_country",
     "validate_name",
@@ -190,3 +191,21 @@ def parse_serial(text: str) -> int:
         raise ValueError(
             f"{text!r} is not a serial number (0x-prefixed hex, colon-separated hex or decimal)"
         ) from None
+
+
+def permitted_names(country: str) -> x509.NameConstraints:
+    """What a country's CA may name: ``euccs://<country>/...`` URIs, ``C=<country>, O=EUCCS``."""
+    return x509.NameConstraints(
+        permitted_subtrees=[
+            x509.UniformResourceIdentifier(country),
+            x509.DirectoryName(
+                x509.Name(
+                    [
+                        x509.NameAttribute(x509.NameOID.COUNTRY_NAME, country),
+                        x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "EUCCS"),
+                    ]
+                )
+            ),
+        ],
+        excluded_subtrees=None,
+    )

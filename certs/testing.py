@@ -51,6 +51,9 @@ class BadKind(StrEnum):
     """Identity of a country (ZZ) that has no CA in the bundle."""
     FOREIGN_IDENTITY = "foreign-identity"
     """Another country's identity, signed by this country's real CA (a forgery)."""
+    FOREIGN_SUBJECT = "foreign-subject"
+    """This country's identity URI, signed by its real CA, under the subject of another
+    country's gateway (the name a broker's ACL is keyed on)."""
     MISSING_IDENTITY = "missing-identity"
     """Signed by the real CA, but without the ``euccs://`` URI SAN."""
     CONSOLE_AS_GATEWAY = "console-as-gateway"
@@ -66,6 +69,7 @@ EXPECTED_REFUSAL: dict[BadKind, Refusal] = {
     BadKind.IMPOSTOR_CA: Refusal.BAD_SIGNATURE,
     BadKind.UNKNOWN_COUNTRY: Refusal.UNKNOWN_CA,
     BadKind.FOREIGN_IDENTITY: Refusal.WRONG_COUNTRY,
+    BadKind.FOREIGN_SUBJECT: Refusal.SUBJECT_MISMATCH,
     BadKind.MISSING_IDENTITY: Refusal.MISSING_IDENTITY,
     BadKind.CONSOLE_AS_GATEWAY: Refusal.WRONG_ROLE,
 }
@@ -80,6 +84,7 @@ def unsafe_forge_credential(
     days: int = 30,
     dns: Sequence[str] = (),
     omit_identity: bool = False,
+    subject_of: PeerIdentity | None = None,
 ) -> Credential:
     """UNSAFE, tests only: sign ANY identity (even another country's) with ``ca``.
 
@@ -97,6 +102,7 @@ def unsafe_forge_credential(
         dns=dns,
         unsafe_any_country=True,
         unsafe_omit_identity=omit_identity,
+        unsafe_subject_of=subject_of,
     )
     base = Path(out)
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +181,13 @@ def mint_bad_credentials(
         PeerIdentity(other, Role.GATEWAY, f"gw-{other.lower()}"),
         now=now,
         out=out / BadKind.FOREIGN_IDENTITY.value,
+    )
+    result[BadKind.FOREIGN_SUBJECT] = unsafe_forge_credential(
+        ca,
+        PeerIdentity(cc, Role.GATEWAY, "gw-evil"),
+        now=now,
+        out=out / BadKind.FOREIGN_SUBJECT.value,
+        subject_of=PeerIdentity(other, Role.GATEWAY, f"gw-{other.lower()}"),
     )
     result[BadKind.MISSING_IDENTITY] = unsafe_forge_credential(
         ca,

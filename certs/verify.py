@@ -14,7 +14,7 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certs._files import aware, iso
 from certs.bundle import TrustBundle, issuer_public_key
@@ -104,6 +104,15 @@ def verify_peer(
                 f"{', '.join(sorted(r.value for r in accepted))}",
                 reason=Refusal.WRONG_ROLE,
             )
+
+    expected = (identity.country, "EUCCS", identity.role.value, identity.name)
+    if _subject_names(cert) != expected:
+        # The broker's ACL is keyed on the subject: it must name what the URI names.
+        raise PeerRefused(
+            f"{who}: its subject {cert.subject.rfc4514_string()} does not name "
+            f"C={expected[0]}, O=EUCCS, OU={expected[2]}, CN={expected[3]}",
+            reason=Refusal.SUBJECT_MISMATCH,
+        )
 
     entry = bundle.get(identity.country)
     if entry is None:
@@ -207,3 +216,19 @@ def _reason(revoked: x509.RevokedCertificate) -> str:
     except x509.ExtensionNotFound:
         return ""
     return f", reason {reason.name}"
+
+
+_SUBJECT_OIDS = (
+    NameOID.COUNTRY_NAME,
+    NameOID.ORGANIZATION_NAME,
+    NameOID.ORGANIZATIONAL_UNIT_NAME,
+    NameOID.COMMON_NAME,
+)
+
+
+def _subject_names(cert: x509.Certificate) -> tuple[str, ...] | None:
+    """(C, O, OU, CN) of the subject, each exactly once; None for any other subject."""
+    names = [cert.subject.get_attributes_for_oid(oid) for oid in _SUBJECT_OIDS]
+    if any(len(values) != 1 for values in names) or len(cert.subject) != len(names):
+        return None
+    return tuple(str(values[0].value) for values in names)

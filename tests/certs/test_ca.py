@@ -43,7 +43,17 @@ def test_create_ca_writes_a_self_signed_p256_ca(ca: CertificateAuthority) -> Non
     assert usage.key_cert_sign and usage.crl_sign and not usage.digital_signature
     names = cert.extensions.get_extension_for_class(x509.NameConstraints)
     assert names.critical
-    assert names.value.permitted_subtrees == [x509.UniformResourceIdentifier("DE")]
+    assert names.value.permitted_subtrees == [
+        x509.UniformResourceIdentifier("DE"),
+        x509.DirectoryName(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "EUCCS"),
+                ]
+            )
+        ),
+    ]
     key = cert.public_key()
     assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
     cert.verify_directly_issued_by(cert)

@@ -62,6 +62,7 @@ BROKER_REFUSES = [
     BadKind.NOT_YET_VALID,
     BadKind.REVOKED,
     BadKind.FOREIGN_IDENTITY,  # wrong country for its CA
+    BadKind.FOREIGN_SUBJECT,  # the subject (the ACL's username) of another country's gateway
 ]
 
 
