@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from certs import PeerIdentity, PeerRefused, Refusal, Role, TrustBundle, peer_identity
 from gateway.api.collect import render_metrics
 from gateway.api.metrics import CONTENT_TYPE
 from gateway.api.openapi import openapi_document
-from gateway.api.recorder import Recorder, iso
+from gateway.api.recorder import RECHECK, Recorder, iso
 from gateway.api.settings import ApiSettings
 from gateway.api.validation import InvalidBody, Submission, parse_submission
 from gateway.api.views import groups_view, links_view, readiness, unit_nation, units_view
@@ -34,6 +35,8 @@ from gateway.node import Gateway
 from protocols.errors import DeliveryRefused
 from protocols.schema import v1
 from protocols.tetra import DeliveryStatus
+
+log = structlog.get_logger(__name__)
 
 __all__ = [
     "CONSOLE_ORGANISATION",
@@ -51,6 +54,8 @@ CONSOLE_ORGANISATION = "controlroom"
 MONITORING_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Seconds between keep-alive comments on an idle event stream.
 KEEPALIVE_SECONDS = 15.0
+#: Seconds between two checks of an event stream's client certificate while events flow.
+STREAM_RECHECK_SECONDS = 60.0
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 _PRIORITY = {
     "routine": v1.PRIORITY_ROUTINE,
@@ -429,17 +434,47 @@ async def _events(request: web.Request) -> web.StreamResponse:
         }
         await response.write(b"retry: 3000\n\n" + _sse(hello))
         keepalive = request.app.get(KEEPALIVE, KEEPALIVE_SECONDS)
+        checked = time.monotonic()
         while True:
             try:
                 async with asyncio.timeout(keepalive):
                     event = await queue.get()
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
-                continue
+                event = {}
             if event is None:
                 break
-            await response.write(_sse(event))
+            # The certificate was checked when the stream opened; a stream lives long: it
+            # is checked again when the trust bundle changes (a revocation), and at least
+            # every keepalive or STREAM_RECHECK_SECONDS (an expiry).
+            if event is RECHECK or time.monotonic() - checked >= STREAM_RECHECK_SECONDS:
+                checked = time.monotonic()
+                refusal = _still_trusted(request)
+                if refusal is not None:
+                    ctx.recorder.api_rejections["stream_ended"] += 1
+                    log.warning("api.stream_ended", identity=request[IDENTITY].uri, why=refusal)
+                    await response.write(_sse({"type": "goodbye", "id": 0, "reason": refusal}))
+                    break
+            if event is RECHECK:
+                continue
+            await response.write(_sse(event) if event else b": keepalive\n\n")
     return response
+
+
+def _still_trusted(request: web.Request) -> str | None:
+    """Why the stream's client certificate is no longer accepted, or None."""
+    auth = _ctx(request).auth
+    if auth.trust is None:
+        return None
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return "no TLS session"
+    now = datetime.fromtimestamp(_ctx(request).gateway.clock(), UTC)
+    try:
+        peer_identity(ssl_object, auth.trust, now, roles=[Role.CONSOLE])
+    except PeerRefused as exc:
+        return f"client certificate refused ({exc.reason.value})"
+    return None
 
 
 async def _openapi(request: web.Request) -> web.Response:

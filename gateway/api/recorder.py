@@ -77,6 +77,10 @@ def priority_name(value: str | int) -> str:
     return value.removeprefix("PRIORITY_").lower()
 
 
+#: Put in a stream's queue by :meth:`EventHub.recheck`: check the client again, send nothing.
+RECHECK: dict[str, Any] = {"type": "_recheck"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class StateChange:
     """One state a message reached, where and when."""
@@ -289,6 +293,12 @@ class EventHub:
                 queue.put_nowait(None)
                 continue
             queue.put_nowait(event)
+
+    def recheck(self) -> None:
+        """Have every stream check its client's certificate again (the trust bundle changed)."""
+        for queue in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(RECHECK)
 
     def close(self) -> None:
         """End every stream (server shutdown)."""

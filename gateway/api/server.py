@@ -402,6 +402,7 @@ class ApiServer:
         bundle = load_bundle(self.settings.bundle)
         reload_context(self.context, self.settings.cert, self.settings.key, bundle)
         self.auth.trust = bundle
+        self.recorder.events.recheck()  # open event streams: a revoked console's ends now
         log.info("api.reloaded", url=self.url, countries=sorted(bundle.countries))
 
 

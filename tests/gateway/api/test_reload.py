@@ -13,7 +13,7 @@ from protocols.errors import GatewayError
 from tests.gateway.api.conftest import Api
 
 
-async def test_revoked_console_is_refused_after_reload_while_streams_stay(api: Api) -> None:
+async def test_revoked_console_is_refused_after_reload_and_its_stream_ends(api: Api) -> None:
     console = api.pki.consoles["DE"]
     async with api.session() as watcher, watcher.get("/api/v1/events") as stream:
         assert stream.status == 200
@@ -41,10 +41,14 @@ async def test_revoked_console_is_refused_after_reload_while_streams_stay(api: A
                 assert "revoked" in (await refused.text())
         except aiohttp.ClientError:
             assert api.server.recorder.tls_failures["revoked"] >= 1
-        # The stream opened before the reload is still served.
-        await api.fed.sim_de.send_status("2001", "9001001", 0x8006)
+        # The stream opened before the reload ends too: it is told why, then closed.
         async with asyncio.timeout(10):
-            assert (await next_event())["type"] in ("message", "presence", "link", "alert")
+            goodbye = await next_event()
+            while goodbye["type"] != "goodbye":
+                goodbye = await next_event()
+            assert goodbye["reason"] == "client certificate refused (revoked)"
+            assert (await stream.content.read()).strip() == b""  # then the server ended it
+        assert api.server.recorder.api_rejections["stream_ended"] == 1
     # Another country's console is unaffected by the German revocation (and refused as foreign).
     async with api.session(api.pki.consoles["FR"]) as other, other.get("/api/v1/units") as r:
         assert r.status == 403
