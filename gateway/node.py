@@ -1542,7 +1542,13 @@ class Gateway:
                 "federation.malformed", sender=sender, size=len(payload), error=str(exc)
             )
             return
-        if envelope.origin.nation != sender or _egress(sender) not in self.queues:
+        origin_unit = envelope.origin.unit
+        if (
+            envelope.origin.nation != sender
+            or _egress(sender) not in self.queues
+            or (origin_unit and not origin_unit.startswith(f"{sender.lower()}."))
+        ):
+            # A partner speaks for its own country's units only.
             self.counters["federation_misattributed"] += 1
             self.log.warning(
                 "federation.misattributed", sender=sender, origin=envelope.origin.nation

@@ -247,9 +247,9 @@ class AlertBook:
             self._alerts.popitem(last=False)
         return True
 
-    def cancel_from(self, origin: str) -> list[AlertRecord]:
-        """Forget the alerts raised by ``origin`` (it cancelled its emergency)."""
-        gone = [a for a in self._alerts.values() if a.origin == origin]
+    def cancel_from(self, origin: str, *, direction: str) -> list[AlertRecord]:
+        """Forget the ``direction`` alerts raised by ``origin`` (it cancelled its emergency)."""
+        gone = [a for a in self._alerts.values() if a.origin == origin and a.direction == direction]
         for alert in gone:
             del self._alerts[alert.alert_id]
         return gone
@@ -475,7 +475,7 @@ class Recorder:
                 if envelope.emergency.active:
                     self._alert_from(envelope, "inbound", now)
                 else:
-                    for alert in self.alerts.cancel_from(envelope.origin.unit):
+                    for alert in self.alerts.cancel_from(envelope.origin.unit, direction="inbound"):
                         self.events.publish(
                             {"type": "alert_cancelled", "alert_id": alert.alert_id.hex()}
                         )

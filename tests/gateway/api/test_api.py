@@ -252,3 +252,22 @@ async def test_a_failing_journal_makes_the_gateway_unready_until_it_recovers(
     await asyncio.sleep(1.5)
     status, body = await api.get("/readyz")
     assert (status, body["reasons"]) == (200, [])
+
+
+async def test_a_partner_cannot_cancel_our_alerts_or_another_origins(api: Api) -> None:
+    status, body = await api.post(
+        "/api/v1/messages", {"to": {"group": GROUP}, "emergency": {"lat": 48.57, "lon": 7.79}}
+    )
+    assert status == 202
+    ours = body["message_id"]
+    console = "de.controlroom.console-1"  # the origin of our alert
+    cancel = v1.Envelope(message_id=b"\x6b" * 16, priority=v1.PRIORITY_EMERGENCY)
+    cancel.origin.nation = "FR"
+    cancel.origin.unit = console  # FR speaking for a German unit
+    cancel.destination.unit.nation = "DE"
+    cancel.destination.unit.unit = "de.bos.rtw-kehl-1"
+    cancel.emergency.active = False
+    await api.fed.fr.link.send("DE", cancel.SerializeToString())
+    await eventually(lambda: api.fed.de.counters["federation_misattributed"] == 1)
+    _, alerts = await api.get("/api/v1/alerts")
+    assert any(a["alert_id"] == ours for a in alerts)
