@@ -166,6 +166,12 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status == 405 and "Allow" in exc.headers:
             error.headers["Allow"] = exc.headers["Allow"]
         return error
+    except Exception:  # a bug: still a JSON answer, logged and counted, never a bare 500
+        recorder.api_rejections["internal_error"] += 1
+        log.exception("api.internal_error", method=request.method, path=request.path)
+        return ApiError(
+            500, "internal_error", "the gateway failed to answer; see its log"
+        ).response()
 
 
 @web.middleware
@@ -224,7 +230,7 @@ async def _list_messages(request: web.Request) -> web.Response:
             400, "invalid_query", f"unknown query parameter {unknown[0]!r}", field=unknown[0]
         )
     raw = request.query.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
         raise ApiError(
             400, "invalid_query", f"limit: {raw!r} is not an integer 1..1000", field="limit"
         )
@@ -268,6 +274,8 @@ async def _read_json(request: web.Request) -> Any:
             "malformed_json",
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
         ) from None
+    except (RecursionError, ValueError):  # nested too deep; an integer too long to read
+        raise ApiError(400, "malformed_json", "the JSON is nested too deep or too long") from None
 
 
 def _envelope(ctx: _Context, identity: PeerIdentity, submission: Submission) -> v1.Envelope:
@@ -520,7 +528,10 @@ async def _console_file(request: web.Request) -> web.StreamResponse:
     root = _ctx(request).console_dir
     assert root is not None
     relative = request.match_info.get("path", "") or "index.html"
-    target = (root / relative).resolve()
+    try:
+        target = (root / relative).resolve()
+    except (OSError, ValueError):  # e.g. a NUL in the path
+        target = root
     if not target.is_relative_to(root) or not target.is_file():
         raise ApiError(404, "not_found", f"no console file {relative!r}")
     return web.FileResponse(target, headers={"Cache-Control": "no-cache"})

@@ -81,6 +81,8 @@ def _coordinate(data: dict[str, Any], key: str, bound: float) -> float | None:
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidBody(f"emergency.{key}", f"expected a number, got {_kind(value)}")
+    if isinstance(value, int) and not -bound <= value <= bound:  # also a huge integer
+        raise InvalidBody(f"emergency.{key}", f"outside -{bound:g}..{bound:g}")
     if not math.isfinite(value) or not -bound <= value <= bound:
         raise InvalidBody(f"emergency.{key}", f"{value} is outside -{bound:g}..{bound:g}")
     return float(value)
@@ -92,9 +94,22 @@ def _text(value: object) -> str:
         raise InvalidBody("text", "must not be empty")
     if len(text) > MAX_TEXT:
         raise InvalidBody("text", f"{len(text)} characters; at most {MAX_TEXT}")
-    if any(ord(c) < 0x20 and c not in "\n\r\t" for c in text):
-        raise InvalidBody("text", "control characters are not allowed")
+    if any(ord(c) < 0x20 and c not in "\n\t" for c in text) or any(map(_hidden, text)):
+        # A carriage return or a direction override could rewrite the sender shown on a
+        # radio's display ("[de.controlroom.x] ..."); a lone surrogate is no text at all.
+        raise InvalidBody("text", "control, direction or surrogate characters are not allowed")
     return text
+
+
+def _hidden(c: str) -> bool:
+    """DEL and C1 controls, bidirectional overrides and isolates, surrogates."""
+    code = ord(c)
+    return (
+        0x7F <= code <= 0x9F
+        or 0x202A <= code <= 0x202E
+        or 0x2066 <= code <= 0x2069
+        or 0xD800 <= code <= 0xDFFF
+    )
 
 
 def _emergency(value: object) -> tuple[float | None, float | None]:

@@ -125,3 +125,56 @@ async def test_refusals_are_counted_by_reason(api: Api) -> None:
     async with api.session() as s, s.get("/metrics") as r:
         text = await r.text()
     assert 'euccs_rejected_inputs_total{reason="unknown_unit",source="api"} 1' in text
+
+
+_TO_FR = '{"to": {"unit": "' + FR_UNIT + '"}, '
+
+
+async def _raw(api: Api, method: str, path: str, data: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    async with (
+        api.session() as session,
+        session.request(method, path, data=data, headers=headers) as response,
+    ):
+        return response.status, await response.json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data", "status", "field"),
+    [
+        ("GET", "/api/v1/messages?limit=%C2%B2", None, 400, "limit"),  # a digit int() refuses
+        ("GET", "/api/v1/messages?limit=" + "1" * 4301, None, 400, "limit"),
+        ("POST", "/api/v1/messages", "[" * 5000 + "]" * 5000, 400, None),
+        (
+            "POST",
+            "/api/v1/messages",
+            _TO_FR + '"emergency": {"lat": 1' + "0" * 400 + ', "lon": 7}}',
+            400,
+            "emergency.lat",
+        ),
+        (
+            "POST",
+            "/api/v1/messages",
+            _TO_FR + '"text": "hi \\ud800"}',
+            400,
+            "text",
+        ),
+        ("GET", "/a%00b", None, 404, None),
+    ],
+    ids=["odd-digit", "long-digits", "deep-json", "huge-integer", "lone-surrogate", "nul-path"],
+)
+async def test_hostile_requests_get_a_json_refusal_not_a_500(
+    api: Api, method: str, path: str, data: str | None, status: int, field: str | None
+) -> None:
+    got, body = await _raw(api, method, path, data)
+    assert got == status
+    assert body["error"]
+    if field is not None:
+        assert body["field"] == field
+    assert api.server.recorder.api_rejections["internal_error"] == 0
+
+
+@pytest.mark.parametrize("text", ["x\r[fr.sdis67.chef] Abbruch", "\u202eetrop", "a\x85b"])
+async def test_texts_that_could_rewrite_what_a_radio_shows_are_refused(api: Api, text: str) -> None:
+    status, body = await api.post("/api/v1/messages", {"to": {"unit": FR_UNIT}, "text": text})
+    assert (status, body["field"]) == (400, "text")
