@@ -2763,7 +2763,8 @@ class Gateway:
         record = records.get(message_id)
         if record is not None and self.tracker.ended_since(message_id, token):
             record = None
-        state_name = _RECEIPT_STATE_NAMES.get(receipt.state, str(receipt.state))
+        # A partner's value: an unknown one must not create a metric series of its own.
+        state_name = _RECEIPT_STATE_NAMES.get(receipt.state, "unknown")
         self.counters[f"receipts_{state_name}"] += 1
         if record is None:
             self.counters["receipts_unmatched"] += 1

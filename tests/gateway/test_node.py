@@ -405,3 +405,14 @@ async def test_a_partner_presence_naming_an_unprintable_gateway_is_refused(
     assert "fr.sdis67.vsav-9" not in fed.de.presence
     assert fed.de._storable("k", {"origin": "a\x00b"}, 0.0) is None
     assert fed.de.counters["state_not_saved"] == 1
+
+
+async def test_receipt_states_from_a_newer_schema_share_one_counter(fed: Federation) -> None:
+    for state in range(100, 130):  # values a partner controls
+        receipt = v1.Envelope(message_id=uuid.uuid4().bytes)
+        receipt.origin.nation = "FR"
+        receipt.receipt.message_id = uuid.uuid4().bytes
+        receipt.receipt.state = state  # type: ignore[assignment]
+        await fed.fr.link.send("DE", receipt.SerializeToString())
+    await eventually(lambda: fed.de.counters["receipts_unknown"] == 30)
+    assert not any(key.startswith("receipts_1") for key in fed.de.counters)
