@@ -1751,7 +1751,7 @@ class Gateway:
             if tracker is not None:
                 self._path_change(tracker.returned_canary(canary.sequence, self.monotonic()))
             return
-        echo = self._gateway_envelope(sender, envelope.priority)
+        echo = self._gateway_envelope(sender, envelope.priority, valid_for=self._canary_life())
         echo.canary.CopyFrom(canary)
         echo.canary.echo = True
         self._enqueue(Held(envelope=echo, entry_id=None, queue=_egress(sender)))
@@ -1780,13 +1780,19 @@ class Gateway:
         )
         self._observe("liveness", path=change.path, state=change.state.value, reason=change.reason)
 
-    def _gateway_envelope(self, nation: str, priority: int) -> v1.Envelope:
-        """An envelope from this gateway to ``nation``'s gateway (control traffic)."""
+    def _gateway_envelope(self, nation: str, priority: int, *, valid_for: float) -> v1.Envelope:
+        """An envelope from this gateway to ``nation``'s gateway (control traffic).
+
+        Control traffic is soft state: it expires after ``valid_for`` seconds, so during an
+        outage it never piles up in the egress queue in front of (or instead of) messages.
+        """
+        now_us = self._now_us()
         envelope = v1.Envelope(
             schema_version=SCHEMA_VERSION,
             message_id=_new_id(),
             priority=priority,  # type: ignore[arg-type]
-            created_at_us=self._now_us(),
+            created_at_us=now_us,
+            expires_at_us=now_us + int(valid_for * 1_000_000),
         )
         envelope.origin.nation = self.nation
         envelope.origin.unit = f"{self.nation.lower()}.gateway.{self.name}"
@@ -2422,7 +2428,9 @@ class Gateway:
         updates = self.presence.drain(now)
         for update in updates:
             for nation in self.config.federation.partners:
-                envelope = self._gateway_envelope(nation, v1.PRIORITY_ROUTINE)
+                envelope = self._gateway_envelope(
+                    nation, v1.PRIORITY_ROUTINE, valid_for=self.config.presence.lease
+                )
                 _fill_presence(envelope.presence, update, now, self._now_us())
                 self._enqueue(Held(envelope=envelope, entry_id=None, queue=_egress(nation)))
         if updates:
@@ -2440,12 +2448,20 @@ class Gateway:
                 continue
             sequence = tracker.send(now)
             if kind == "federation":
-                envelope = self._gateway_envelope(name, v1.PRIORITY_HIGH)
+                if not self.link.reachable(name):
+                    continue  # it could not come back: the path shows degraded all the same
+                envelope = self._gateway_envelope(
+                    name, v1.PRIORITY_HIGH, valid_for=self._canary_life()
+                )
                 envelope.canary.sequence = sequence
                 envelope.canary.sent_at_us = self._now_us()
                 self._enqueue(Held(envelope=envelope, entry_id=None, queue=_egress(name)))
             else:
                 self._spawn(self._adapter_canary(name, sequence), "canary")
+
+    def _canary_life(self) -> float:
+        """A canary later than its timeout is of no use: it expires then."""
+        return self.config.liveness.canary_timeout
 
     async def _adapter_canary(self, adapter_name: str, sequence: int) -> None:
         """Loop a text through the national network back to our own radio."""
@@ -2464,6 +2480,13 @@ class Gateway:
             self.log.info("canary.send_failed", adapter=adapter_name, error=str(exc))
 
     async def _expired(self, held: Held) -> None:
+        if (
+            held.entry_id is None
+            and held.delivery is None
+            and not held.envelope.HasField("receipt")
+        ):
+            self.counters["expired_control"] += 1  # a presence update or canary: soft state
+            return
         self.counters["expired"] += 1
         if held.envelope.HasField("receipt"):
             if held.entry_id is not None:

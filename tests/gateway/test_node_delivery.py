@@ -1075,3 +1075,33 @@ async def test_a_full_queue_spills_to_the_journal_and_drains_in_order(tmp_path: 
         await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 12, seconds=10)
         assert {r.delivery_status for r in reports(fed.sim_de, DE_RTW)} == {0x00}
         assert fed.de.counters["origins_from_journal"] == 8
+
+
+OUTAGE_CONTROL = """
+[liveness]
+canary_interval = 0.05
+[presence]
+lease = 0.5
+offline_after = 0.5
+coalesce_interval = 0
+"""
+
+
+async def test_control_traffic_never_piles_up_in_front_of_messages_during_an_outage(
+    tmp_path: Path,
+) -> None:
+    async with federation(tmp_path, DE=OUTAGE_CONTROL) as fed:
+        fed.bus.cut("FR")
+        queue = fed.de.queues["egress:FR"]
+        for n in range(3):  # real texts, and presence updates of their senders
+            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"lage {n}", report_request=0)
+        await eventually(lambda: fed.de.counters["accepted"] == 3)
+        # 50 canary intervals; the senders go STALE, then OFFLINE (one lease each), and
+        # what was announced of that is older than a lease by then.
+        await asyncio.sleep(3.0)
+        assert fed.de.counters["expired_control"] >= 1  # presence updates went stale
+        assert queue.depths()[v1.PRIORITY_HIGH] == 0  # no canary was queued
+        assert len(queue) == 3  # the texts, nothing else
+        assert fed.de.counters["expired"] == 0
+        fed.bus.cut("FR", down=False)
+        await eventually(lambda: len(texts(fed.sim_fr, FR_VSAV)) == 3, seconds=10)
