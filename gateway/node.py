@@ -1424,11 +1424,17 @@ class Gateway:
         except GatewayError as exc:
             message_id = envelope.message_id
             inflight = self._inflight[nation].get(message_id)
+            released = False
             if inflight is not None and inflight.entry is entry:
                 del self._inflight[nation][message_id]
                 self._window_free[nation].set()
+            elif entry.item.entry_id is not None and inflight is None:
+                # It was in flight and is no more: the partner's acknowledgement overtook
+                # the failure (it has the copy, which we released), or a retransmission
+                # took it back into the queue.
+                released = True
             queue = self.queues[_egress(nation)]
-            if not queue.holds(entry):  # a retransmission may have put it back already
+            if not released and not queue.holds(entry):
                 queue.push_front(entry)  # keeps its place in the order
             self._probing[nation] = True
             self.counters[f"federation_retry_{nation}"] += 1

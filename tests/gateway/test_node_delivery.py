@@ -19,6 +19,7 @@ from gateway.journal import Journal, JournalError
 from gateway.node import Gateway, Held
 from gateway.presence import Availability, PresenceRegistry, PresenceUpdate
 from gateway.tracking import OriginRecord
+from protocols.errors import LinkError
 from protocols.schema import v1
 from protocols.tetra import StatusSds, TextSds
 from tests.gateway.federation import (
@@ -1105,3 +1106,30 @@ async def test_control_traffic_never_piles_up_in_front_of_messages_during_an_out
         assert fed.de.counters["expired"] == 0
         fed.bus.cut("FR", down=False)
         await eventually(lambda: len(texts(fed.sim_fr, FR_VSAV)) == 3, seconds=10)
+
+
+async def test_a_copy_the_partner_acknowledged_before_the_send_failed_is_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    async with federation(tmp_path, delivery={"DE": "expiry_seconds = { routine = 1.5 }"}) as fed:
+        real_send = fed.de.link.send
+        tripped = False
+
+        async def send(nation: str, payload: bytes) -> None:
+            nonlocal tripped
+            await real_send(nation, payload)
+            if v1.Envelope.FromString(payload).WhichOneof("body") == "text" and not tripped:
+                tripped = True
+                # The partner's acknowledgement overtakes the broker's PUBACK, which the
+                # dropped connection then loses.
+                await eventually(lambda: fed.de.counters["acked"] >= 1)
+                fed.bus.cut("FR")
+                raise LinkError("PUBACK lost: the connection dropped")
+
+        fed.de.link.send = send  # type: ignore[method-assign]
+        await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "hallo", report_request=1)
+        await eventually(lambda: tripped)
+        await eventually(lambda: bool(texts(fed.sim_fr, FR_VSAV)))
+        await asyncio.sleep(2.5)  # past the copy's validity
+        assert fed.de.counters["expired"] == 0  # released, not queued again to expire
+        assert all(r.delivery_status < 0x40 for r in reports(fed.sim_de, DE_RTW))
