@@ -174,6 +174,42 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         ).response()
 
 
+#: Headers on every answer: the console is not to be framed (clickjacking) nor sniffed, and
+#: loads nothing but its own files.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(SECURITY_HEADERS)
+
+
+@web.middleware
+async def _same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse state-changing requests a browser sends on behalf of another site.
+
+    A browser presents the console's client certificate to any page that posts here, as
+    it would a cookie: a request it marks as cross-site (``Sec-Fetch-Site``), or whose
+    ``Origin`` is not this server, is refused. Clients that are not browsers send neither.
+    """
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        site = request.headers.get("Sec-Fetch-Site")
+        origin = request.headers.get("Origin")
+        if site not in (None, "same-origin", "none") or (
+            origin is not None and origin != f"{request.scheme}://{request.host}"
+        ):
+            raise ApiError(
+                403, "cross_site", "a request from another site may not change anything here"
+            )
+    return await handler(request)
+
+
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Pin every request to a console (or monitoring) identity of this gateway's country."""
@@ -568,9 +604,10 @@ def create_app(
     console = settings.console_dir or default_console_dir()
     console_dir = console.resolve() if console.is_dir() else None
     ctx = _Context(gateway, recorder, settings, auth, console_dir, time.monotonic())
-    app = _new_app(ctx, middlewares=[_errors, _authenticate])
+    app = _new_app(ctx, middlewares=[_errors, _same_origin, _authenticate])
     app[KEEPALIVE] = keepalive
     app.on_shutdown.append(_close_streams)
+    app.on_response_prepare.append(_security_headers)
     r = app.router
     r.add_get("/api/v1/units", _units, allow_head=False)
     r.add_get("/api/v1/groups", _groups, allow_head=False)

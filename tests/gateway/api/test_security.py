@@ -94,3 +94,32 @@ async def test_plain_http_on_the_tls_port_is_refused(api: Api) -> None:
 async def test_console_certificate_of_a_forged_country_is_refused(api: Api) -> None:
     assert isinstance(api.bad[BadKind.FOREIGN_IDENTITY], certs.Credential)
     await _handshake_fails(api, api.context(api.bad[BadKind.FOREIGN_IDENTITY]))
+
+
+async def test_a_request_another_site_makes_a_browser_send_is_refused(api: Api) -> None:
+    status, body = await api.post(
+        "/api/v1/messages", {"to": {"group": "xb.kehl-strasbourg"}, "emergency": {}}
+    )
+    assert status == 202
+    alert_id = body["message_id"]
+    forged = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    async with (
+        api.session() as session,
+        session.post(f"/api/v1/alerts/{alert_id}/ack", data="x=1", headers=forged) as response,
+    ):
+        assert response.status == 403
+        assert (await response.json())["error"] == "cross_site"
+    status, alerts = await api.get("/api/v1/alerts")
+    assert not next(a for a in alerts if a["alert_id"] == alert_id)["acknowledged"]
+    same_site = {"Origin": api.url, "Sec-Fetch-Site": "same-origin"}
+    status, acked = await api.post(f"/api/v1/alerts/{alert_id}/ack", headers=same_site)
+    assert (status, acked["acknowledged"]) == (200, True)
+
+
+async def test_answers_forbid_framing_sniffing_and_foreign_content(api: Api) -> None:
+    async with api.session() as session, session.get("/api/v1/units") as response:
+        headers = response.headers
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
