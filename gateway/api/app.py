@@ -54,6 +54,8 @@ CONSOLE_ORGANISATION = "controlroom"
 MONITORING_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Seconds between keep-alive comments on an idle event stream.
 KEEPALIVE_SECONDS = 15.0
+#: Seconds an event stream's write may wait for its client to read before it is cut off.
+STREAM_WRITE_SECONDS = 30.0
 #: Seconds between two checks of an event stream's client certificate while events flow.
 STREAM_RECHECK_SECONDS = 60.0
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -476,7 +478,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
             "identity": request[IDENTITY].uri,
             "at": iso(ctx.gateway.clock()),
         }
-        await response.write(b"retry: 3000\n\n" + _sse(hello))
+        await _write(request, response, b"retry: 3000\n\n" + _sse(hello))
         keepalive = request.app.get(KEEPALIVE, KEEPALIVE_SECONDS)
         checked = time.monotonic()
         while True:
@@ -496,12 +498,26 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 if refusal is not None:
                     ctx.recorder.api_rejections["stream_ended"] += 1
                     log.warning("api.stream_ended", identity=request[IDENTITY].uri, why=refusal)
-                    await response.write(_sse({"type": "goodbye", "id": 0, "reason": refusal}))
+                    goodbye = {"type": "goodbye", "id": 0, "reason": refusal}
+                    await _write(request, response, _sse(goodbye))
                     break
             if event is RECHECK:
                 continue
-            await response.write(_sse(event) if event else b": keepalive\n\n")
+            await _write(request, response, _sse(event) if event else b": keepalive\n\n")
     return response
+
+
+async def _write(request: web.Request, response: web.StreamResponse, data: bytes) -> None:
+    """Write to an event stream; a client that stopped reading is cut off, not waited for."""
+    try:
+        async with asyncio.timeout(STREAM_WRITE_SECONDS):
+            await response.write(data)
+    except TimeoutError:
+        _ctx(request).recorder.api_rejections["stream_stalled"] += 1
+        log.warning("api.stream_stalled", identity=request[IDENTITY].uri)
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("the event stream's client stopped reading") from None
 
 
 def _still_trusted(request: web.Request) -> str | None:

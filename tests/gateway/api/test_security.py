@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 import aiohttp
@@ -123,3 +124,30 @@ async def test_answers_forbid_framing_sniffing_and_foreign_content(api: Api) -> 
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert "default-src 'self'" in headers["Content-Security-Policy"]
+
+
+async def test_an_event_stream_whose_client_stopped_reading_is_cut_off(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.api.app.STREAM_WRITE_SECONDS", 0.5)
+    hub = api.server.recorder.events
+    host, port = api.url.removeprefix("https://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port), ssl=api.context())
+    writer.write(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while len(hub) != 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    big = {"type": "presence", "unit": "x" * 60_000}
+    for _ in range(600):  # 36 MB: far more than the sockets take while nobody reads
+        hub.publish(big)
+        await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        while api.server.recorder.api_rejections["stream_stalled"] < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    with pytest.raises((ConnectionError, ssl.SSLError, asyncio.IncompleteReadError)):
+        async with asyncio.timeout(10):
+            while await reader.read(65536):  # what was sent, then the cut
+                pass
+            raise ConnectionResetError("closed")
+    writer.transport.abort()
