@@ -306,6 +306,12 @@ class _Signer:
     identity: PeerIdentity
     key: ec.EllipticCurvePublicKey
     checked_at: float
+    valid_from: float
+    valid_until: float
+
+
+#: Curves a batch signer's key may be on.
+_CURVES = frozenset({"secp256r1", "secp384r1"})
 
 
 class BatchVerifier:
@@ -343,12 +349,20 @@ class BatchVerifier:
 
     def _signer(self, der: bytes, now: float) -> _Signer:
         cached = self._signers.get(der)
-        if cached is not None and now - cached.checked_at <= self.recheck:
+        if (
+            cached is not None
+            and now - cached.checked_at <= self.recheck
+            and cached.valid_from <= now <= cached.valid_until  # an expiry is not cached
+        ):
             return cached
         try:
             cert = x509.load_der_x509_certificate(der)
             identity = verify_peer(
-                cert, self.bundle, datetime.fromtimestamp(now, UTC), roles=[Role.GATEWAY]
+                cert,
+                self.bundle,
+                datetime.fromtimestamp(now, UTC),
+                roles=[Role.GATEWAY],
+                purpose="client",  # a gateway's certificate, issued to sign as one
             )
         except PeerRefused as exc:
             raise BatchRejected("bad_signer", f"signer refused ({exc.reason}): {exc}") from None
@@ -357,11 +371,25 @@ class BatchVerifier:
                 "bad_signer", f"the signer certificate is not readable ({type(exc).__name__})"
             ) from None
         key = cert.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            raise BatchRejected("bad_signer", f"{identity.uri} does not have an ECDSA key")
+        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name not in _CURVES:
+            raise BatchRejected(
+                "bad_signer", f"{identity.uri} does not have an ECDSA P-256/P-384 key"
+            )
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            usage = None
+        if usage is None or not usage.digital_signature:
+            raise BatchRejected("bad_signer", f"{identity.uri} may not sign (key usage)")
         if len(self._signers) >= 256:
             self._signers.clear()
-        signer = _Signer(identity, key, now)
+        signer = _Signer(
+            identity,
+            key,
+            now,
+            cert.not_valid_before_utc.timestamp(),
+            cert.not_valid_after_utc.timestamp(),
+        )
         self._signers[der] = signer
         return signer
 

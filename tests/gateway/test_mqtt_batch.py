@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -228,25 +230,76 @@ def test_unreadable_and_non_ec_signers(pki: certs.Federation, de: BatchSigner) -
         verifier.verify(bytes(data), topic_src="DE", now=T)
     assert caught.value.reason == "bad_signer"
     # an RSA-keyed gateway certificate signed by DE's CA
-    ca = pki.ca("DE")
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(de.certificate.subject)
-        .issuer_name(ca.certificate.subject)
-        .public_key(rsa_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("euccs://DE/gateway/rsa")]),
-            critical=False,
-        )
-        .sign(ca.key, hashes.SHA256())
+    fake = BatchSigner(
+        ec.generate_private_key(ec.SECP256R1()), _odd_signer(pki, rsa_key.public_key())
     )
-    fake = BatchSigner(ec.generate_private_key(ec.SECP256R1()), cert)
     with pytest.raises(BatchRejected, match="ECDSA"):
         _verifier(pki).verify(_batch(fake, [_envelope("DE")]), topic_src="DE", now=T)
+
+
+def _odd_signer(
+    pki: certs.Federation, public_key: Any, *, may_sign: bool = True, days: float = 1
+) -> x509.Certificate:
+    """A DE gateway certificate from DE's CA, with a key or key usage of our choosing."""
+    ca = pki.ca("DE")
+    usage = dict.fromkeys(
+        (
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ),
+        False,
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "EUCCS"),
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "gateway"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "odd"),
+                ]
+            )
+        )
+        .issuer_name(ca.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=days))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("euccs://DE/gateway/odd")]),
+            critical=False,
+        )
+        .add_extension(x509.KeyUsage(digital_signature=may_sign, **usage), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+
+
+def test_a_signer_certificate_that_may_not_sign_is_refused(pki: certs.Federation) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    fake = BatchSigner(key, _odd_signer(pki, key.public_key(), may_sign=False))
+    with pytest.raises(BatchRejected, match="key usage"):
+        _verifier(pki).verify(_batch(fake, [_envelope("DE")]), topic_src="DE", now=T)
+
+
+def test_a_cached_signer_is_refused_once_its_certificate_expired(pki: certs.Federation) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _odd_signer(pki, key.public_key(), days=0)  # valid until NOW
+    signer = BatchSigner(key, cert)
+    verifier = _verifier(pki)
+    before = cert.not_valid_after_utc.timestamp() - 30
+    verifier.verify(_batch(signer, [_envelope("DE")], now=before), topic_src="DE", now=before)
+    after = before + 40  # within the 60 s the verified signer is cached
+    with pytest.raises(BatchRejected, match="expired"):
+        verifier.verify(_batch(signer, [_envelope("DE")], now=after), topic_src="DE", now=after)
 
 
 def test_encode_rejects_bad_arguments(de: BatchSigner) -> None:
