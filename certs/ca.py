@@ -608,6 +608,15 @@ class CertificateAuthority:
             crl_url=crl_url,
         )
         cert_path, key_path = credential_paths(out)
+        own = {
+            (self.directory / name).resolve()
+            for name in (CA_CERT_FILE, CA_KEY_FILE, INDEX_FILE, CRL_FILE)
+        }
+        if {cert_path.resolve(), key_path.resolve()} & own:
+            # --force would otherwise delete the CA's key and write a leaf over it.
+            raise CertificateError(
+                f"{out} names the CA's own files in {self.directory}; choose another path"
+            )
         pem = cert.public_bytes(serialization.Encoding.PEM)
         if cert_path.exists() and not overwrite:
             raise CertificateError(f"{cert_path} already exists (use --force to replace it)")

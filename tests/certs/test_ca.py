@@ -149,6 +149,10 @@ def test_issue_refuses_to_overwrite_and_bad_input(ca: CertificateAuthority, tmp_
         ca.issue("gateway", "kehl", now=NOW, out=tmp_path / "gw")
     replaced = ca.issue("gateway", "kehl", now=NOW, out=tmp_path / "gw", overwrite=True)
     assert _mode(replaced.key_path) == 0o600
+    ca_key = (ca.directory / "ca.key").read_bytes()
+    with pytest.raises(CertificateError, match="names the CA's own files"):
+        ca.issue("gateway", "kehl", now=NOW, out=ca.directory / "ca", overwrite=True)
+    assert (ca.directory / "ca.key").read_bytes() == ca_key  # the CA is intact
     with pytest.raises(CertificateError, match="cannot issue role 'ca'"):
         ca.issue("ca", "sub", now=NOW, out=tmp_path / "sub")
     with pytest.raises(CertificateError, match=r"CA .* expires on"):
