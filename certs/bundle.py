@@ -110,6 +110,13 @@ def _check_ca(country: str, ca: x509.Certificate) -> None:
         raise CertificateError(f"CA for {country}: {subject} has a bad self-signature") from None
 
 
+def _crl_number(crl: x509.CertificateRevocationList) -> int:
+    try:
+        return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    except x509.ExtensionNotFound:
+        return -1
+
+
 def _check_crl(country: str, ca: x509.Certificate, crl: x509.CertificateRevocationList) -> None:
     if crl.issuer != ca.subject:
         raise CertificateError(
@@ -118,6 +125,16 @@ def _check_crl(country: str, ca: x509.Certificate, crl: x509.CertificateRevocati
         )
     if not crl.is_signature_valid(issuer_public_key(ca)):
         raise CertificateError(f"CRL for {country} is not signed by the CA of {country}")
+    for partial in (x509.DeltaCRLIndicator, x509.IssuingDistributionPoint):
+        try:
+            crl.extensions.get_extension_for_class(partial)
+        except x509.ExtensionNotFound:
+            continue
+        # A delta or partial CRL read as complete would say "nothing else is revoked".
+        raise CertificateError(
+            f"CRL for {country} is a delta or partial CRL ({partial.__name__}); "
+            "give the country's complete CRL"
+        )
 
 
 def issuer_public_key(ca: x509.Certificate) -> CertificateIssuerPublicKeyTypes:
@@ -190,15 +207,33 @@ class TrustBundle:
             )
         return TrustBundle({**self.entries, entry.country: entry})
 
-    def with_crl(self, country: str, crl: x509.CertificateRevocationList) -> TrustBundle:
+    def with_crl(
+        self, country: str, crl: x509.CertificateRevocationList, *, allow_older: bool = False
+    ) -> TrustBundle:
         """Return a bundle with ``crl`` as the CRL of ``country``.
 
+        A CRL older than the one held (a lower CRL number, or an earlier thisUpdate) is
+        refused unless ``allow_older``: it could bring revoked certificates back.
+
         Raises:
-            CertificateError: No CA for ``country`` or the CRL is not signed by it.
+            CertificateError: No CA for ``country``, the CRL is not signed by it, or it is
+                older than the one held.
         """
         old = self.entries.get(country)
         if old is None:
             raise CertificateError(f"no CA for {country} in the bundle; add its CA first")
+        held = old.crl
+        if (
+            held is not None
+            and not allow_older
+            and (_crl_number(crl) < _crl_number(held) or crl.last_update_utc < held.last_update_utc)
+        ):
+            raise CertificateError(
+                f"the CRL for {country} (number {_crl_number(crl)}, issued "
+                f"{crl.last_update_utc.isoformat()}) is older than the one in the bundle "
+                f"(number {_crl_number(held)}, issued {held.last_update_utc.isoformat()}): "
+                "it could bring revoked certificates back"
+            )
         return TrustBundle({**self.entries, country: replace(old, crl=crl)})
 
     def ca_pem(self) -> str:

@@ -38,6 +38,7 @@ from certs._files import iso, load_certificates, load_crl
 from certs.bundle import BundleEntry, TrustBundle, load_bundle, write_bundle
 from certs.ca import (
     CA_CERT_FILE,
+    CLOCK_SKEW,
     CRL_FILE,
     DEFAULT_CA_DAYS,
     DEFAULT_CRL_DAYS,
@@ -184,8 +185,11 @@ def _bundle(args: argparse.Namespace) -> int:
     for directory in args.ca or []:
         ca_cert = load_certificates(Path(directory) / CA_CERT_FILE)[0]
         crl_path = Path(directory) / CRL_FILE
-        crl = load_crl(crl_path) if crl_path.exists() else None
-        bundle = _add(bundle, ca_cert, crl, args.replace_ca, source=str(directory))
+        crl = _fresh(load_crl(crl_path), now, crl_path) if crl_path.exists() else None
+        bundle = _add(bundle, ca_cert, args.replace_ca, source=str(directory))
+        if crl is not None:
+            country = identity_of(ca_cert).country
+            bundle = bundle.with_crl(country, crl, allow_older=args.allow_older_crl)
     for country, path in args.ca_cert or []:
         ca_cert = load_certificates(path)[0]
         old = bundle.get(country)
@@ -194,7 +198,8 @@ def _bundle(args: argparse.Namespace) -> int:
             BundleEntry(country, ca_cert, entry_crl), replace_ca=args.replace_ca
         )
     for country, path in args.crl or []:
-        bundle = bundle.with_crl(country, load_crl(path))
+        crl = _fresh(load_crl(path), now, path)
+        bundle = bundle.with_crl(country, crl, allow_older=args.allow_older_crl)
     written = write_bundle(bundle, out)
     print(f"trust bundle {out}: {len(bundle)} countr{'y' if len(bundle) == 1 else 'ies'}")
     for entry in bundle:
@@ -226,19 +231,29 @@ def _bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fresh(
+    crl: x509.CertificateRevocationList, now: datetime, path: Path
+) -> x509.CertificateRevocationList:
+    """Refuse a CRL issued in the future (a wrong clock where it was made)."""
+    if crl.last_update_utc > now + CLOCK_SKEW:
+        raise CertificateError(
+            f"{path}: the CRL says it was issued on {iso(crl.last_update_utc)}, after now "
+            f"({iso(now)}): check the clock of the CA that made it"
+        )
+    return crl
+
+
 def _add(
-    bundle: TrustBundle,
-    ca_cert: x509.Certificate,
-    crl: x509.CertificateRevocationList | None,
-    replace_ca: bool,
-    *,
-    source: str,
+    bundle: TrustBundle, ca_cert: x509.Certificate, replace_ca: bool, *, source: str
 ) -> TrustBundle:
+    """Add a CA; a CA held already keeps its CRL (never replaced by none)."""
     try:
         country = identity_of(ca_cert).country
     except PeerRefused as exc:
         raise CertificateError(f"{source}: {exc}") from None
-    return bundle.with_entry(BundleEntry(country, ca_cert, crl), replace_ca=replace_ca)
+    old = bundle.get(country)
+    kept = old.crl if old is not None and old.ca == ca_cert else None
+    return bundle.with_entry(BundleEntry(country, ca_cert, kept), replace_ca=replace_ca)
 
 
 def _read_any(path: Path) -> list[x509.Certificate] | x509.CertificateRevocationList:
@@ -436,6 +451,11 @@ def _add_bundle_tools(sub: Any) -> None:
     )
     bundle.add_argument(
         "--replace-ca", action="store_true", help="allow replacing a country's CA (rollover)"
+    )
+    bundle.add_argument(
+        "--allow-older-crl",
+        action="store_true",
+        help="accept a CRL older than the one in the bundle (it may un-revoke certificates)",
     )
     bundle.set_defaults(func=_guarded(_bundle))
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,21 @@ def test_missing_and_malformed_bundles(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(CertificateError, match="is not a euccs-trust-bundle/1 manifest"):
         load_bundle(tmp_path / "bad.json")
+
+
+def test_a_delta_crl_is_not_taken_for_a_complete_one(federation: Federation) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    ca = federation.ca("DE")
+    delta = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(NOW)
+        .next_update(NOW + timedelta(days=1))
+        .add_extension(x509.CRLNumber(7), critical=False)
+        .add_extension(x509.DeltaCRLIndicator(6), critical=True)
+        .sign(ca.key, hashes.SHA256())
+    )
+    with pytest.raises(CertificateError, match="delta or partial CRL"):
+        BundleEntry("DE", ca.certificate, delta)

@@ -4,12 +4,13 @@ import argparse
 import json
 import os
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 
-from certs import load_bundle
+from certs import CertificateAuthority, load_bundle
 from certs.cli import main, register
 
 from .conftest import load_cert
@@ -180,3 +181,48 @@ def test_register_adds_the_certs_tree() -> None:
     assert args.command == "certs" and args.certs_command == "crl"
     assert args.ca == Path("pki/DE") and args.days == 2
     assert callable(args.func)
+
+
+def test_bundle_updates_never_take_a_stale_crl_or_drop_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    de = tmp_path / "DE"
+    assert run(capsys, "ca", "create", "--country", "DE", "--name", "bka", "--dir", str(de))[0] == 0
+    assert run(capsys, "crl", "--ca", str(de), "--days", "3")[0] == 0
+    older = tmp_path / "older-crl.pem"
+    older.write_bytes((de / "crl.pem").read_bytes())
+    assert run(capsys, "issue", "--ca", str(de), "--role", "gateway", "--name", "kehl")[0] == 0
+    code, _, _ = run(capsys, "revoke", "--ca", str(de), "--cert", str(de / "gateway-kehl.pem"))
+    assert code == 0
+    bundle = tmp_path / "bundle"
+    assert run(capsys, "bundle", "--out", str(bundle), "--ca", str(de))[0] == 0
+    revoked_crl = load_bundle(bundle).entries["DE"].crl
+    assert revoked_crl is not None
+
+    # An older CRL would un-revoke the gateway: refused unless asked for explicitly.
+    code, _, err = run(capsys, "bundle", "--out", str(bundle), "--update", "--crl", f"DE={older}")
+    assert code != 0 and "older than the one in the bundle" in err
+    assert load_bundle(bundle).entries["DE"].crl == revoked_crl
+    code, _, err = run(
+        capsys, "bundle", "--out", str(bundle), "--update", "--crl", f"DE={older}",
+        "--allow-older-crl",
+    )  # fmt: skip
+    assert code == 0, err
+
+    # A CA directory without its CRL does not drop the one held.
+    assert run(capsys, "bundle", "--out", str(bundle), "--crl", f"DE={de / 'crl.pem'}",
+               "--update", "--allow-older-crl")[0] == 0  # fmt: skip
+    (de / "crl.pem").unlink()
+    assert run(capsys, "bundle", "--out", str(bundle), "--update", "--ca", str(de))[0] == 0
+    assert load_bundle(bundle).entries["DE"].crl == revoked_crl
+
+
+def test_a_crl_issued_in_the_future_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    de = tmp_path / "DE"
+    assert run(capsys, "ca", "create", "--country", "DE", "--name", "bka", "--dir", str(de))[0] == 0
+    future = datetime.now(UTC) + timedelta(days=3)  # the clock of the CA's machine is wrong
+    CertificateAuthority.load(de).publish_crl(now=future)
+    code, _, err = run(capsys, "bundle", "--out", str(tmp_path / "b"), "--ca", str(de))
+    assert code != 0 and "check the clock" in err
