@@ -290,6 +290,8 @@ class Gateway:
 
     _receipts_applying: set[bytes]
     _receipt_turns: dict[str, asyncio.Future[None]]
+    #: Journaled copies that can no longer go (``_cannot_resume``), with status and reason.
+    _unresumable: list[tuple[Held, int, str]]
     #: When the journal last failed a commit or read, and why (``readiness``).
     journal_error: tuple[float, str] | None = None
 
@@ -496,6 +498,7 @@ class Gateway:
         return self._resume_journal(journal, recovered)
 
     def _resume_journal(self, journal: AsyncJournal, recovered: Recovered) -> AsyncJournal:
+        self._unresumable = []
         self.epoch = recovered.epoch
         now = self.monotonic()
         resumed = Counter[str]()
@@ -722,11 +725,13 @@ class Gateway:
         """Rebuild a queued message from its journal row (None if it can no longer go)."""
         envelope = v1.Envelope()
         envelope.ParseFromString(row.envelope)
+        held = Held(envelope=envelope, entry_id=row.entry_id, queue=row.queue, meta=row.meta)
         if row.queue not in self.queues:
+            # Its partner or adapter is no longer configured: it fails back to its sender.
             self.counters["resume_orphaned"] += 1
             self.log.warning("journal.orphaned", queue=row.queue, entry=row.entry_id)
+            self._cannot_resume(held, DeliveryStatus.UNKNOWN_DESTINATION, "no longer routed")
             return None
-        held = Held(envelope=envelope, entry_id=row.entry_id, queue=row.queue, meta=row.meta)
         if row.queue.startswith("local:"):
             adapter = row.queue.removeprefix("local:")
             try:
@@ -734,6 +739,8 @@ class Gateway:
             except GatewayError as exc:
                 self.counters["resume_unplannable"] += 1
                 self.log.warning("journal.unplannable", entry=row.entry_id, error=str(exc))
+                code = getattr(exc, "reason_code", None) or DeliveryStatus.DELIVERY_FAILED
+                self._cannot_resume(held, code, str(exc))
                 return None
             target = row.meta.get("issi")
             held.delivery = next(
@@ -741,8 +748,28 @@ class Gateway:
                 None,
             )
             if held.delivery is None:
+                self.counters["resume_unplannable"] += 1
+                self._cannot_resume(held, DeliveryStatus.UNKNOWN_DESTINATION, "no longer routed")
                 return None
         return held
+
+    def _cannot_resume(self, held: Held, status: int, reason: str) -> None:
+        """A journaled copy that can no longer go: FAILED to its sender, then released.
+
+        After a configuration change (a unit, an adapter or a partner removed) it would
+        otherwise stay in the journal for good, its sender never told.
+        """
+        self._unresumable.append((held, status, reason))
+
+    async def _fail_unresumable(self) -> None:
+        """Release what :meth:`_cannot_resume` set aside (from the running gateway's loop)."""
+        while self._unresumable:
+            held, status, reason = self._unresumable.pop(0)
+            if held.envelope.HasField("receipt"):  # a receipt that cannot go: nobody to tell
+                if held.entry_id is not None:
+                    await self._commit_surely(remove=[held.entry_id])
+                continue
+            await self._fail(held, status, f"cannot be delivered any more: {reason}")
 
     def _plan(self, envelope: v1.Envelope) -> list[TetraDelivery]:
         """What our radios must send for ``envelope`` (raises GatewayError if impossible)."""
@@ -2396,6 +2423,7 @@ class Gateway:
     async def _housekeeping_pass(self, next_prune: float) -> float:
         """One pass of the housekeeping loop; returns when pruning is next due."""
         delivery = self.config.delivery
+        await self._fail_unresumable()
         now = self.monotonic()
         for name, queue in self.queues.items():
             for entry in queue.expire(now):

@@ -416,3 +416,38 @@ async def test_receipt_states_from_a_newer_schema_share_one_counter(fed: Federat
         await fed.fr.link.send("DE", receipt.SerializeToString())
     await eventually(lambda: fed.de.counters["receipts_unknown"] == 30)
     assert not any(key.startswith("receipts_1") for key in fed.de.counters)
+
+
+async def test_a_journaled_copy_that_can_no_longer_go_fails_back_to_its_sender(
+    tmp_path: Path,
+) -> None:
+    """After a configuration change (a unit removed) a copy would otherwise stay for good."""
+    config = parse_config(demo_config_text("DE", partner="FR", pei_port=9))
+    envelope = v1.Envelope(message_id=b"\x4e" * 16, priority=v1.PRIORITY_ROUTINE)
+    envelope.origin.nation = "FR"
+    envelope.origin.unit = "fr.sdis67.vsav-strasbourg-1"
+    envelope.destination.unit.nation = "DE"
+    envelope.destination.unit.unit = "de.bos.removed-since"  # no longer configured
+    envelope.text.text = "noch da?"
+    journal = Journal(tmp_path / "de.sqlite3")
+    journal.add(
+        [
+            NewEntry(
+                message_id=envelope.message_id,
+                queue="local:tetra-de",
+                priority=v1.PRIORITY_ROUTINE,
+                envelope=envelope.SerializeToString(),
+                meta={"issi": "2009"},
+            )
+        ]
+    )
+    journal.close()
+    gateway = Gateway(config, LocalFederationBus().attach("DE"), journal=tmp_path / "de.sqlite3")
+    async with gateway.running():
+        await eventually(lambda: gateway.counters["resume_unplannable"] == 1)
+        await eventually(lambda: gateway.counters["receipts_sent_failed"] == 1)
+    recovered = Journal(tmp_path / "de.sqlite3").recover()
+    assert [e.queue for e in recovered.entries] == ["egress:FR"]  # only the receipt is left
+    receipt = v1.Envelope.FromString(recovered.entries[0].envelope).receipt
+    assert (receipt.message_id, receipt.state) == (envelope.message_id, v1.DELIVERY_STATE_FAILED)
+    assert "cannot be delivered any more" in receipt.reason
