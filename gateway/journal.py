@@ -249,7 +249,7 @@ class JournalStore(Protocol):
         ...
 
     def prune_origins(self, before: float) -> int:
-        """Forget origin records older than ``before``; return how many."""
+        """Forget origin records older than ``before`` with no copy in custody; return how many."""
         ...
 
     def set_ref(self, adapter: str, unit: str, next_reference: int) -> None:
@@ -416,7 +416,12 @@ class Journal:
 
     def prune_origins(self, before: float) -> int:
         """Forget origin records older than ``before`` (their reports can no longer come)."""
-        return self._db.execute("DELETE FROM origins WHERE created_at < ?", (before,)).rowcount
+        # Not while a copy of the message is still in custody: its receipt needs the record.
+        return self._db.execute(
+            "DELETE FROM origins WHERE created_at < ? AND NOT EXISTS "
+            "(SELECT 1 FROM entries WHERE entries.message_id = origins.message_id)",
+            (before,),
+        ).rowcount
 
     def set_ref(self, adapter: str, unit: str, next_reference: int) -> None:
         """Record the next SDS-TL message reference for a unit."""

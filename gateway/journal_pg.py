@@ -141,7 +141,8 @@ _STATEMENTS = {
     " DO UPDATE SET record = EXCLUDED.record, created_at = EXCLUDED.created_at",
     "drop_origin": "DELETE FROM {ns}.origins WHERE message_id = %s",
     "get_origin": "SELECT record FROM {ns}.origins WHERE message_id = %s",
-    "prune_origins": "DELETE FROM {ns}.origins WHERE created_at < %s",
+    "prune_origins": "DELETE FROM {ns}.origins o WHERE o.created_at < %s AND NOT EXISTS"
+    " (SELECT 1 FROM {ns}.entries e WHERE e.message_id = o.message_id)",
     "set_ref": "INSERT INTO {ns}.refs (adapter, unit, next_reference) VALUES (%s, %s, %s)"
     " ON CONFLICT (adapter, unit) DO UPDATE SET next_reference = EXCLUDED.next_reference",
     "next_epoch": "INSERT INTO {ns}.meta AS m (key, value) VALUES ('epoch', %(now)s::text)"

@@ -770,3 +770,20 @@ def test_a_new_epoch_is_above_the_stored_one_and_the_wall_clock() -> None:
     assert epoch_after(1_800_000_000, 1_800_000_000.2) == 1_800_000_001  # same second
     assert epoch_after(1_900_000_000, 1_800_000_000.0) == 1_900_000_001  # clock behind
     assert epoch_after(41, 0.0) == 42  # a clock at 1970
+
+
+def test_an_origin_record_is_kept_while_a_copy_of_its_message_is_in_custody(
+    store: Stores,
+) -> None:
+    journal = store.open()
+    journal.run_batch(
+        [
+            lambda j: j.put_origin(b"gone", {"adapter": "tetra-de"}, 10.0),
+            lambda j: j.put_origin(b"held", {"adapter": "tetra-de"}, 10.0),
+            lambda j: j.add([entry(b"held", 1)]),  # still waiting (spilled) for the partner
+        ]
+    )
+    assert journal.prune_origins(before=100.0) == 1
+    assert journal.get_origin(b"gone") is None
+    assert journal.get_origin(b"held") == {"adapter": "tetra-de"}
+    journal.close()
