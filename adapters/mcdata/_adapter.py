@@ -337,7 +337,13 @@ class McdataAdapter(RunsInBackground):
                 self._log.info("sip_listening", host=config.listen_host, port=self._listen_port)
                 self._listening.set()
                 tg.create_task(self._outgoing_loop(), name=f"adapter[{config.name}].outgoing")
-                await asyncio.Event().wait()
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    # Stop accepting before the connections are torn down: the peer would
+                    # reconnect at once into a listener about to go, and its half-made TLS
+                    # connection would outlive us.
+                    server.close()
         except asyncio.CancelledError:
             await self._set_state(LinkState.STOPPED, "adapter stopped")
             raise
