@@ -77,6 +77,7 @@ from gateway.journal import (
     open_journal,
 )
 from gateway.liveness import CanaryTracker, PathState, StateChange
+from gateway.ordering import Chains, HeldBack, Waiting
 from gateway.policy import RateLimiter
 from gateway.presence import (
     Availability,
@@ -154,6 +155,8 @@ _UNSPILL_BATCH = 256
 #: Origin records read into memory at a restart with spilling (the newest); the others
 #: are read from the journal when a receipt needs them.
 _RECOVERED_ORIGINS = 10_000
+#: What a commit made with ``follows`` returns when that one is not in custody yet.
+_GAP: list[int] = []
 _RECEIPT_STATE_NAMES: dict[int, str] = {
     v1.DELIVERY_STATE_DELIVERED: "delivered",
     v1.DELIVERY_STATE_READ: "read",
@@ -241,9 +244,11 @@ class _Change(TypedDict, total=False):
     add: Sequence[Held]
     remove: Sequence[int]
     seen: bytes | None
+    follows: bytes | None
     origin: OriginRecord | None
     drop_origins: Sequence[bytes]
     then: Callable[[bool], None] | None
+    gap: Callable[[], None] | None
 
 
 @dataclass
@@ -294,6 +299,8 @@ class Gateway:
     _unresumable: list[tuple[Held, int, str]]
     #: When the journal last failed a commit or read, and why (``readiness``).
     journal_error: tuple[float, str] | None = None
+    #: This gateway's epoch (set when the journal opens; 0 before).
+    epoch: int = 0
 
     def __init__(
         self,
@@ -318,7 +325,6 @@ class Gateway:
         self.monotonic = monotonic
         self.journal_path = Path(journal)
         self.journal: AsyncJournal | None = None
-        self.epoch = 0
         self.counters: Counter[str] = Counter()
         self.tracker = Tracker()
         self.observers: list[Observer] = []
@@ -364,6 +370,12 @@ class Gateway:
         #: Per (partner, priority): receipts due in this pass of the event loop, journaled
         #: together at its end (see :meth:`_send_receipt`).
         self._receipts_due: dict[tuple[str, int], list[_DueReceipt]] = {}
+        #: Per partner: what each message sent follows; partners' messages held back until
+        #: the one they follow is in custody (see :mod:`gateway.ordering`).
+        self._chains, self._held_back = (
+            {n: Chains() for n in config.federation.partners},
+            HeldBack(),
+        )
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
         self._ack_timeout = delivery.ack_timeout
@@ -849,7 +861,8 @@ class Gateway:
         Raises:
             JournalError: the journal cannot be written; nothing was taken into custody.
         """
-        return await asyncio.shield(self._submit_commit(**change)) is not None
+        result = await asyncio.shield(self._submit_commit(**change))
+        return result is not None and result is not _GAP
 
     def _submit_commit(
         self,
@@ -857,11 +870,17 @@ class Gateway:
         add: Sequence[Held] = (),
         remove: Sequence[int] = (),
         seen: bytes | None = None,
+        follows: bytes | None = None,
         origin: OriginRecord | None = None,
         drop_origins: Sequence[bytes] = (),
         then: Callable[[bool], None] | None = None,
+        gap: Callable[[], None] | None = None,
     ) -> asyncio.Future[list[int] | None]:
         """Submit :meth:`_commit`'s change; the future has the new entry ids (None: a duplicate).
+
+        With ``follows`` (a seen key), the change is made only if that one is recorded
+        already; otherwise nothing changes, the future has :data:`_GAP` and ``gap()``
+        runs (in commit order, before the ``then`` of later commits).
 
         Raises:
             JournalError: the journal is not open.
@@ -884,6 +903,8 @@ class Gateway:
         origin_row = _origin_row(origin) if origin is not None else None
 
         def op(j: JournalStore) -> list[int] | None:
+            if follows is not None and not j.is_seen(follows):
+                return _GAP
             if seen is not None and not j.mark_seen(seen, now):
                 return None
             if remove:
@@ -899,13 +920,14 @@ class Gateway:
         # Queued when durable even if the caller is cancelled meanwhile (a link restart in
         # the middle of a batch): a copy in the journal but in no queue would wait for the
         # next restart. Commits settle in order, so copies are queued in custody order.
-        committed.add_done_callback(functools.partial(self._committed, add, then))
+        committed.add_done_callback(functools.partial(self._committed, add, then, gap))
         return committed
 
     def _committed(
         self,
         add: Sequence[Held],
         then: Callable[[bool], None] | None,
+        gap: Callable[[], None] | None,
         committed: asyncio.Future[list[int] | None],
     ) -> None:
         """Queue the copies a commit added, then run ``then`` (see :meth:`_commit`)."""
@@ -914,6 +936,10 @@ class Gateway:
         if self.journal is None:
             return  # stopping: the copies are in the journal, and queued at the next start
         ids = committed.result()
+        if ids is _GAP:
+            if gap is not None:
+                gap()
+            return
         for held, entry_id in zip(add, ids or (), strict=ids is not None):
             held.entry_id = entry_id
             try:
@@ -1414,6 +1440,8 @@ class Gateway:
                     received_at_us=envelope.created_at_us,
                     forwarded_at_us=self._now_us(),
                 )
+            if held.entry_id is not None and not envelope.HasField("receipt"):
+                envelope.after = self._follows(nation, entry)
             payload = envelope.SerializeToString()
             if held.entry_id is not None:
                 # In flight from now: the partner's acknowledgement may overtake the
@@ -1430,6 +1458,24 @@ class Gateway:
             else:
                 # Sends run concurrently (up to the window) so that the link can batch them.
                 self._spawn(self._send_one(nation, entry, payload, sends), f"send[{nation}]")
+
+    def _follows(self, nation: str, entry: Entry[Held]) -> bytes:
+        """The message in flight to ``nation`` that ``entry``'s must follow (b"": none).
+
+        See :mod:`gateway.ordering`; urgent messages follow nothing.
+        """
+        envelope = entry.item.envelope
+        if envelope.priority >= v1.PRIORITY_IMMINENT_PERIL:
+            return b""
+        pair = (envelope.origin.unit, envelope.destination.SerializeToString(), entry.priority)
+        return self._chains[nation].follow(
+            pair, entry.seq, envelope.message_id, functools.partial(self._in_flight_at, nation)
+        )
+
+    def _in_flight_at(self, nation: str, message_id: bytes) -> int | None:
+        """The queue order of ``message_id`` if it is in flight to ``nation``."""
+        found = self._inflight[nation].get(message_id)
+        return None if found is None else found.entry.seq
 
     async def _send_one(
         self, nation: str, entry: Entry[Held], payload: bytes, sends: asyncio.Semaphore
@@ -1565,7 +1611,12 @@ class Gateway:
 
     # ------------------------------------------------------------------ federation inbound
 
-    async def _on_federation(self, sender: str, payload: bytes) -> None:
+    async def _on_federation(self, sender: str, payload: bytes, *, follow: bool = True) -> None:
+        """Take in one envelope from ``sender``.
+
+        ``follow=False`` takes a message in without waiting for the one it follows
+        (:meth:`_held_too_long`).
+        """
         envelope = v1.Envelope()
         try:
             envelope.ParseFromString(payload)
@@ -1630,6 +1681,10 @@ class Gateway:
             for d in deliveries
         ]
 
+        seen = _seen_key(sender, envelope.message_id)
+        follows = _seen_key(sender, envelope.after) if envelope.after and follow else None
+        envelope.ClearField("after")  # a field of this hop, not of the message
+
         def taken(added: bool) -> None:
             if added:
                 self.counters["accepted_from_partner"] += 1
@@ -1640,8 +1695,41 @@ class Gateway:
                 self.counters["duplicates"] += 1
                 self.log.info("federation.duplicate", message_id=envelope.message_id.hex())
             self._ack(sender, envelope, again=not added)
+            self._release_followers(seen)
 
-        await self._commit(add=copies, seen=_seen_key(sender, envelope.message_id), then=taken)
+        def gap() -> None:
+            self._hold_back(sender, seen, follows or b"", payload)
+
+        await self._commit(add=copies, seen=seen, follows=follows, then=taken, gap=gap)
+
+    def _hold_back(self, sender: str, key: bytes, follows: bytes, payload: bytes) -> None:
+        """The message ``key`` came before the one it follows: hold it, unacknowledged."""
+        if self._held_back.hold(sender, key, follows, payload, self.monotonic()):
+            self.counters["held_for_order"] += 1
+            self.log.info("federation.held_for_order", partner=sender, held=len(self._held_back))
+        elif key not in self._held_back:
+            # Not held and not acknowledged: the partner sends it again.
+            self.counters["order_hold_full"] += 1
+            self.log.warning("federation.order_hold_full", partner=sender)
+
+    def _release_followers(self, key: bytes) -> None:
+        """The message ``key`` is in custody: take in those held back behind it."""
+        for waiting in self._held_back.release(key):
+            self._spawn(self._on_federation(waiting.sender, waiting.payload), "follow")
+
+    def _held_too_long(self, now: float) -> None:
+        """Take in the messages whose predecessor did not come in time, order or not."""
+        for waiting in self._held_back.due(now):
+            self.counters["order_given_up"] += 1
+            self.log.warning(
+                "federation.order_given_up",
+                partner=waiting.sender,
+                waited_s=self._held_back.hold_seconds,
+            )
+            self._spawn(self._follow_late(waiting), "follow")
+
+    async def _follow_late(self, waiting: Waiting) -> None:
+        await self._on_federation(waiting.sender, waiting.payload, follow=False)
 
     def _rebase_expiry(self, envelope: v1.Envelope) -> None:
         """Carry the remaining validity over to our clock, whatever the partner's clock says.
@@ -1701,12 +1789,14 @@ class Gateway:
             reason=str(exc),
         )
 
+        seen = _seen_key(sender, envelope.message_id)
+
         def taken(added: bool) -> None:
             if not added:
                 self.counters["duplicates"] += 1
             self._ack(sender, envelope, again=not added)
+            self._release_followers(seen)
 
-        seen = _seen_key(sender, envelope.message_id)
         await self._commit(add=[failed] if failed else [], seen=seen, then=taken)
 
     def _remember_alert(self, envelope: v1.Envelope) -> None:
@@ -2436,6 +2526,8 @@ class Gateway:
                 self.queues[_egress(nation)].push_front(inflight.pop(message_id).entry)
             if late:
                 self._window_free[nation].set()
+            self._chains[nation].sweep(functools.partial(self._in_flight_at, nation))
+        self._held_too_long(now)
         self._presence_tick(now)
         self._canaries(now)
         if now >= next_prune and self.journal is not None:

@@ -1133,3 +1133,116 @@ async def test_a_copy_the_partner_acknowledged_before_the_send_failed_is_not_sen
         await asyncio.sleep(2.5)  # past the copy's validity
         assert fed.de.counters["expired"] == 0  # released, not queued again to expire
         assert all(r.delivery_status < 0x40 for r in reports(fed.sim_de, DE_RTW))
+
+
+def _following(text: str, message_id: bytes, after: bytes) -> bytes:
+    envelope = v1.Envelope.FromString(_from_fr(text, message_id))
+    envelope.after = after
+    return envelope.SerializeToString()
+
+
+def _texts_to_rtw(fed: Federation) -> list[str]:
+    return [t.text.rsplit(": ", 1)[-1].split("] ")[-1] for t in texts(fed.sim_de, DE_RTW)]
+
+
+async def test_a_message_that_overtook_the_one_it_follows_waits_for_it(fed: Federation) -> None:
+    sends = _watch_sends(fed.de)
+    first, second = b"\x71" * 16, b"\x72" * 16
+    await fed.de._on_federation("FR", _following("zweite", second, after=first))
+    await asyncio.sleep(0.3)
+    assert _texts_to_rtw(fed) == []
+    assert fed.de.counters["held_for_order"] == 1
+    assert not any(second in (a.receipt.message_id, *a.receipt.also_accepted) for a in sends.acks())
+    await fed.de._on_federation("FR", _from_fr("erste", first))
+    await eventually(lambda: len(_texts_to_rtw(fed)) == 2)
+    assert _texts_to_rtw(fed) == ["erste", "zweite"]
+    await eventually(lambda: fed.de.counters["accepted_from_partner"] == 2)
+    acked = {m for a in sends.acks() for m in (a.receipt.message_id, *a.receipt.also_accepted)}
+    assert acked == {first, second}
+    assert len(fed.de._held_back) == 0
+
+
+async def test_a_message_whose_predecessor_is_already_in_custody_goes_at_once(
+    fed: Federation,
+) -> None:
+    first, second = b"\x73" * 16, b"\x74" * 16
+    # The link hands a batch over together: the second is checked in the same commit order.
+    await asyncio.gather(
+        fed.de._on_federation("FR", _from_fr("eins", first)),
+        fed.de._on_federation("FR", _following("zwei", second, after=first)),
+    )
+    await eventually(lambda: len(_texts_to_rtw(fed)) == 2)
+    assert _texts_to_rtw(fed) == ["eins", "zwei"]
+    assert fed.de.counters["held_for_order"] == 0
+    # A copy received again, whose predecessor went long ago, is a plain duplicate.
+    await fed.de._on_federation("FR", _following("zwei", second, after=first))
+    assert fed.de.counters["duplicates"] == 1
+
+
+async def test_a_message_whose_predecessor_never_comes_is_taken_in_after_the_hold(
+    fed: Federation,
+) -> None:
+    fed.de._held_back.hold_seconds = 0.5
+    lost, later = b"\x75" * 16, b"\x76" * 16
+    await fed.de._on_federation("FR", _following("danach", later, after=lost))
+    await fed.de._on_federation("FR", _following("danach", later, after=lost))  # sent again
+    assert len(fed.de._held_back) == 1
+    await eventually(lambda: _texts_to_rtw(fed) == ["danach"], seconds=5)
+    assert fed.de.counters["order_given_up"] == 1
+    assert fed.de.counters["accepted_from_partner"] == 1
+
+
+async def test_a_full_hold_leaves_the_message_unacknowledged_with_its_sender(
+    fed: Federation,
+) -> None:
+    fed.de._held_back.max_held = 0
+    sends = _watch_sends(fed.de)
+    await fed.de._on_federation("FR", _following("voll", b"\x77" * 16, after=b"\x78" * 16))
+    await asyncio.sleep(0.2)
+    assert fed.de.counters["order_hold_full"] == 1
+    assert sends.acks() == [] and _texts_to_rtw(fed) == []
+
+
+async def test_messages_in_flight_to_one_destination_name_the_one_they_follow(
+    tmp_path: Path,
+) -> None:
+    slow = "ack_timeout = 30.0"
+    async with federation(tmp_path, delivery={"DE": slow, "FR": slow}) as fed:
+        fed.de._acks_sending["FR"] = 10**6  # Germany takes custody but cannot acknowledge
+        sends = _watch_sends(fed.fr)
+        for text in ("un", "deux"):
+            await fed.sim_fr.send_text(FR_VSAV, ALIAS_OF_DE_RTW, text, report_request=0)
+        await fed.sim_fr.send_text(FR_VSAV, "8002002", "ailleurs", report_request=0)
+        await fed.sim_fr.send_status(FR_VSAV, ALIAS_OF_DE_RTW, 0)  # an emergency
+        await eventually(lambda: len([e for e in sends.sent if e.HasField("text")]) >= 3)
+        await eventually(lambda: any(e.HasField("emergency") for e in sends.sent))
+        sent = {e.text.text.rsplit("] ", 1)[-1]: e for e in sends.sent if e.HasField("text")}
+        un, deux, ailleurs = sent["un"], sent["deux"], sent["ailleurs"]
+        emergency = next(e for e in sends.sent if e.HasField("emergency"))
+        assert un.after == b""
+        assert deux.after == un.message_id
+        assert ailleurs.after == b""  # another destination
+        assert emergency.after == b""  # an emergency follows nothing
+
+
+async def test_a_copy_lost_on_the_way_is_not_overtaken_by_the_next(tmp_path: Path) -> None:
+    async with federation(tmp_path) as fed:
+        real_send = fed.fr.link.send
+        lost = False
+
+        async def send(nation: str, payload: bytes) -> None:
+            nonlocal lost
+            envelope = v1.Envelope.FromString(payload)
+            if envelope.text.text.endswith("un") and not lost:
+                lost = True
+                await asyncio.sleep(0.3)  # the next goes out meanwhile, and gets through
+                raise LinkError("publish failed: the connection dropped")
+            await real_send(nation, payload)
+
+        fed.fr.link.send = send  # type: ignore[method-assign]
+        for text in ("un", "deux"):
+            await fed.sim_fr.send_text(FR_VSAV, ALIAS_OF_DE_RTW, text, report_request=0)
+        await eventually(lambda: len(_texts_to_rtw(fed)) >= 2, seconds=10)
+        assert lost
+        assert _texts_to_rtw(fed) == ["un", "deux"]
+        assert fed.de.counters["held_for_order"] == 1
