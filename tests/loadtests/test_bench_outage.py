@@ -35,5 +35,8 @@ def test_command_line_prints_a_table_and_a_json_line(capsys: pytest.CaptureFixtu
     assert lines[0].split() == ["messages", "RSS", "MiB", "journal", "MiB"]
     figures = json.loads(lines[-1])
     assert figures["messages"] == 600 and "samples" not in figures
-    assert figures["spilled_at_end_of_outage"] == 400 and figures["drained_in_order"] is True
+    # Presence updates queued during the outage (more on a slow machine) take places too.
+    spilled = figures["spilled_at_end_of_outage"]
+    assert 400 <= spilled <= 400 + figures["presence_queued"]
+    assert figures["drained_in_order"] is True
     assert lines[-2].startswith("spill=True bound=200: refused 0, shed 0")
