@@ -27,6 +27,7 @@ import base64
 import binascii
 import contextlib
 import functools
+import itertools
 import json
 import math
 import os
@@ -150,8 +151,11 @@ _HOUSEKEEPING_INTERVAL = 0.25
 _STATE_SAVE_INTERVAL = 1.0
 #: At most this many rows of each kind per save (the rest go in the next ones).
 _STATE_SAVE_ROWS = 2000
-#: Most spilled copies read back from the journal into a queue at once.
+#: Most spilled copies read back from the journal into a queue at once (or failed back
+#: at once when they expired there).
 _UNSPILL_BATCH = 256
+#: Seconds between two looks for expired copies at the head of each spill.
+_SPILL_EXPIRY_INTERVAL = 5.0
 #: Origin records read into memory at a restart with spilling (the newest); the others
 #: are read from the journal when a receipt needs them.
 _RECOVERED_ORIGINS = 10_000
@@ -301,6 +305,8 @@ class Gateway:
     journal_error: tuple[float, str] | None = None
     #: This gateway's epoch (set when the journal opens; 0 before).
     epoch: int = 0
+    #: When the spills are next searched for expired copies (monotonic).
+    _next_spill_expiry: float = 0.0
 
     def __init__(
         self,
@@ -1167,22 +1173,36 @@ class Gateway:
 
     async def _fail(self, held: Held, status: int, reason: str) -> None:
         """Give up on a copy in custody: tell its sender, then release it."""
-        envelope = held.envelope
-        removed = [held.entry_id] if held.entry_id is not None else []
-        if envelope.origin.nation == self.nation and held.queue.startswith("egress:"):
-            receipt = v1.DeliveryReceipt(
-                message_id=envelope.message_id,
-                state=v1.DELIVERY_STATE_FAILED,
-                tetra_status=status,
-                reason=reason,
-            )
-            await self._commit_surely(remove=removed)
-            await self._apply_receipt(receipt)
-            return
-        receipt_held = self._receipt(
-            envelope, v1.DELIVERY_STATE_FAILED, tetra_status=status, reason=reason
-        )
-        await self._commit_surely(add=[receipt_held] if receipt_held else [], remove=removed)
+        await self._fail_many([held], status, reason)
+
+    async def _fail_many(self, helds: Sequence[Held], status: int, reason: str) -> None:
+        """Give up on copies in custody: tell their senders, then release them.
+
+        Our own messages on their way out are failed back to their radios or MCX users
+        (one commit releases them, one ends their origin records); a partner's messages
+        get a FAILED receipt, journaled in the commit that releases them.
+        """
+        ours: list[v1.DeliveryReceipt] = []
+        receipts: list[Held] = []
+        for held in helds:
+            envelope = held.envelope
+            if envelope.origin.nation == self.nation and held.queue.startswith("egress:"):
+                ours.append(
+                    v1.DeliveryReceipt(
+                        message_id=envelope.message_id,
+                        state=v1.DELIVERY_STATE_FAILED,
+                        tetra_status=status,
+                        reason=reason,
+                    )
+                )
+            elif receipt := self._receipt(
+                envelope, v1.DELIVERY_STATE_FAILED, tetra_status=status, reason=reason
+            ):
+                receipts.append(receipt)
+        removed = [held.entry_id for held in helds if held.entry_id is not None]
+        await self._commit_surely(add=receipts, remove=removed)
+        if ours:
+            await self._apply_receipts(ours)
 
     # ------------------------------------------------------------------ inbound from radios
 
@@ -2516,9 +2536,13 @@ class Gateway:
         await self._fail_unresumable()
         now = self.monotonic()
         for name, queue in self.queues.items():
-            for entry in queue.expire(now):
-                await self._expired(entry.item)
+            expired = queue.expire(now)
+            if expired:
+                await self._expired([entry.item for entry in expired])
             self._unspill_soon(name)
+        if now >= self._next_spill_expiry:
+            self._next_spill_expiry = now + _SPILL_EXPIRY_INTERVAL
+            await self._expire_spilled()
         for nation, inflight in self._inflight.items():
             late = [m for m, f in inflight.items() if f.deadline <= now]
             for message_id in late:
@@ -2605,21 +2629,67 @@ class Gateway:
         except GatewayError as exc:
             self.log.info("canary.send_failed", adapter=adapter_name, error=str(exc))
 
-    async def _expired(self, held: Held) -> None:
-        if (
-            held.entry_id is None
-            and held.delivery is None
-            and not held.envelope.HasField("receipt")
-        ):
-            self.counters["expired_control"] += 1  # a presence update or canary: soft state
-            return
-        self.counters["expired"] += 1
-        if held.envelope.HasField("receipt"):
-            if held.entry_id is not None:
-                await self._commit_surely(remove=[held.entry_id])
-            return
-        self.log.warning("message.expired", message_id=held.envelope.message_id.hex())
-        await self._fail(held, DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED, "expired")
+    async def _expired(self, helds: Sequence[Held]) -> None:
+        """Give up on copies whose validity ran out, in two journal commits at most.
+
+        An outage may expire thousands at once (the locations and statuses of every unit
+        waiting for a partner): one commit per copy would hold up the journal, and the
+        live traffic behind it, for seconds.
+        """
+        receipts: list[int] = []
+        failing: list[Held] = []
+        for held in helds:
+            envelope = held.envelope
+            if held.entry_id is None and held.delivery is None and not envelope.HasField("receipt"):
+                self.counters["expired_control"] += 1  # a presence update or canary: soft state
+                continue
+            self.counters["expired"] += 1
+            if envelope.HasField("receipt"):
+                if held.entry_id is not None:
+                    receipts.append(held.entry_id)
+                continue
+            self.log.warning("message.expired", message_id=envelope.message_id.hex())
+            failing.append(held)
+        if receipts:
+            await self._commit_surely(remove=receipts)
+        if failing:
+            await self._fail_many(failing, DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED, "expired")
+
+    async def _expire_spilled(self) -> None:
+        """Fail back the spilled copies at the head of each spill whose validity ran out.
+
+        Copies kept in the journal only (``[delivery] spill``) are read back as their queue
+        drains; in a long outage that is long after they expired, and their senders would
+        wait for the link to learn it. Copies of one class mostly share a lifetime, so
+        those that expired are the oldest, at the head of the spill, where the read-back
+        would start: they are failed from there (a copy with a shorter lifetime behind a
+        live one still expires when it is read back).
+        """
+        wall = self.clock()
+        for name, spill in list(self._spilled.items()):
+            if spill.loading or self.journal is None:
+                continue
+            spill.loading = True  # no read-back meanwhile: it would take the same rows
+            try:
+                for priority in sorted(spill.after, reverse=True):
+                    rows = await self._read_surely(
+                        functools.partial(
+                            _entries_after, name, priority, spill.after[priority], _UNSPILL_BATCH
+                        )
+                    )
+                    head = list(
+                        itertools.takewhile(
+                            lambda r: r.expires_at is not None and r.expires_at <= wall, rows
+                        )
+                    )
+                    if not head:
+                        continue
+                    spill.after[priority] = head[-1].entry_id
+                    spill.counts[priority] -= len(head)
+                    self.counters["expired_spilled"] += len(head)
+                    await self._expired([h for r in head if (h := self._resume(r)) is not None])
+            finally:
+                spill.loading = False
 
     # ------------------------------------------------------------------ receipts
 
@@ -2852,13 +2922,21 @@ class Gateway:
 
     async def _apply_receipt(self, receipt: v1.DeliveryReceipt) -> None:
         """Apply a receipt about one of our messages, and end its origin record if final."""
+        await self._apply_receipts([receipt])
+
+    async def _apply_receipts(self, receipts: Sequence[v1.DeliveryReceipt]) -> None:
+        """Apply receipts about our messages; end the final ones' origin records in one commit."""
         token = self.tracker.begin_read()
         try:
-            records = await self._origins_for([receipt.message_id], token)
-            taken = self._take_receipt(receipt, receipt.message_id, records, token, None)
-            if taken and self.journal:
-                await self._commit_surely(drop_origins=[receipt.message_id])
-                self.tracker.dropped([receipt.message_id])
+            records = await self._origins_for([r.message_id for r in receipts], token)
+            final = [
+                r.message_id
+                for r in receipts
+                if self._take_receipt(r, r.message_id, records, token, None)
+            ]
+            if final and self.journal:
+                await self._commit_surely(drop_origins=final)
+                self.tracker.dropped(final)
         finally:
             self.tracker.end_read(token)
 

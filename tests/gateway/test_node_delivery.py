@@ -1246,3 +1246,54 @@ async def test_a_copy_lost_on_the_way_is_not_overtaken_by_the_next(tmp_path: Pat
         assert lost
         assert _texts_to_rtw(fed) == ["un", "deux"]
         assert fed.de.counters["held_for_order"] == 1
+
+
+async def test_spilled_messages_that_expire_in_an_outage_fail_back_during_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.node._SPILL_EXPIRY_INTERVAL", 0.25)
+    delivery = "queue_max_messages = 4\nexpiry_seconds = { routine = 1 }"
+    async with federation(tmp_path, delivery={"DE": delivery}) as fed:
+        fed.bus.cut("FR")
+        sent = [
+            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"spät {n}", report_request=1)
+            for n in range(10)
+        ]
+        await eventually(lambda: fed.de.counters["accepted"] == 10)
+        assert fed.de.spilled("egress:FR") >= 6
+        # Every radio learns of its expired text while France is still cut off.
+        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 10, seconds=10)
+        assert {(r.message_reference, r.delivery_status) for r in reports(fed.sim_de, DE_RTW)} == {
+            (mr, 0x48) for mr in sent
+        }
+        assert fed.de.counters["expired_spilled"] >= 6
+        assert fed.de.spilled("egress:FR") == 0
+        assert fed.de.journal is not None
+        assert await fed.de.journal.submit(lambda j: j.count()) == 0
+        fed.bus.cut("FR", down=False)
+        await eventually(lambda: fed.de.liveness["federation:FR"].state.value != "degraded")
+        assert fed.sim_fr.received[FR_VSAV] == []
+
+
+async def test_copies_expiring_together_are_failed_back_in_two_commits(tmp_path: Path) -> None:
+    expiry = "expiry_seconds = { routine = 1 }"
+    async with federation(tmp_path, delivery={"DE": expiry}) as fed:
+        fed.bus.cut("FR")
+        for n in range(20):
+            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"weg {n}", report_request=1)
+        await eventually(lambda: fed.de.counters["accepted"] == 20)
+        releases: list[dict[str, Any]] = []
+        submit = fed.de._submit_commit
+
+        def counted(**change: Any) -> Any:
+            if change.get("remove") or change.get("drop_origins"):
+                releases.append(change)
+            return submit(**change)
+
+        fed.de._submit_commit = counted  # type: ignore[method-assign]
+        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 20, seconds=5)
+        assert {r.delivery_status for r in reports(fed.sim_de, DE_RTW)} == {0x48}
+        # One commit releases the copies, one ends their origin records (not two per copy).
+        assert len(releases) <= 10  # a few housekeeping passes, each two commits
+        assert sum(len(c.get("remove", ())) for c in releases) == 20
+        assert sum(len(c.get("drop_origins", ())) for c in releases) == 20
