@@ -949,6 +949,18 @@ class MqttFederationLink:
         expected = self.settings.broker_identity
         if expected is not None and broker.uri != expected:
             raise BadCredentials(f"the broker is {broker.uri}, expected {expected}")
+        verifier = self._verifier
+        if verifier is not None and broker not in verifier.forbidden:
+            # Whoever serves as the broker never signs a batch, configured or not: a broker
+            # host holds a gateway certificate (the only leaf role with serverAuth) and
+            # could otherwise forge its country's traffic.
+            verifier.forbidden = verifier.forbidden | {broker}
+            if expected is None:
+                self.log.warning(
+                    "mqtt.broker_identity_unset",
+                    broker=broker.uri,
+                    hint="set [federation.mqtt] broker_identity to pin the broker",
+                )
         self.log.debug("mqtt.broker_verified", broker=broker.uri)
 
     async def _receive_until_restart(

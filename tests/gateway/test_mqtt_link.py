@@ -19,6 +19,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from adapters._link import LinkState, LinkStateChanged
+from certs.identity import parse_identity_uri
 from gateway.mqtt_acl import data_topic
 from gateway.mqtt_link import (
     INBOX_GROUP,
@@ -534,3 +535,14 @@ async def test_a_reload_takes_in_what_was_queued_before_the_session_ends(
         async with asyncio.timeout(5):
             while fr.counters["taken_at_session_end"] != 1:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
+
+
+async def test_the_broker_never_signs_a_batch_even_when_its_identity_is_not_configured(
+    mqtt_world: MqttWorld,
+) -> None:
+    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", broker_identity=None))
+    async with serving(de):
+        await de.wait_until(lambda: de.state is LinkState.CONNECTED)
+        assert de._verifier is not None
+        # The broker's certificate is a gateway certificate of DE: it could sign DE's batches.
+        assert parse_identity_uri(mqtt_world.broker_identity) in de._verifier.forbidden
