@@ -78,7 +78,7 @@ from gateway.journal import (
     open_journal,
 )
 from gateway.liveness import CanaryTracker, PathState, StateChange
-from gateway.ordering import Chains, HeldBack, Waiting
+from gateway.ordering import HOLD_SECONDS, Chains, HeldBack, Waiting
 from gateway.policy import RateLimiter
 from gateway.presence import (
     Availability,
@@ -380,7 +380,7 @@ class Gateway:
         #: the one they follow is in custody (see :mod:`gateway.ordering`).
         self._chains, self._held_back = (
             {n: Chains() for n in config.federation.partners},
-            HeldBack(),
+            HeldBack(hold_seconds=max(HOLD_SECONDS, 3 * delivery.ack_timeout)),
         )
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
@@ -862,7 +862,8 @@ class Gateway:
         that must follow custody (acknowledging it, remembering an alert) goes there.
 
         Returns:
-            False (and changes nothing) if ``seen`` was already recorded: a duplicate.
+            False (and changes nothing) if ``seen`` was already recorded (a duplicate),
+            or if ``follows`` was not (the message waits for it: ``gap`` ran).
 
         Raises:
             JournalError: the journal cannot be written; nothing was taken into custody.
@@ -910,7 +911,9 @@ class Gateway:
 
         def op(j: JournalStore) -> list[int] | None:
             if follows is not None and not j.is_seen(follows):
-                return _GAP
+                if seen is None or not j.is_seen(seen):
+                    return _GAP
+                return None  # a copy of one in custody already: a duplicate
             if seen is not None and not j.mark_seen(seen, now):
                 return None
             if remove:
@@ -944,7 +947,10 @@ class Gateway:
         ids = committed.result()
         if ids is _GAP:
             if gap is not None:
-                gap()
+                try:
+                    gap()
+                except Exception:
+                    self.log.exception("custody.hold_failed")
             return
         for held, entry_id in zip(add, ids or (), strict=ids is not None):
             held.entry_id = entry_id
@@ -1631,11 +1637,14 @@ class Gateway:
 
     # ------------------------------------------------------------------ federation inbound
 
-    async def _on_federation(self, sender: str, payload: bytes, *, follow: bool = True) -> None:
+    async def _on_federation(
+        self, sender: str, payload: bytes, *, held: Waiting | None = None, follow: bool = True
+    ) -> None:
         """Take in one envelope from ``sender``.
 
-        ``follow=False`` takes a message in without waiting for the one it follows
-        (:meth:`_held_too_long`).
+        ``held``: the message was held back for order (:mod:`gateway.ordering`) and is
+        released now: it was admitted when it came. ``follow=False`` takes it in without
+        waiting any longer for the one it follows (:meth:`_held_too_long`).
         """
         envelope = v1.Envelope()
         try:
@@ -1679,12 +1688,44 @@ class Gateway:
         if body == "canary":
             self._on_partner_canary(sender, envelope)
             return
-        self._rebase_expiry(envelope)
-        envelope.trace.add(gateway=self.name, nation=self.nation, received_at_us=self._now_us())
-        refusal = self._admission(sender, envelope, len(payload))
-        if refusal is not None:
-            await self._refuse_from_partner(sender, envelope, refusal)
-            return
+        await self._take_in(sender, envelope, payload, held=held, follow=follow)
+
+    async def _take_in(
+        self,
+        sender: str,
+        envelope: v1.Envelope,
+        payload: bytes,
+        *,
+        held: Waiting | None,
+        follow: bool,
+    ) -> None:
+        """Take a partner's message into custody (see :meth:`_on_federation`)."""
+        seen = _seen_key(sender, envelope.message_id)
+        follows: bytes | None = None
+        if (
+            follow
+            and envelope.after
+            and envelope.after != envelope.message_id
+            and envelope.priority < v1.PRIORITY_IMMINENT_PERIL  # an emergency never waits
+        ):
+            follows = _seen_key(sender, envelope.after)
+            if held is None and seen in self._held_back:
+                # Another copy of one held back: the one it follows is still on its way.
+                self._hold_back(sender, seen, follows, payload)
+                return
+        envelope.ClearField("after")  # a field of this hop, not of the message
+        # Time spent held back counts: it neither lengthens the validity nor hides the
+        # arrival from the trace.
+        held_us = 0 if held is None else round((self.monotonic() - held.arrived) * 1e6)
+        self._rebase_expiry(envelope, held_us)
+        envelope.trace.add(
+            gateway=self.name, nation=self.nation, received_at_us=self._now_us() - held_us
+        )
+        if held is None:  # admitted once, when it came
+            refusal = self._admission(sender, envelope, len(payload))
+            if refusal is not None:
+                await self._refuse_from_partner(sender, envelope, refusal)
+                return
         try:
             deliveries = self._plan(envelope)
         except GatewayError as exc:  # refused, or a partner value our radios cannot carry
@@ -1700,10 +1741,7 @@ class Gateway:
             )
             for d in deliveries
         ]
-
-        seen = _seen_key(sender, envelope.message_id)
-        follows = _seen_key(sender, envelope.after) if envelope.after and follow else None
-        envelope.ClearField("after")  # a field of this hop, not of the message
+        body = envelope.WhichOneof("body")
 
         def taken(added: bool) -> None:
             if added:
@@ -1718,24 +1756,44 @@ class Gateway:
             self._release_followers(seen)
 
         def gap() -> None:
-            self._hold_back(sender, seen, follows or b"", payload)
+            self._hold_back(sender, seen, follows or b"", payload, held)
 
         await self._commit(add=copies, seen=seen, follows=follows, then=taken, gap=gap)
 
-    def _hold_back(self, sender: str, key: bytes, follows: bytes, payload: bytes) -> None:
-        """The message ``key`` came before the one it follows: hold it, unacknowledged."""
-        if self._held_back.hold(sender, key, follows, payload, self.monotonic()):
-            self.counters["held_for_order"] += 1
-            self.log.info("federation.held_for_order", partner=sender, held=len(self._held_back))
-        elif key not in self._held_back:
+    def _hold_back(
+        self,
+        sender: str,
+        key: bytes,
+        follows: bytes,
+        payload: bytes,
+        held: Waiting | None = None,
+    ) -> None:
+        """The message ``key`` came before the one it follows: hold it, unacknowledged.
+
+        ``held``: it was held before and released, but what it follows is not in custody
+        after all (its commit failed): it waits again, as it was.
+        """
+        now = self.monotonic()
+        first = held is None and key not in self._held_back
+        if held is not None:
+            kept = self._held_back.put_back(held, now)
+        else:
+            kept = self._held_back.hold(sender, key, follows, payload, now)
+        if not kept:
             # Not held and not acknowledged: the partner sends it again.
             self.counters["order_hold_full"] += 1
             self.log.warning("federation.order_hold_full", partner=sender)
+        elif first:
+            self.counters["held_for_order"] += 1
+            self.log.info("federation.held_for_order", partner=sender, held=len(self._held_back))
 
     def _release_followers(self, key: bytes) -> None:
         """The message ``key`` is in custody: take in those held back behind it."""
+        self._held_back.discard(key)  # a copy of it held back, if any: it came again
         for waiting in self._held_back.release(key):
-            self._spawn(self._on_federation(waiting.sender, waiting.payload), "follow")
+            self._spawn(
+                self._on_federation(waiting.sender, waiting.payload, held=waiting), "follow"
+            )
 
     def _held_too_long(self, now: float) -> None:
         """Take in the messages whose predecessor did not come in time, order or not."""
@@ -1744,27 +1802,27 @@ class Gateway:
             self.log.warning(
                 "federation.order_given_up",
                 partner=waiting.sender,
-                waited_s=self._held_back.hold_seconds,
+                waited_s=round(now - waiting.arrived, 1),
             )
             self._spawn(self._follow_late(waiting), "follow")
 
     async def _follow_late(self, waiting: Waiting) -> None:
-        await self._on_federation(waiting.sender, waiting.payload, follow=False)
+        await self._on_federation(waiting.sender, waiting.payload, held=waiting, follow=False)
 
-    def _rebase_expiry(self, envelope: v1.Envelope) -> None:
+    def _rebase_expiry(self, envelope: v1.Envelope, held_us: int = 0) -> None:
         """Carry the remaining validity over to our clock, whatever the partner's clock says.
 
         The sender stamped its last hop with the time it forwarded the message; the
-        validity left then (by the sender's own clock) is what the message has left
-        here. Clocks of two countries may disagree (a stepped clock, a dead NTP server):
-        comparing one country's absolute expiry with another's clock would expire
-        messages early or keep them too long.
+        validity left then (by the sender's own clock), less the ``held_us`` it has
+        spent here already, is what the message has left. Clocks of two countries may
+        disagree (a stepped clock, a dead NTP server): comparing one country's absolute
+        expiry with another's clock would expire messages early or keep them too long.
         """
         if not envelope.expires_at_us or not envelope.trace:
             return
         forwarded = envelope.trace[-1].forwarded_at_us
         if forwarded:
-            remaining = envelope.expires_at_us - forwarded
+            remaining = envelope.expires_at_us - forwarded - held_us
             envelope.expires_at_us = self._now_us() + max(0, remaining)
 
     def _admission(self, sender: str, envelope: v1.Envelope, size: int) -> DeliveryRefused | None:

@@ -12,10 +12,12 @@ that it sent to that partner just before and that the partner has not acknowledg
 (:class:`Chains`). The partner takes a message into custody only if the one it follows
 is already in its custody, checked in the same journal transaction; otherwise it holds
 it back, unacknowledged, until that one arrives (:class:`HeldBack`). A message held
-back for :data:`HOLD_SECONDS` is taken in anyway (its predecessor is not coming: the
-sender's copy of it expired or failed): order gives way before custody does. One that
-finds the hold full is not taken in: it stays unacknowledged with its sender, which
-sends it again.
+back for :data:`HOLD_SECONDS` (at least three of our own ack timeouts) since its latest
+copy came is taken in anyway: its predecessor is not coming (the sender's copy of it
+expired or failed), and order gives way before custody does. Each copy the sender sends
+again restarts the wait, since it shows the predecessor is still unacknowledged there.
+One that finds the hold full (in all, or for its partner) is not taken in: it stays
+unacknowledged with its sender, which sends it again.
 
 Urgent messages (emergency and imminent peril) follow nothing: an emergency is never
 held back behind a lost one, and the receiving gateway delivers them ahead of
@@ -26,6 +28,8 @@ Plain data structures, no I/O, no clock (time is an argument).
 
 from __future__ import annotations
 
+import bisect
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +42,10 @@ HOLD_SECONDS = 30.0
 #: Messages held back at once, at most (all partners); beyond, one that would wait stays
 #: with its sender, unacknowledged.
 MAX_HELD = 4096
+#: Of those, at most this many from one partner: one cannot crowd out the others.
+MAX_HELD_PER_PARTNER = 1024
+#: Bytes held back at once, at most (all partners).
+MAX_HELD_BYTES = 64 * 1024 * 1024
 
 #: What a chain is kept for: origin unit, destination (serialized) and priority.
 PairKey = tuple[str, bytes, int]
@@ -47,8 +55,8 @@ class Chains:
     """Sender side, one per partner: which message in flight each new one follows."""
 
     def __init__(self) -> None:
-        #: Per pair: (queue order, message id) of the messages sent, oldest first; those
-        #: no longer in flight are dropped lazily.
+        #: Per pair: (queue order, message id) of the messages sent, sorted; those no
+        #: longer in flight are dropped lazily.
         self._chains: dict[PairKey, list[tuple[int, bytes]]] = {}
 
     def __len__(self) -> int:
@@ -74,14 +82,18 @@ class Chains:
             The id of the message it must follow: the latest one before it in queue
             order still in flight, or ``b""`` if there is none.
         """
-        chain = [
-            (o, m) for o, m in self._chains.get(pair, ()) if m != message_id and in_flight(m) == o
-        ]
-        before = [m for o, m in chain if o < order]
-        chain.append((order, message_id))
-        chain.sort()
-        self._chains[pair] = chain
-        return before[-1] if before else b""
+        chain = self._chains.setdefault(pair, [])
+        entry = (order, message_id)
+        at = bisect.bisect_left(chain, entry)
+        if at == len(chain) or chain[at] != entry:
+            chain.insert(at, entry)
+        while at > 0:
+            at -= 1
+            earlier, earlier_id = chain[at]
+            if in_flight(earlier_id) == earlier:
+                return earlier_id
+            del chain[at]  # acknowledged, or back in the queue (sent again later)
+        return b""
 
     def sweep(self, in_flight: Callable[[bytes], int | None]) -> None:
         """Forget the messages no longer in flight, and the pairs left with none."""
@@ -93,7 +105,7 @@ class Chains:
                 del self._chains[pair]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Waiting:
     """A partner's message held back until the one it follows is in custody."""
 
@@ -101,17 +113,36 @@ class Waiting:
     key: bytes  #: its own seen key
     follows: bytes  #: the seen key of the message it follows
     payload: bytes
-    until: float
+    arrived: float  #: when its first copy came
+    until: float  #: when it is taken in anyway
 
 
 class HeldBack:
-    """Receiver side: messages waiting for the one they follow, bounded in number."""
+    """Receiver side: messages waiting for the one they follow, bounded.
 
-    def __init__(self, max_held: int = MAX_HELD, hold_seconds: float = HOLD_SECONDS) -> None:
+    Args:
+        max_held: Messages held at once, at most.
+        hold_seconds: How long a message waits after its latest copy.
+        max_per_partner: Messages of one partner held at once, at most.
+        max_bytes: Bytes held at once, at most.
+    """
+
+    def __init__(
+        self,
+        max_held: int = MAX_HELD,
+        hold_seconds: float = HOLD_SECONDS,
+        *,
+        max_per_partner: int = MAX_HELD_PER_PARTNER,
+        max_bytes: int = MAX_HELD_BYTES,
+    ) -> None:
         self.max_held = max_held
         self.hold_seconds = hold_seconds
+        self.max_per_partner = max_per_partner
+        self.max_bytes = max_bytes
         self._by_follows: dict[bytes, list[Waiting]] = {}
         self._keys: dict[bytes, Waiting] = {}
+        self._per_partner: Counter[str] = Counter()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -122,31 +153,94 @@ class HeldBack:
     def hold(self, sender: str, key: bytes, follows: bytes, payload: bytes, now: float) -> bool:
         """Hold ``payload`` (seen key ``key``) until ``follows`` is released.
 
+        A copy of a message held already restarts its wait and, if it names another
+        predecessor (the one it named is gone at the sender), waits for that one instead.
+
         Returns:
-            False if it was not held: the hold is full, or a copy of it is held already
-            (which keeps its place and its deadline).
+            False if it is not held: the hold is full (in all or for ``sender``).
         """
-        if key in self._keys or len(self._keys) >= self.max_held:
+        held = self._keys.get(key)
+        if held is not None:
+            held.until = now + self.hold_seconds
+            if held.follows != follows:
+                self._unlink(held)
+                held.follows = follows
+                self._by_follows.setdefault(follows, []).append(held)
+            return True
+        if (
+            len(self._keys) >= self.max_held
+            or self._per_partner[sender] >= self.max_per_partner
+            or self._bytes + len(payload) > self.max_bytes
+        ):
             return False
-        waiting = Waiting(sender, key, follows, payload, now + self.hold_seconds)
+        waiting = Waiting(sender, key, follows, payload, now, now + self.hold_seconds)
         self._keys[key] = waiting
         self._by_follows.setdefault(follows, []).append(waiting)
+        self._per_partner[sender] += 1
+        self._bytes += len(payload)
+        return True
+
+    def put_back(self, waiting: Waiting, now: float) -> bool:
+        """Hold again a message released before its predecessor was in custody after all.
+
+        It keeps the time its first copy came. Returns False if the hold is full.
+        """
+        fresh = waiting.key not in self._keys
+        if not self.hold(waiting.sender, waiting.key, waiting.follows, waiting.payload, now):
+            return False
+        if fresh:
+            self._keys[waiting.key].arrived = waiting.arrived
         return True
 
     def release(self, follows: bytes) -> list[Waiting]:
-        """The messages that followed ``follows`` (now in custody), in the order held."""
-        released = self._by_follows.pop(follows, [])
-        for waiting in released:
-            del self._keys[waiting.key]
+        """Take out the messages that followed ``follows`` (now in custody).
+
+        In the order held, then those that followed them in turn: taken in together,
+        they share a commit, and its journal transaction keeps their order.
+        """
+        released: list[Waiting] = []
+        keys = [follows]
+        while keys:
+            for waiting in self._by_follows.pop(keys.pop(0), []):
+                self._forget(waiting)
+                released.append(waiting)
+                keys.append(waiting.key)
         return released
 
+    def discard(self, key: bytes) -> None:
+        """Forget a held copy of ``key``: the message was taken in from another copy."""
+        waiting = self._keys.get(key)
+        if waiting is not None:
+            self._unlink(waiting)
+            self._forget(waiting)
+
     def due(self, now: float) -> list[Waiting]:
-        """Take out the messages that have waited their time, oldest first."""
-        late = [w for w in self._keys.values() if w.until <= now]
+        """Take out the messages that have waited their time, oldest first.
+
+        One whose predecessor is held too waits for it (it is released behind it), unless
+        it is overdue by a whole hold: a partner naming predecessors in a circle cannot
+        keep them here for good.
+        """
+        late = [
+            w
+            for w in self._keys.values()
+            if w.until <= now
+            and (w.follows not in self._keys or w.until + self.hold_seconds <= now)
+        ]
         for waiting in late:
-            del self._keys[waiting.key]
-            followers = self._by_follows[waiting.follows]
-            followers.remove(waiting)
-            if not followers:
-                del self._by_follows[waiting.follows]
+            self._unlink(waiting)
+            self._forget(waiting)
         return late
+
+    def _unlink(self, waiting: Waiting) -> None:
+        followers = self._by_follows[waiting.follows]
+        followers.remove(waiting)
+        if not followers:
+            del self._by_follows[waiting.follows]
+
+    def _forget(self, waiting: Waiting) -> None:
+        del self._keys[waiting.key]
+        self._per_partner[waiting.sender] -= 1
+        if not self._per_partner[waiting.sender]:
+            del self._per_partner[waiting.sender]
+        self._bytes -= len(waiting.payload)

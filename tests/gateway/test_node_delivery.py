@@ -1305,3 +1305,199 @@ async def test_copies_expiring_together_are_failed_back_in_two_commits(tmp_path:
         assert len(releases) <= 10  # a few housekeeping passes, each two commits
         assert sum(len(c.get("remove", ())) for c in releases) == 20
         assert sum(len(c.get("drop_origins", ())) for c in releases) == 20
+
+
+def _acked(sends: _Sends) -> set[bytes]:
+    return {m for a in sends.acks() for m in (a.receipt.message_id, *a.receipt.also_accepted)}
+
+
+async def test_giving_up_keeps_the_order_of_a_held_chain(fed: Federation) -> None:
+    """P lost for good; F1 (after P) and F2 (after F1) both held, F2 held first.
+
+    Giving up on P must not let F2 overtake F1, which is right there in the hold.
+    """
+    fed.de._held_back.hold_seconds = 0.5
+    p, f1, f2 = b"\x81" * 16, b"\x82" * 16, b"\x83" * 16
+    await fed.de._on_federation("FR", _following("f2", f2, after=f1))  # F1's first copy lost
+    await asyncio.sleep(0.2)
+    await fed.de._on_federation("FR", _following("f1", f1, after=p))  # F1 sent again
+    await eventually(lambda: len(_texts_to_rtw(fed)) == 2, seconds=5)
+    assert _texts_to_rtw(fed) == ["f1", "f2"]
+
+
+async def test_a_copy_of_a_message_already_in_custody_is_acknowledged_at_once(
+    fed: Federation,
+) -> None:
+    """After a give-up, the partner's next copy (ack lost) is a duplicate: ack it, don't hold it."""
+    fed.de._held_back.hold_seconds = 0.5
+    p, f = b"\x84" * 16, b"\x85" * 16
+    await fed.de._on_federation("FR", _following("f", f, after=p))
+    await eventually(lambda: fed.de.counters["accepted_from_partner"] == 1, seconds=5)
+    sends = _watch_sends(fed.de)
+    await fed.de._on_federation("FR", _following("f", f, after=p))  # our ack was lost
+    await asyncio.sleep(0.2)
+    assert fed.de.counters["held_for_order"] == 1  # not held a second time
+    assert f in _acked(sends)  # acknowledged as a duplicate at once
+
+
+async def test_a_message_taken_in_from_a_newer_copy_leaves_no_stale_hold(fed: Federation) -> None:
+    """F held behind P; P expired at the sender, so F's next copy names nothing and is taken.
+
+    The held first copy must go with it: no later 'order_given_up' warning, no slot used.
+    """
+    fed.de._held_back.hold_seconds = 0.5
+    p, f = b"\x86" * 16, b"\x87" * 16
+    await fed.de._on_federation("FR", _following("f", f, after=p))
+    await fed.de._on_federation("FR", _from_fr("f", f))  # sent again, P no longer in flight
+    await eventually(lambda: fed.de.counters["accepted_from_partner"] == 1)
+    assert len(fed.de._held_back) == 0
+    await asyncio.sleep(1.0)
+    assert fed.de.counters["order_given_up"] == 0
+
+
+async def test_an_emergency_is_never_held_back(fed: Federation) -> None:
+    """The sender never names a predecessor for urgent messages; the receiver must not obey one."""
+    em = _envelope_from_fr(b"\x88" * 16, priority=v1.PRIORITY_EMERGENCY)
+    em.text.text = "urgent"
+    em.after = b"\x89" * 16
+    await fed.de._on_federation("FR", em.SerializeToString())
+    await asyncio.sleep(0.3)
+    assert fed.de.counters["held_for_order"] == 0
+
+
+async def test_holding_does_not_lengthen_a_messages_validity(fed: Federation) -> None:
+    """A message with 0.3 s of validity left, held 1 s, has expired: it must not be delivered."""
+    fed.de._held_back.hold_seconds = 1.0
+    now_us = int(time.time() * 1e6)
+    envelope = _envelope_from_fr(b"\x8a" * 16)
+    envelope.text.text = "stale"
+    envelope.created_at_us = now_us
+    envelope.expires_at_us = now_us + 300_000
+    envelope.trace.add(gateway="fr", nation="FR", received_at_us=now_us, forwarded_at_us=now_us)
+    envelope.after = b"\x8b" * 16
+    await fed.de._on_federation("FR", envelope.SerializeToString())
+    await asyncio.sleep(2.0)
+    assert _texts_to_rtw(fed) == []
+
+
+DE_RATE = """
+[rate_limits]
+messages_per_second = 0.01
+burst = 2
+"""
+
+
+async def test_a_held_message_is_not_charged_twice_by_the_rate_limit(tmp_path: Path) -> None:
+    """Two messages within the partner's burst of 2: both go, whatever order they came in."""
+    async with federation(tmp_path, DE=DE_RATE) as fed:
+        p, f = b"\x8c" * 16, b"\x8d" * 16
+        await fed.de._on_federation("FR", _following("f", f, after=p))  # overtook P
+        await fed.de._on_federation("FR", _from_fr("p", p))
+        await asyncio.sleep(0.5)
+        assert fed.de.counters["refused_from_partner"] == 0
+        assert _texts_to_rtw(fed) == ["p", "f"]
+
+
+async def test_a_chain_of_held_messages_is_taken_in_together_in_its_order(fed: Federation) -> None:
+    """A chain of held messages is taken in together, in a few commits, in its order."""
+    n = 200
+    ids = [bytes([0x90, i]) * 8 for i in range(n + 1)]
+    for i in range(1, n + 1):
+        await fed.de._on_federation("FR", _following(f"m{i}", ids[i], after=ids[i - 1]))
+    assert len(fed.de._held_back) == n
+    assert fed.de.journal is not None
+    commits = fed.de.journal.commits
+    await fed.de._on_federation("FR", _from_fr("m0", ids[0]))
+    await eventually(lambda: fed.de.counters["accepted_from_partner"] == n + 1, seconds=60)
+    assert fed.de.journal.commits - commits < 20  # not one per link of the chain
+    await eventually(lambda: len(_texts_to_rtw(fed)) == n + 1, seconds=60)
+    assert _texts_to_rtw(fed) == [f"m{i}" for i in range(n + 1)]
+
+
+async def test_each_copy_sent_again_restarts_the_wait_for_a_predecessor_lost_again(
+    tmp_path: Path,
+) -> None:
+    """FR's first three copies of "un" are lost: it arrives after DE's hold (0.8 s) ran out.
+
+    Every copy of "deux" FR sends again meanwhile (ack timeout 0.5 s) shows "un" is still
+    on its way, so DE keeps waiting for it.
+    """
+    async with federation(tmp_path, delivery={"FR": "ack_timeout = 0.5"}) as fed:
+        fed.de._held_back.hold_seconds = 0.8
+        real_send = fed.fr.link.send
+        lost = 0
+
+        async def send(nation: str, payload: bytes) -> None:
+            nonlocal lost
+            envelope = v1.Envelope.FromString(payload)
+            if envelope.text.text.endswith("un") and lost < 3:
+                lost += 1
+                return  # published, then lost on the way
+            await real_send(nation, payload)
+
+        fed.fr.link.send = send  # type: ignore[method-assign]
+        for text in ("un", "deux"):
+            await fed.sim_fr.send_text(FR_VSAV, ALIAS_OF_DE_RTW, text, report_request=0)
+        await eventually(lambda: len(_texts_to_rtw(fed)) >= 2, seconds=10)
+        assert lost == 3
+        assert _texts_to_rtw(fed) == ["un", "deux"]
+        assert fed.de.counters["order_given_up"] == 0
+
+
+DE_RATE = """
+[rate_limits]
+messages_per_second = 0.01
+burst = 2
+"""
+
+
+async def test_a_held_message_is_not_charged_twice_by_the_rate_limit(tmp_path: Path) -> None:
+    """Two messages within the partner's burst of 2: both go, whatever order they came in."""
+    async with federation(tmp_path, DE=DE_RATE) as fed:
+        p, f = b"\x8c" * 16, b"\x8d" * 16
+        await fed.de._on_federation("FR", _following("f", f, after=p))  # overtook P
+        await fed.de._on_federation("FR", _from_fr("p", p))
+        await asyncio.sleep(0.5)
+        assert fed.de.counters["refused_from_partner"] == 0
+        assert _texts_to_rtw(fed) == ["p", "f"]
+
+
+async def test_a_chain_of_held_messages_is_taken_in_together_in_its_order(fed: Federation) -> None:
+    """A chain of held messages is taken in together, in a few commits, in its order."""
+    n = 200
+    ids = [bytes([0x90, i]) * 8 for i in range(n + 1)]
+    for i in range(1, n + 1):
+        await fed.de._on_federation("FR", _following(f"m{i}", ids[i], after=ids[i - 1]))
+    assert len(fed.de._held_back) == n
+    assert fed.de.journal is not None
+    commits = fed.de.journal.commits
+    await fed.de._on_federation("FR", _from_fr("m0", ids[0]))
+    await eventually(lambda: fed.de.counters["accepted_from_partner"] == n + 1, seconds=60)
+    assert fed.de.journal.commits - commits < 20  # not one per link of the chain
+    await eventually(lambda: len(_texts_to_rtw(fed)) == n + 1, seconds=60)
+    assert _texts_to_rtw(fed) == [f"m{i}" for i in range(n + 1)]
+
+
+async def test_a_sender_slower_than_the_hold_still_keeps_the_order(tmp_path: Path) -> None:
+    """FR's ack timeout (2 s) is longer than DE's hold (0.5 s): scaled down, ack_timeout = 60 s
+    (allowed by the configuration) against HOLD_SECONDS = 30 s. A copy lost silently (after
+    the broker took it: an inbox overflow, a commit that failed at DE) is sent again only
+    after the ack timeout; by then DE has given up and delivered the next one first."""
+    async with federation(tmp_path, delivery={"FR": "ack_timeout = 2.0"}) as fed:
+        fed.de._held_back.hold_seconds = 0.5
+        real_send = fed.fr.link.send
+        lost = False
+
+        async def send(nation: str, payload: bytes) -> None:
+            nonlocal lost
+            envelope = v1.Envelope.FromString(payload)
+            if envelope.text.text.endswith("un") and not lost:
+                lost = True
+                return  # published, then lost on the way
+            await real_send(nation, payload)
+
+        fed.fr.link.send = send  # type: ignore[method-assign]
+        for text in ("un", "deux"):
+            await fed.sim_fr.send_text(FR_VSAV, ALIAS_OF_DE_RTW, text, report_request=0)
+        await eventually(lambda: len(_texts_to_rtw(fed)) >= 2, seconds=10)
+        assert _texts_to_rtw(fed) == ["un", "deux"]

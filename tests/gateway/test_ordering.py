@@ -85,20 +85,69 @@ def test_held_messages_are_released_behind_the_one_they_follow_in_order() -> Non
     held = HeldBack(max_held=3, hold_seconds=10.0)
     assert held.hold("FR", b"k2", b"k1", b"p2", now=0.0)
     assert held.hold("FR", b"k3", b"k1", b"p3", now=1.0)
-    assert not held.hold("FR", b"k2", b"k1", b"p2-again", now=2.0)  # a copy: kept as it was
-    assert b"k2" in held and len(held) == 2
-    assert [w.payload for w in held.release(b"k1")] == [b"p2", b"p3"]
+    assert held.hold("FR", b"k4", b"k3", b"p4", now=1.0)  # behind k3, in turn
+    assert held.hold("FR", b"k2", b"k1", b"p2-again", now=2.0)  # a copy: kept as it was
+    assert b"k2" in held and len(held) == 3
+    assert [w.payload for w in held.release(b"k1")] == [b"p2", b"p3", b"p4"]
     assert len(held) == 0 and held.release(b"k1") == []
 
 
-def test_the_hold_is_bounded_and_gives_up_after_its_time() -> None:
-    held = HeldBack(max_held=2, hold_seconds=10.0)
-    assert held.hold("FR", b"a", b"x", b"pa", now=0.0)
-    assert held.hold("FR", b"b", b"x", b"pb", now=5.0)
-    assert not held.hold("FR", b"c", b"y", b"pc", now=5.0)  # full
-    assert held.due(9.9) == []
-    [late] = held.due(10.0)
-    assert (late.sender, late.key, late.payload) == ("FR", b"a", b"pa")
-    assert b"a" not in held
-    assert [w.key for w in held.release(b"x")] == [b"b"]
-    assert held.due(100.0) == []
+def test_a_copy_restarts_the_wait_and_may_name_another_predecessor() -> None:
+    held = HeldBack(hold_seconds=10.0)
+    assert held.hold("FR", b"f", b"p", b"payload", now=0.0)
+    assert held.hold("FR", b"f", b"p", b"payload", now=8.0)  # the sender still waits for p
+    assert held.due(12.0) == []
+    assert held.hold("FR", b"f", b"o", b"payload", now=9.0)  # p is gone at the sender: o
+    assert held.release(b"p") == []
+    [waiting] = held.release(b"o")
+    assert (waiting.arrived, waiting.until) == (0.0, 19.0)
+
+
+def test_a_message_taken_in_from_another_copy_leaves_no_hold() -> None:
+    held = HeldBack()
+    held.hold("FR", b"f", b"p", b"x", now=0.0)
+    held.discard(b"f")
+    held.discard(b"f")
+    assert len(held) == 0 and held.release(b"p") == [] and held.due(1e9) == []
+
+
+def test_the_hold_is_bounded_in_all_per_partner_and_in_bytes() -> None:
+    held = HeldBack(max_held=3, max_per_partner=2, max_bytes=10)
+    assert held.hold("FR", b"a", b"x", b"1234", now=0.0)
+    assert held.hold("FR", b"b", b"x", b"1234", now=0.0)
+    assert not held.hold("FR", b"c", b"x", b"1", now=0.0)  # France has its share
+    assert not held.hold("IT", b"d", b"x", b"123", now=0.0)  # 11 bytes
+    assert held.hold("IT", b"d", b"x", b"12", now=0.0)
+    assert not held.hold("BE", b"e", b"x", b"", now=0.0)  # 3 in all
+    held.release(b"x")
+    assert held.hold("BE", b"e", b"x", b"1234567890", now=0.0)
+
+
+def test_the_hold_gives_up_after_its_time_but_keeps_a_held_chain_in_order() -> None:
+    held = HeldBack(hold_seconds=10.0)
+    assert held.hold("FR", b"f2", b"f1", b"p2", now=0.0)  # f2 came before f1 ...
+    assert held.hold("FR", b"f1", b"p", b"p1", now=1.0)  # ... which waits for p
+    assert held.due(10.5) == []  # f2 waits for f1, held itself
+    [f1] = held.due(11.0)
+    assert f1.key == b"f1"
+    assert [w.key for w in held.release(b"f1")] == [b"f2"]
+
+
+def test_a_circle_of_predecessors_is_broken_after_two_holds() -> None:
+    held = HeldBack(hold_seconds=10.0)
+    held.hold("FR", b"a", b"b", b"pa", now=0.0)
+    held.hold("FR", b"b", b"a", b"pb", now=0.0)
+    assert held.due(15.0) == []
+    assert sorted(w.key for w in held.due(20.0)) == [b"a", b"b"]
+    assert len(held) == 0
+
+
+def test_a_message_put_back_keeps_its_arrival() -> None:
+    held = HeldBack(hold_seconds=10.0, max_held=1)
+    held.hold("FR", b"f", b"p", b"x", now=0.0)
+    [waiting] = held.release(b"p")
+    assert held.put_back(waiting, now=5.0)
+    [again] = held.release(b"p")
+    assert (again.arrived, again.until) == (0.0, 15.0)
+    held.hold("FR", b"g", b"q", b"y", now=6.0)
+    assert not held.put_back(again, now=7.0)  # full
