@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -66,23 +67,59 @@ _PRIORITY = {
     "emergency": v1.PRIORITY_EMERGENCY,
 }
 _REFUSAL_STATUS = {Refusal.WRONG_ROLE: 403, Refusal.WRONG_COUNTRY: 403}
+#: What a client is told about its refused certificate. The refusal's own text names serial
+#: numbers, CA subjects, the bundle's countries and CRL dates: it goes to the log only.
+_REFUSAL_TEXT = {
+    Refusal.MALFORMED: "the certificate cannot be read",
+    Refusal.MISSING_IDENTITY: "the certificate carries no valid federation identity",
+    Refusal.WRONG_ROLE: "the certificate's role may not use this resource",
+    Refusal.UNKNOWN_CA: "the certificate is not issued by its country's CA in the trust bundle",
+    Refusal.WRONG_COUNTRY: "the certificate is issued by the CA of another country",
+    Refusal.BAD_SIGNATURE: "the certificate's signature does not verify",
+    Refusal.NOT_YET_VALID: "the certificate is not valid yet",
+    Refusal.EXPIRED: "the certificate has expired",
+    Refusal.WRONG_USAGE: "the certificate may not be used for TLS client authentication",
+    Refusal.REVOKED: "the certificate is revoked",
+    Refusal.CRL_EXPIRED: "the revocation list of the certificate's country is out of date",
+    Refusal.SUBJECT_MISMATCH: "the certificate's subject does not match its federation identity",
+}
+
+
+def _log_reference() -> str:
+    """A fresh reference tying an error answer to the log line holding its full cause."""
+    return secrets.token_hex(6)
 
 
 class ApiError(Exception):
-    """An error answered as ``{"error": code, "detail": message[, "field": field]}``."""
+    """An error answered as ``{"error": code, "detail": message[, "field": field][, "ref": ref]}``.
 
-    def __init__(self, status: int, code: str, detail: Any, *, field: str | None = None) -> None:
+    ``ref`` is set when the full cause is withheld from the client (file paths, database
+    locations, certificate serials, exception texts): it names the log line that has it.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: Any,
+        *,
+        field: str | None = None,
+        ref: str | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
         self.field = field
+        self.ref = ref
 
     def response(self) -> web.Response:
         """The JSON error response."""
         body: dict[str, Any] = {"error": self.code, "detail": self.detail}
         if self.field is not None:
             body["field"] = self.field
+        if self.ref is not None:
+            body["ref"] = self.ref
         return _json(body, status=self.status)
 
 
@@ -170,9 +207,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error
     except Exception:  # a bug: still a JSON answer, logged and counted, never a bare 500
         recorder.api_rejections["internal_error"] += 1
-        log.exception("api.internal_error", method=request.method, path=request.path)
+        ref = _log_reference()
+        log.exception("api.internal_error", ref=ref, method=request.method, path=request.path)
         return ApiError(
-            500, "internal_error", "the gateway failed to answer; see its log"
+            500,
+            "internal_error",
+            f"the gateway failed to answer; see its log (reference {ref})",
+            ref=ref,
         ).response()
 
 
@@ -233,10 +274,22 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
         identity = peer_identity(ssl_object, auth.trust, now, roles=roles)
     except PeerRefused as exc:
         status = _REFUSAL_STATUS.get(exc.reason, 401)
+        ref = _log_reference()
+        log.warning(
+            "api.certificate_refused",
+            ref=ref,
+            status=status,
+            reason=exc.reason.value,
+            error=str(exc),
+            peer=request.remote,
+            path=request.path,
+        )
+        text = _REFUSAL_TEXT.get(exc.reason, "the certificate is not accepted")
         raise ApiError(
             status,
             "forbidden" if status == 403 else "unauthenticated",
-            f"client certificate refused ({exc.reason.value}): {exc}",
+            f"client certificate refused ({exc.reason.value}): {text} (log reference {ref})",
+            ref=ref,
         ) from None
     if identity.country != ctx.gateway.nation:
         raise ApiError(
@@ -414,7 +467,20 @@ async def _post_message(request: web.Request) -> web.Response:
         message_id = await ctx.gateway.submit(envelope)
     except DeliveryRefused as exc:
         if exc.reason_code == DeliveryStatus.NETWORK_OVERLOAD:  # the journal cannot take it
-            raise ApiError(503, "unavailable", f"{exc}") from None
+            # The cause names the journal's file or database: the log has it, not the client.
+            ref = _log_reference()
+            log.error(
+                "api.custody_refused",
+                ref=ref,
+                error=str(exc),
+                identity=request[IDENTITY].uri,
+            )
+            raise ApiError(
+                503,
+                "unavailable",
+                f"the journal cannot take custody now; see the gateway log (reference {ref})",
+                ref=ref,
+            ) from None
         raise ApiError(422, "undeliverable", str(exc)) from None
     return _json({"message_id": message_id.hex()}, status=202)
 
@@ -496,9 +562,12 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 checked = time.monotonic()
                 refusal = _still_trusted(request)
                 if refusal is not None:
+                    why, error = refusal
                     ctx.recorder.api_rejections["stream_ended"] += 1
-                    log.warning("api.stream_ended", identity=request[IDENTITY].uri, why=refusal)
-                    goodbye = {"type": "goodbye", "id": 0, "reason": refusal}
+                    log.warning(
+                        "api.stream_ended", identity=request[IDENTITY].uri, why=why, error=error
+                    )
+                    goodbye = {"type": "goodbye", "id": 0, "reason": why}
                     await _write(request, response, _sse(goodbye))
                     break
             if event is RECHECK:
@@ -520,20 +589,24 @@ async def _write(request: web.Request, response: web.StreamResponse, data: bytes
         raise ConnectionResetError("the event stream's client stopped reading") from None
 
 
-def _still_trusted(request: web.Request) -> str | None:
-    """Why the stream's client certificate is no longer accepted, or None."""
+def _still_trusted(request: web.Request) -> tuple[str, str] | None:
+    """Why the stream's client certificate is no longer accepted, or None.
+
+    Returns:
+        What the client is told (the refusal's code), and the full cause for the log.
+    """
     auth = _ctx(request).auth
     if auth.trust is None:
         return None
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     if ssl_object is None:
-        return "no TLS session"
+        return "no TLS session", "no TLS session"
     now = datetime.fromtimestamp(_ctx(request).gateway.clock(), UTC)
     try:
         peer_identity(ssl_object, auth.trust, now, roles=[Role.CONSOLE])
     except PeerRefused as exc:
-        return f"client certificate refused ({exc.reason.value})"
+        return f"client certificate refused ({exc.reason.value})", str(exc)
     return None
 
 

@@ -43,6 +43,11 @@ _SCHEMAS: dict[str, Any] = {
             "error": {"type": "string", "description": "Machine-readable code."},
             "detail": {"description": "Human-readable explanation (names the field)."},
             "field": {"type": "string", "description": "The offending body field, if any."},
+            "ref": {
+                "type": "string",
+                "description": "Reference of the gateway log line with the full cause, when "
+                "the detail leaves it out (journal, certificate or internal failures).",
+            },
         },
         "example": {
             "error": "invalid_body",
@@ -624,7 +629,7 @@ def openapi_document(*, console: bool, server_url: str | None = None) -> dict[st
             "version": "1.0.0",
             "description": "JSON API of one national gateway for its country's control rooms. "
             "HTTPS with mutual TLS: a console certificate (role console) of the gateway's own "
-            "country. Errors are {error, detail[, field]}. See docs/api.md.",
+            "country. Errors are {error, detail[, field][, ref]}. See docs/api.md.",
         },
         "paths": _paths(console),
         "components": {

@@ -58,6 +58,15 @@ _RECEIPT_STATES = {
     "DELIVERY_STATE_FAILED": "failed",
 }
 
+#: What the event stream says about an adapter's link state (``LinkState`` values); the
+#: adapter's own reason stays in the log (``adapter.link``).
+_ADAPTER_LINK_REASONS = {
+    "transient_disconnect": "the adapter's link is down; reconnecting",
+    "bad_credentials": "the adapter's credentials or permissions were refused",
+    "unknown_error": "the adapter's session failed; reconnecting",
+    "stopped": "the adapter was stopped",
+}
+
 
 def iso(seconds: float | None) -> str | None:
     """Unix seconds as ISO 8601 UTC with milliseconds (``2025-01-31T12:00:00.123Z``)."""
@@ -408,13 +417,16 @@ class Recorder:
                     }
                 )
             case "link":
+                state = str(fields.get("state", "")).lower()
                 self.events.publish(
                     {
                         "type": "link",
                         "path": f"adapter:{fields.get('adapter')}",
                         "kind": "adapter",
-                        "state": str(fields.get("state", "")).lower(),
-                        "reason": fields.get("reason"),
+                        "state": state,
+                        # Not the adapter's own reason: it holds exception texts with peer
+                        # addresses, device paths and TLS errors (logged as adapter.link).
+                        "reason": _ADAPTER_LINK_REASONS.get(state),
                         "at": iso(now),
                     }
                 )

@@ -166,6 +166,8 @@ def links_view(gateway: Gateway, journal_backlog: int | None) -> dict[str, Any]:
 
 #: Seconds after a journal failure during which the gateway does not say it is ready.
 JOURNAL_UNREADY_SECONDS = 5.0
+#: The readiness reason of a failing journal; the cause is logged as ``journal.write_failed``.
+JOURNAL_FAILING = "the journal is failing (cause in the gateway log: journal.write_failed)"
 
 
 def readiness(gateway: Gateway) -> list[str]:
@@ -174,13 +176,16 @@ def readiness(gateway: Gateway) -> list[str]:
     Ready means: the journal is open and has not failed in the last
     ``JOURNAL_UNREADY_SECONDS`` (a failing journal refuses custody), every adapter is
     connected, and every federation link is up and not degraded (its canaries come back).
+    Reasons never carry the journal's error text (its file or database location): that
+    is in the ``journal.write_failed`` log line and the ``journal_errors`` counter.
     """
     reasons = []
     if gateway.journal is None:
         reasons.append("the journal is not open")
     failed = gateway.journal_error
     if failed is not None and gateway.monotonic() - failed[0] < JOURNAL_UNREADY_SECONDS:
-        reasons.append(f"the journal is failing: {failed[1]}")
+        # The cause names the journal's file or database: it is in the log, not here.
+        reasons.append(JOURNAL_FAILING)
     for name, adapter in gateway.adapters.items():
         if adapter.state is not LinkState.CONNECTED:
             reasons.append(f"adapter {name} is {adapter.state.name.lower()}")

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.api.views import JOURNAL_FAILING
 from gateway.journal import JournalError
 from protocols.schema import v1
 from protocols.tetra import StatusSds
@@ -246,7 +247,7 @@ async def test_a_failing_journal_makes_the_gateway_unready_until_it_recovers(
     await eventually(lambda: gateway.counters["journal_errors"] >= 1)
     status, body = await api.get("/readyz")
     assert status == 503
-    assert "the journal is failing: disk full" in body["reasons"]
+    assert JOURNAL_FAILING in body["reasons"]
     refusing = False  # the disk has room again: the retry goes through
     await asyncio.wait_for(receipt, 5)
     await asyncio.sleep(1.5)

@@ -7,7 +7,10 @@ import json
 from datetime import UTC, datetime
 
 import aiohttp
+import structlog
 
+import certs
+from certs.identity import serial_text
 from gateway.runner import reload_credentials
 from protocols.errors import GatewayError
 from tests.gateway.api.conftest import Api
@@ -15,6 +18,19 @@ from tests.gateway.api.conftest import Api
 
 async def test_revoked_console_is_refused_after_reload_and_its_stream_ends(api: Api) -> None:
     console = api.pki.consoles["DE"]
+    with structlog.testing.capture_logs() as logs:
+        await _revoke_while_streaming(api, console)
+    # The client is told the refusal; the log has the certificate's serial and dates.
+    [ended] = [e for e in logs if e["event"] == "api.stream_ended"]
+    assert ended["why"] == "client certificate refused (revoked)"
+    assert serial_text(console.serial) in ended["error"]
+    # Another country's console is unaffected by the German revocation (and refused as foreign).
+    async with api.session(api.pki.consoles["FR"]) as other, other.get("/api/v1/units") as r:
+        assert r.status == 403
+        assert "wrong_country" in await r.text()
+
+
+async def _revoke_while_streaming(api: Api, console: certs.Credential) -> None:
     async with api.session() as watcher, watcher.get("/api/v1/events") as stream:
         assert stream.status == 200
 
@@ -49,10 +65,6 @@ async def test_revoked_console_is_refused_after_reload_and_its_stream_ends(api: 
             assert goodbye["reason"] == "client certificate refused (revoked)"
             assert (await stream.content.read()).strip() == b""  # then the server ended it
         assert api.server.recorder.api_rejections["stream_ended"] == 1
-    # Another country's console is unaffected by the German revocation (and refused as foreign).
-    async with api.session(api.pki.consoles["FR"]) as other, other.get("/api/v1/units") as r:
-        assert r.status == 403
-        assert "wrong_country" in await r.text()
 
 
 async def test_reload_with_broken_files_keeps_the_old_credentials(api: Api) -> None:
