@@ -2160,9 +2160,12 @@ class Gateway:
             # got it the first time recognises the repeat. Never a FAILED receipt.
             raise
         except Exception as exc:  # a failed send must become a FAILED receipt, never a dead loop
+            reason = str(exc)
             if not isinstance(exc, GatewayError):
+                # A bug's text (paths, addresses) stays in our log: the receipt goes abroad.
                 self.log.exception("delivery.send_crashed", adapter=adapter_name, issi=issi)
-            outcome = SendOutcome(ok=False, reason=str(exc))
+                reason = "the gateway failed to send it (internal error)"
+            outcome = SendOutcome(ok=False, reason=reason)
         if not outcome.ok:
             self.counters["delivery_failed"] += 1
             if held.meta.get("replay"):

@@ -60,6 +60,16 @@ _RECEIPT_STATES = {
 
 #: What the event stream says about an adapter's link state (``LinkState`` values); the
 #: adapter's own reason stays in the log (``adapter.link``).
+#: Gateway names per nation that get hop latency series of their own (instances of one
+#: gateway share a name; a country runs a few gateways at most).
+HOP_GATEWAYS_PER_NATION = 8
+
+
+def is_printable_name(name: str) -> bool:
+    """A short printable name, fit for a metric label."""
+    return 0 < len(name) <= 64 and name.isprintable()
+
+
 _ADAPTER_LINK_REASONS = {
     "transient_disconnect": "the adapter's link is down; reconnecting",
     "bad_credentials": "the adapter's credentials or permissions were refused",
@@ -340,6 +350,9 @@ class Recorder:
         self.messages_out: Counter[tuple[str, str]] = Counter()
         self.end_to_end = LabelledHistograms()
         self.hop_latency = LabelledHistograms()
+        #: Per nation: the gateway names its hops were labelled with (at most
+        #: ``HOP_GATEWAYS_PER_NATION``; a partner writes its own hops, see _hop_label).
+        self._hop_gateways: dict[str, set[str]] = {}
         #: reason -> API requests refused (validation, authentication, size, ...).
         self.api_rejections: Counter[str] = Counter()
         #: reason -> TLS handshakes that failed on the API listener.
@@ -508,16 +521,36 @@ class Recorder:
             if previous.forwarded_at_us and hop.received_at_us:
                 self.hop_latency.observe(
                     (hop.received_at_us - previous.forwarded_at_us) / 1e6,
-                    gateway=hop.gateway,
+                    gateway=self._hop_label(hop),
                     stage="link",
                 )
         for hop in hops:
             if hop.received_at_us and hop.forwarded_at_us:
                 self.hop_latency.observe(
                     (hop.forwarded_at_us - hop.received_at_us) / 1e6,
-                    gateway=hop.gateway,
+                    gateway=self._hop_label(hop),
                     stage="queue",
                 )
+
+    def _hop_label(self, hop: v1.Hop) -> str:
+        """The ``gateway`` label of a hop: its name, if it may have a series of its own.
+
+        A partner writes its hops itself: its gateway names must not crowd the bounded
+        series out. Only our partners' nations and our own get series, each for its first
+        :data:`HOP_GATEWAYS_PER_NATION` gateway names; any other hop is ``<nation>:other``
+        (``other`` for a nation that is not a partner).
+        """
+        gateway = self.gateway
+        nation = hop.nation
+        if nation != gateway.nation and nation not in gateway.config.federation.partners:
+            return "other"
+        names = self._hop_gateways.setdefault(nation, set())
+        if hop.gateway in names:
+            return hop.gateway
+        if len(names) < HOP_GATEWAYS_PER_NATION and is_printable_name(hop.gateway):
+            names.add(hop.gateway)
+            return hop.gateway
+        return f"{nation}:other"
 
     def _delivered_here(self, message_id: bytes, fields: dict[str, Any], now: float) -> None:
         """A message was delivered to (or failed at) one of our systems."""

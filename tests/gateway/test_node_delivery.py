@@ -1442,3 +1442,18 @@ async def test_each_copy_sent_again_restarts_the_wait_for_a_predecessor_lost_aga
         assert lost == 3
         assert _texts_to_rtw(fed) == ["un", "deux"]
         assert fed.de.counters["order_given_up"] == 0
+
+
+async def test_a_delivery_that_crashes_fails_back_without_the_crash_text(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def crash(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("cannot open /var/lib/euccs/secret.db at 10.0.0.7")
+
+    monkeypatch.setattr(fed.fr.adapters["tetra-fr"], "send_prepared", crash)
+    await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "kaputt", report_request=1)
+    await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)), seconds=5)
+    assert reports(fed.sim_de, DE_RTW)[0].delivery_status >= 0x40
+    failed = next(o for o in fed.observed if o.kind == "receipt" and o.fields.get("reason"))
+    assert "internal error" in failed.fields["reason"]
+    assert "secret" not in failed.fields["reason"] and "10.0.0.7" not in failed.fields["reason"]

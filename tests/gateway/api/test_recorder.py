@@ -9,8 +9,10 @@ from typing import Any
 import structlog
 
 from adapters import LinkState, LinkStateChanged
+from gateway.api.recorder import HOP_GATEWAYS_PER_NATION, Recorder
+from protocols.schema import v1
 from tests.gateway.api.conftest import Api
-from tests.gateway.federation import eventually
+from tests.gateway.federation import Federation, eventually
 
 #: Reasons adapters give for a link state: peer addresses, device paths, TLS errors.
 ADAPTER_REASONS = {
@@ -60,3 +62,23 @@ async def test_adapter_link_events_carry_no_adapter_error_text(api: Api) -> None
     # The operator still has every cause, in the log.
     logged = [e["reason"] for e in logs if e["event"] == "adapter.link"]
     assert logged == list(ADAPTER_REASONS.values())
+
+
+async def test_hop_latency_series_are_not_for_partners_to_name(fed: Federation) -> None:
+    """A partner writes its own hops: made-up gateways and nations share an ``other`` series."""
+    recorder = Recorder(fed.de, log_size=10)
+    for n in range(300):
+        envelope = v1.Envelope(message_id=n.to_bytes(16, "big"))
+        envelope.trace.add(gateway=f"gw-fr-{n}", nation="FR", received_at_us=1, forwarded_at_us=2)
+        envelope.trace.add(
+            gateway=f"made-up-{n}", nation=f"X{n}", received_at_us=3, forwarded_at_us=3
+        )
+        envelope.trace.add(gateway="gw-de-kehl", nation="DE", received_at_us=4)
+        recorder._trace(recorder.messages.record(envelope.message_id, 0.0), envelope)
+    labels = {dict(key)["gateway"] for key in recorder.hop_latency.series}
+    assert labels == {
+        *(f"gw-fr-{n}" for n in range(HOP_GATEWAYS_PER_NATION)),
+        "FR:other",
+        "other",
+        "gw-de-kehl",
+    }
