@@ -946,6 +946,13 @@ class MqttFederationLink:
             )
         except PeerRefused as exc:
             raise BadCredentials(f"the broker's certificate is refused: {exc}") from None
+        if broker == credentials.identity:
+            # Whoever serves as the broker never signs a batch (below): with our own
+            # certificate it would silence us at every partner.
+            raise BadCredentials(
+                f"the broker presents this gateway's own identity {broker.uri}; "
+                "give the broker a certificate of its own (e.g. --name mqtt-broker)"
+            )
         expected = self.settings.broker_identity
         if expected is not None and broker.uri != expected:
             raise BadCredentials(f"the broker is {broker.uri}, expected {expected}")

@@ -159,6 +159,8 @@ _SPILL_EXPIRY_INTERVAL = 5.0
 #: Origin records read into memory at a restart with spilling (the newest); the others
 #: are read from the journal when a receipt needs them.
 _RECOVERED_ORIGINS = 10_000
+#: The reason a FAILED receipt gives for a send that crashed (the crash is in our log).
+_INTERNAL_SEND_ERROR = "the gateway failed to send it (internal error)"
 #: What a commit made with ``follows`` returns when that one is not in custody yet.
 _GAP: list[int] = []
 _RECEIPT_STATE_NAMES: dict[int, str] = {
@@ -1000,8 +1002,12 @@ class Gateway:
         try:
             await self._commit(add=copies, origin=origin, then=taken)
         except JournalError as exc:
+            # The journal's error names its file or database: our log has it, not the
+            # sender (an MCX system reads the refusal in a SIP Warning).
+            self.log.error("custody.refused", error=str(exc))
             raise DeliveryRefused(
-                f"cannot take custody: {exc}", reason_code=DeliveryStatus.NETWORK_OVERLOAD
+                "cannot take custody: the journal cannot be written now",
+                reason_code=DeliveryStatus.NETWORK_OVERLOAD,
             ) from exc
 
     async def _commit_surely(
@@ -1082,7 +1088,8 @@ class Gateway:
                 )
             except QueueFull as exc:
                 evicted = []
-                self._spawn(self._shed(held, str(exc)), "shed")
+                self.log.info("queue.full", queue=held.queue, error=str(exc))
+                self._spawn(self._shed(held, "shed: destination queue full"), "shed")
             for victim in evicted:
                 self._spawn(
                     self._shed(victim.item, "shed: queue full of more urgent traffic"), "shed"
@@ -2164,7 +2171,7 @@ class Gateway:
             if not isinstance(exc, GatewayError):
                 # A bug's text (paths, addresses) stays in our log: the receipt goes abroad.
                 self.log.exception("delivery.send_crashed", adapter=adapter_name, issi=issi)
-                reason = "the gateway failed to send it (internal error)"
+                reason = _INTERNAL_SEND_ERROR
             outcome = SendOutcome(ok=False, reason=reason)
         if not outcome.ok:
             self.counters["delivery_failed"] += 1
@@ -2509,10 +2516,13 @@ class Gateway:
         except LinkError:
             raise  # whether it went out is unknown: the delivery loop sends it again
         except Exception as exc:  # a message it cannot carry: FAILED, never a dead loop
+            reason = f"cannot send over SIP: {exc}"
             if not isinstance(exc, GatewayError):
+                # A bug's text (paths, addresses) stays in our log: the receipt goes abroad.
                 self.log.exception("delivery.send_crashed", adapter=adapter_name, to=target.issi)
+                reason = _INTERNAL_SEND_ERROR
             self.counters["delivery_failed"] += 1
-            await self._fail(held, DeliveryStatus.DELIVERY_FAILED, f"cannot send over SIP: {exc}")
+            await self._fail(held, DeliveryStatus.DELIVERY_FAILED, reason)
             return
         if not outcome.ok and outcome.status is None:
             # No final answer within the SIP transaction's time (Timer F): the MCX system
@@ -2525,7 +2535,11 @@ class Gateway:
                 if held.entry_id is not None:
                     await self._commit_surely(remove=[held.entry_id])
                 return
-            reason = f"MCX system answered {outcome.status}: {outcome.reason}"
+            # The status only: the reason phrase and Warning name the MCX system's hosts.
+            self.log.warning(
+                "delivery.mcx_refused", adapter=adapter_name, to=target.issi, answer=outcome.reason
+            )
+            reason = f"MCX system answered {outcome.status}"
             await self._fail(held, _sip_failure_status(outcome.status), reason)
             return
         self.counters["delivered_to_network"] += 1

@@ -58,8 +58,6 @@ _RECEIPT_STATES = {
     "DELIVERY_STATE_FAILED": "failed",
 }
 
-#: What the event stream says about an adapter's link state (``LinkState`` values); the
-#: adapter's own reason stays in the log (``adapter.link``).
 #: Gateway names per nation that get hop latency series of their own (instances of one
 #: gateway share a name; a country runs a few gateways at most).
 HOP_GATEWAYS_PER_NATION = 8
@@ -70,6 +68,8 @@ def is_printable_name(name: str) -> bool:
     return 0 < len(name) <= 64 and name.isprintable()
 
 
+#: What the event stream says about an adapter's link state (``LinkState`` values); the
+#: adapter's own reason stays in the log (``adapter.link``).
 _ADAPTER_LINK_REASONS = {
     "transient_disconnect": "the adapter's link is down; reconnecting",
     "bad_credentials": "the adapter's credentials or permissions were refused",
@@ -495,7 +495,7 @@ class Recorder:
         self.messages_in[(record.source, record.priority or "")] += 1
         envelope = fields.get("envelope")
         if isinstance(envelope, v1.Envelope):
-            self._trace(record, envelope)
+            self._trace(record, envelope, partner)
             if envelope.WhichOneof("body") == "emergency":
                 if envelope.emergency.active:
                     self._alert_from(envelope, "inbound", now)
@@ -506,7 +506,7 @@ class Recorder:
                         )
         self._change(record, "received", now, partner=partner)
 
-    def _trace(self, record: MessageRecord, envelope: v1.Envelope) -> None:
+    def _trace(self, record: MessageRecord, envelope: v1.Envelope, partner: str) -> None:
         hops = list(envelope.trace)
         record.hops = [
             Hop(
@@ -517,40 +517,43 @@ class Recorder:
             )
             for hop in hops
         ]
-        for previous, hop in itertools.pairwise(hops):
+        if not hops:
+            return
+        labels = [self._hop_label(hop, partner) for hop in hops[:-1]]
+        labels.append(self.gateway.name)  # the last hop is ours: we wrote it
+        for (previous, hop), label in zip(itertools.pairwise(hops), labels[1:], strict=True):
             if previous.forwarded_at_us and hop.received_at_us:
                 self.hop_latency.observe(
                     (hop.received_at_us - previous.forwarded_at_us) / 1e6,
-                    gateway=self._hop_label(hop),
+                    gateway=label,
                     stage="link",
                 )
-        for hop in hops:
+        for hop, label in zip(hops, labels, strict=True):
             if hop.received_at_us and hop.forwarded_at_us:
                 self.hop_latency.observe(
                     (hop.forwarded_at_us - hop.received_at_us) / 1e6,
-                    gateway=self._hop_label(hop),
+                    gateway=label,
                     stage="queue",
                 )
 
-    def _hop_label(self, hop: v1.Hop) -> str:
-        """The ``gateway`` label of a hop: its name, if it may have a series of its own.
+    def _hop_label(self, hop: v1.Hop, partner: str) -> str:
+        """The ``gateway`` label of a hop a partner wrote: ``<NATION>:<name>`` or a catch-all.
 
-        A partner writes its hops itself: its gateway names must not crowd the bounded
-        series out. Only our partners' nations and our own get series, each for its first
-        :data:`HOP_GATEWAYS_PER_NATION` gateway names; any other hop is ``<nation>:other``
-        (``other`` for a nation that is not a partner).
+        A partner writes the trace it sends, so its names must neither crowd the bounded
+        series out nor pass for ours: only hops of the partner's own nation get series of
+        their own, for its first :data:`HOP_GATEWAYS_PER_NATION` gateway names, and always
+        with the nation in front (``<NATION>:other`` beyond). Any other hop it wrote is
+        ``other``.
         """
-        gateway = self.gateway
-        nation = hop.nation
-        if nation != gateway.nation and nation not in gateway.config.federation.partners:
+        if hop.nation != partner or not partner:
             return "other"
-        names = self._hop_gateways.setdefault(nation, set())
+        names = self._hop_gateways.setdefault(partner, set())
         if hop.gateway in names:
-            return hop.gateway
+            return f"{partner}:{hop.gateway}"
         if len(names) < HOP_GATEWAYS_PER_NATION and is_printable_name(hop.gateway):
             names.add(hop.gateway)
-            return hop.gateway
-        return f"{nation}:other"
+            return f"{partner}:{hop.gateway}"
+        return f"{partner}:other"
 
     def _delivered_here(self, message_id: bytes, fields: dict[str, Any], now: float) -> None:
         """A message was delivered to (or failed at) one of our systems."""

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,8 @@ from adapters.tetra import TetraNetworkSimulator
 from gateway.config import parse_config
 from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
 from gateway.federation import LocalFederationBus
-from gateway.node import Gateway
+from gateway.journal import JournalError
+from gateway.node import Gateway, Observation
 from gateway.runner import build_gateways
 from protocols.mcdata import ContentType, DispositionRequest, NotificationType, Payload
 from protocols.schema import SCHEMA_VERSION, v1
@@ -272,3 +274,35 @@ async def test_a_notification_the_mcx_system_did_not_answer_is_sent_again(
     [notification] = crossing.mcx.notifications[AMB]
     assert notification.notification_type == NotificationType.DELIVERED
     assert notification.message_id == outcome.message_id
+
+
+_SECRET = "cannot open /var/lib/euccs/secret.db at 10.0.0.7"
+
+
+async def test_a_crashed_mcdata_delivery_fails_back_without_the_crash_text(
+    crossing: Crossing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def crash(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(_SECRET)
+
+    monkeypatch.setattr(crossing.be.mcdata["mcx-be"], "send_sds", crash)
+    seen: list[Observation] = []
+    crossing.de.observers.append(seen.append)
+    await crossing.sim_de.send_text("2001", ALIAS_OF_AMB, "kaputt", report_request=1)
+    await eventually(lambda: bool(reports(crossing.sim_de, "2001")), seconds=5)
+    failed = [o.fields["reason"] for o in seen if o.kind == "receipt" and o.fields.get("reason")]
+    assert failed and "internal error" in failed[0]
+    assert "secret" not in failed[0] and "10.0.0.7" not in failed[0]
+
+
+async def test_custody_the_journal_refuses_is_not_explained_to_the_mcx_system(
+    crossing: Crossing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing_commit(*_args: Any, **_kwargs: Any) -> Any:
+        raise JournalError("/var/lib/euccs/be/journal.db: commit failed: disk I/O error")
+
+    monkeypatch.setattr(crossing.be, "_commit", failing_commit)
+    outcome = await crossing.mcx.send_sds(AMB, RTW_AS_SEEN_IN_BELGIUM, "hallo")
+    assert not outcome.ok and outcome.status is not None and outcome.status >= 500
+    assert "journal.db" not in outcome.reason and "/var/lib" not in outcome.reason
+    assert "cannot take custody" in outcome.reason

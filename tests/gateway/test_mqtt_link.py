@@ -13,6 +13,8 @@ import ssl
 import struct
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -21,6 +23,7 @@ import pytest
 from adapters._link import LinkState, LinkStateChanged
 from certs.identity import parse_identity_uri
 from gateway.mqtt_acl import data_topic
+from gateway.mqtt_broker import MosquittoBroker
 from gateway.mqtt_link import (
     INBOX_GROUP,
     MqttFederationLink,
@@ -546,3 +549,21 @@ async def test_the_broker_never_signs_a_batch_even_when_its_identity_is_not_conf
         assert de._verifier is not None
         # The broker's certificate is a gateway certificate of DE: it could sign DE's batches.
         assert parse_identity_uri(mqtt_world.broker_identity) in de._verifier.forbidden
+
+
+async def test_a_broker_serving_with_our_own_certificate_is_refused_loudly(
+    mqtt_world: MqttWorld, tmp_path: Path
+) -> None:
+    """Its identity may not sign batches: with ours, every partner would drop our traffic."""
+    world = mqtt_world.federation
+    own = world.gateways["DE"]
+    broker = MosquittoBroker.for_federation(world, world.bundle(), own, tmp_path / "broker")
+    broker.start()
+    try:
+        settings = mqtt_world.settings("DE", host=broker.host, port=broker.port)
+        de = _link(mqtt_world, "DE", settings=replace(settings, broker_identity=None))
+        async with serving(de):
+            await de.wait_until(lambda: de.state is LinkState.BAD_CREDENTIALS)
+            assert "own identity" in de.reason
+    finally:
+        broker.stop()

@@ -65,20 +65,23 @@ async def test_adapter_link_events_carry_no_adapter_error_text(api: Api) -> None
 
 
 async def test_hop_latency_series_are_not_for_partners_to_name(fed: Federation) -> None:
-    """A partner writes its own hops: made-up gateways and nations share an ``other`` series."""
+    """A partner writes its own hops: made-up gateways and nations share catch-all series."""
     recorder = Recorder(fed.de, log_size=10)
     for n in range(300):
         envelope = v1.Envelope(message_id=n.to_bytes(16, "big"))
         envelope.trace.add(gateway=f"gw-fr-{n}", nation="FR", received_at_us=1, forwarded_at_us=2)
-        envelope.trace.add(
-            gateway=f"made-up-{n}", nation=f"X{n}", received_at_us=3, forwarded_at_us=3
-        )
-        envelope.trace.add(gateway="gw-de-kehl", nation="DE", received_at_us=4)
-        recorder._trace(recorder.messages.record(envelope.message_id, 0.0), envelope)
+        envelope.trace.add(gateway=f"fake-{n}", nation=f"X{n}", received_at_us=3, forwarded_at_us=4)
+        envelope.trace.add(gateway=f"fake-de-{n}", nation="DE", received_at_us=5, forwarded_at_us=6)
+        envelope.trace.add(gateway="gw-de-kehl", nation="FR", received_at_us=7, forwarded_at_us=9)
+        envelope.trace.add(gateway="gw-de-kehl", nation="DE", received_at_us=10)  # ours
+        recorder._trace(recorder.messages.record(envelope.message_id, 0.0), envelope, "FR")
     labels = {dict(key)["gateway"] for key in recorder.hop_latency.series}
     assert labels == {
-        *(f"gw-fr-{n}" for n in range(HOP_GATEWAYS_PER_NATION)),
+        *(f"FR:gw-fr-{n}" for n in range(HOP_GATEWAYS_PER_NATION - 1)),
+        "FR:gw-de-kehl",  # a French hop named like ours stays French
         "FR:other",
         "other",
         "gw-de-kehl",
     }
+    ours = recorder.hop_latency.series[(("gateway", "gw-de-kehl"), ("stage", "link"))]
+    assert ours.count == 300  # only our own hop's link latency, 1 µs each
