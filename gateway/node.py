@@ -27,7 +27,6 @@ import base64
 import binascii
 import contextlib
 import functools
-import itertools
 import json
 import math
 import os
@@ -156,6 +155,8 @@ _STATE_SAVE_ROWS = 2000
 _UNSPILL_BATCH = 256
 #: Seconds between two looks for expired copies at the head of each spill.
 _SPILL_EXPIRY_INTERVAL = 5.0
+#: Pages of :data:`_UNSPILL_BATCH` rows each look reads per spilled class, at most.
+_SPILL_EXPIRY_PAGES = 8
 #: Origin records read into memory at a restart with spilling (the newest); the others
 #: are read from the journal when a receipt needs them.
 _RECOVERED_ORIGINS = 10_000
@@ -270,6 +271,8 @@ class _Spill:
 
     counts: Counter[int] = field(default_factory=Counter)
     after: dict[int, int] = field(default_factory=dict)
+    #: Per priority: where the search for expired copies goes on (see _expire_spilled).
+    scan: dict[int, int] = field(default_factory=dict)
     loading: bool = False
 
     def add(self, priority: int, entry_id: int) -> None:
@@ -280,6 +283,7 @@ class _Spill:
     def drained(self, priority: int) -> None:
         self.after.pop(priority, None)
         self.counts.pop(priority, None)
+        self.scan.pop(priority, None)
 
     @property
     def total(self) -> int:
@@ -309,6 +313,8 @@ class Gateway:
     epoch: int = 0
     #: When the spills are next searched for expired copies (monotonic).
     _next_spill_expiry: float = 0.0
+    #: Whether :meth:`_expire_spilled` runs.
+    _expiring_spills: bool = False
 
     def __init__(
         self,
@@ -743,9 +749,8 @@ class Gateway:
 
     def _resume(self, row: JournalEntry) -> Held | None:
         """Rebuild a queued message from its journal row (None if it can no longer go)."""
-        envelope = v1.Envelope()
-        envelope.ParseFromString(row.envelope)
-        held = Held(envelope=envelope, entry_id=row.entry_id, queue=row.queue, meta=row.meta)
+        held = _held_from_row(row)
+        envelope = held.envelope
         if row.queue not in self.queues:
             # Its partner or adapter is no longer configured: it fails back to its sender.
             self.counters["resume_orphaned"] += 1
@@ -1188,8 +1193,12 @@ class Gateway:
         """Give up on a copy in custody: tell its sender, then release it."""
         await self._fail_many([held], status, reason)
 
-    async def _fail_many(self, helds: Sequence[Held], status: int, reason: str) -> None:
+    async def _fail_many(
+        self, helds: Sequence[Held], status: int, reason: str, *, remove: Sequence[int] = ()
+    ) -> None:
         """Give up on copies in custody: tell their senders, then release them.
+
+        ``remove``: further journal rows released in the same commit.
 
         Our own messages on their way out are failed back to their radios or MCX users
         (one commit releases them, one ends their origin records); a partner's messages
@@ -1213,7 +1222,7 @@ class Gateway:
             ):
                 receipts.append(receipt)
         removed = [held.entry_id for held in helds if held.entry_id is not None]
-        await self._commit_surely(add=receipts, remove=removed)
+        await self._commit_surely(add=receipts, remove=[*removed, *remove])
         if ours:
             await self._apply_receipts(ours)
 
@@ -1708,6 +1717,8 @@ class Gateway:
     ) -> None:
         """Take a partner's message into custody (see :meth:`_on_federation`)."""
         seen = _seen_key(sender, envelope.message_id)
+        # Admitted once, when it came: released from the hold, or a copy of one held.
+        admitted = held is not None or seen in self._held_back
         follows: bytes | None = None
         if (
             follow
@@ -1716,10 +1727,14 @@ class Gateway:
             and envelope.priority < v1.PRIORITY_IMMINENT_PERIL  # an emergency never waits
         ):
             follows = _seen_key(sender, envelope.after)
-            if held is None and seen in self._held_back:
+            if held is not None:
+                follows = held.follows  # the latest copy's predecessor (see HeldBack.hold)
+            elif follows == self._held_back.follows_of(seen):
                 # Another copy of one held back: the one it follows is still on its way.
                 self._hold_back(sender, seen, follows, payload)
                 return
+            # A copy of one held back may name another predecessor (the first is gone at
+            # the sender): the journal says whether that one is in custody already.
         envelope.ClearField("after")  # a field of this hop, not of the message
         # Time spent held back counts: it neither lengthens the validity nor hides the
         # arrival from the trace.
@@ -1728,7 +1743,7 @@ class Gateway:
         envelope.trace.add(
             gateway=self.name, nation=self.nation, received_at_us=self._now_us() - held_us
         )
-        if held is None:  # admitted once, when it came
+        if not admitted:
             refusal = self._admission(sender, envelope, len(payload))
             if refusal is not None:
                 await self._refuse_from_partner(sender, envelope, refusal)
@@ -2617,7 +2632,7 @@ class Gateway:
             self._unspill_soon(name)
         if now >= self._next_spill_expiry:
             self._next_spill_expiry = now + _SPILL_EXPIRY_INTERVAL
-            await self._expire_spilled()
+            self._expire_spilled_soon()
         for nation, inflight in self._inflight.items():
             late = [m for m, f in inflight.items() if f.deadline <= now]
             for message_id in late:
@@ -2725,46 +2740,71 @@ class Gateway:
                 continue
             self.log.warning("message.expired", message_id=envelope.message_id.hex())
             failing.append(held)
-        if receipts:
-            await self._commit_surely(remove=receipts)
         if failing:
-            await self._fail_many(failing, DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED, "expired")
+            await self._fail_many(
+                failing, DeliveryStatus.VALIDITY_EXPIRED_NOT_RECEIVED, "expired", remove=receipts
+            )
+        elif receipts:
+            await self._commit_surely(remove=receipts)
+
+    def _expire_spilled_soon(self) -> None:
+        """Look for expired spilled copies in the background (:meth:`_expire_spilled`)."""
+        if self._expiring_spills or not self._spilled or self.journal is None:
+            return
+        self._expiring_spills = True
+        self._spawn(self._expire_spilled(), "expire-spilled")
 
     async def _expire_spilled(self) -> None:
-        """Fail back the spilled copies at the head of each spill whose validity ran out.
+        """Fail back spilled copies whose validity ran out, without waiting for the read-back.
 
         Copies kept in the journal only (``[delivery] spill``) are read back as their queue
         drains; in a long outage that is long after they expired, and their senders would
-        wait for the link to learn it. Copies of one class mostly share a lifetime, so
-        those that expired are the oldest, at the head of the spill, where the read-back
-        would start: they are failed from there (a copy with a shorter lifetime behind a
-        live one still expires when it is read back).
+        wait for the link to learn it. Each pass reads up to :data:`_SPILL_EXPIRY_PAGES`
+        pages of each spilled class, from where the last pass stopped, and fails back the
+        expired copies among them wherever they are (a row that never expires, such as a
+        receipt, does not stop it). It runs beside the housekeeping loop, so a journal that
+        cannot be read holds up nothing else; it tries again at the next pass.
         """
-        wall = self.clock()
-        for name, spill in list(self._spilled.items()):
-            if spill.loading or self.journal is None:
-                continue
-            spill.loading = True  # no read-back meanwhile: it would take the same rows
-            try:
-                for priority in sorted(spill.after, reverse=True):
-                    rows = await self._read_surely(
-                        functools.partial(
-                            _entries_after, name, priority, spill.after[priority], _UNSPILL_BATCH
-                        )
-                    )
-                    head = list(
-                        itertools.takewhile(
-                            lambda r: r.expires_at is not None and r.expires_at <= wall, rows
-                        )
-                    )
-                    if not head:
-                        continue
-                    spill.after[priority] = head[-1].entry_id
-                    spill.counts[priority] -= len(head)
-                    self.counters["expired_spilled"] += len(head)
-                    await self._expired([h for r in head if (h := self._resume(r)) is not None])
-            finally:
-                spill.loading = False
+        try:
+            wall = self.clock()
+            for name, spill in list(self._spilled.items()):
+                if spill.loading:
+                    continue
+                spill.loading = True  # no read-back meanwhile: it would take the same rows
+                try:
+                    for priority in sorted(spill.after, reverse=True):
+                        await self._expire_spilled_class(name, spill, priority, wall)
+                except JournalError as exc:
+                    self.log.info("spill.expiry_deferred", queue=name, error=str(exc))
+                finally:
+                    spill.loading = False
+        finally:
+            self._expiring_spills = False
+
+    async def _expire_spilled_class(
+        self, name: str, spill: _Spill, priority: int, wall: float
+    ) -> None:
+        """One pass of :meth:`_expire_spilled` over one class of one spilled queue."""
+        position = max(spill.scan.get(priority, 0), spill.after[priority])
+        for _ in range(_SPILL_EXPIRY_PAGES):
+            journal = self.journal
+            if journal is None:
+                return
+            rows = await journal.submit(
+                functools.partial(_entries_after, name, priority, position, _UNSPILL_BATCH)
+            )
+            if rows:
+                position = rows[-1].entry_id
+            expired = [r for r in rows if r.expires_at is not None and r.expires_at <= wall]
+            if expired:
+                # Removed from the journal: the read-back no longer finds them.
+                spill.counts[priority] -= len(expired)
+                self.counters["expired_spilled"] += len(expired)
+                await self._expired([_held_from_row(r) for r in expired])
+            if len(rows) < _UNSPILL_BATCH:
+                position = 0  # the end of the spill: the next pass starts at its head
+                break
+        spill.scan[priority] = position
 
     # ------------------------------------------------------------------ receipts
 
@@ -3345,6 +3385,13 @@ def _settle_receipts(due: list[_DueReceipt], exc: BaseException | None) -> None:
 def _get_origins(message_ids: Sequence[bytes], journal: JournalStore) -> dict[bytes, Any]:
     rows = {i: journal.get_origin(i) for i in message_ids}
     return {i: row for i, row in rows.items() if row is not None}
+
+
+def _held_from_row(row: JournalEntry) -> Held:
+    """The copy a journal row holds, as it was queued (without its delivery plan)."""
+    envelope = v1.Envelope()
+    envelope.ParseFromString(row.envelope)
+    return Held(envelope=envelope, entry_id=row.entry_id, queue=row.queue, meta=row.meta)
 
 
 def _entries_after(

@@ -13,9 +13,10 @@ that it sent to that partner just before and that the partner has not acknowledg
 is already in its custody, checked in the same journal transaction; otherwise it holds
 it back, unacknowledged, until that one arrives (:class:`HeldBack`). A message held
 back for :data:`HOLD_SECONDS` (at least three of our own ack timeouts) since its latest
-copy came is taken in anyway: its predecessor is not coming (the sender's copy of it
-expired or failed), and order gives way before custody does. Each copy the sender sends
-again restarts the wait, since it shows the predecessor is still unacknowledged there.
+copy came, or three times that since its first, is taken in anyway: its predecessor is
+not coming (the sender's copy of it expired or failed, or it cannot get in here), and
+order gives way before custody does. Each copy the sender sends again restarts the wait
+(up to that bound), since it shows the predecessor is still unacknowledged there.
 One that finds the hold full (in all, or for its partner) is not taken in: it stays
 unacknowledged with its sender, which sends it again.
 
@@ -42,6 +43,8 @@ HOLD_SECONDS = 30.0
 #: Messages held back at once, at most (all partners); beyond, one that would wait stays
 #: with its sender, unacknowledged.
 MAX_HELD = 4096
+#: A message waits at most this many holds in all, whatever copies come meanwhile.
+MAX_HOLDS = 3
 #: Of those, at most this many from one partner: one cannot crowd out the others.
 MAX_HELD_PER_PARTNER = 1024
 #: Bytes held back at once, at most (all partners).
@@ -217,20 +220,33 @@ class HeldBack:
     def due(self, now: float) -> list[Waiting]:
         """Take out the messages that have waited their time, oldest first.
 
-        One whose predecessor is held too waits for it (it is released behind it), unless
-        it is overdue by a whole hold: a partner naming predecessors in a circle cannot
-        keep them here for good.
+        A message waits :attr:`hold_seconds` after its latest copy, and never more than
+        :data:`MAX_HOLDS` holds in all: a predecessor that the sender keeps sending but
+        that never gets in here must not keep its followers until they expire. One whose
+        predecessor is held too waits for it (it is released behind it), unless it is
+        overdue by a whole hold: a partner naming predecessors in a circle cannot keep
+        them here for good.
         """
-        late = [
-            w
-            for w in self._keys.values()
-            if w.until <= now
-            and (w.follows not in self._keys or w.until + self.hold_seconds <= now)
-        ]
+        late = []
+        for waiting in self._keys.values():
+            deadline = self.deadline(waiting)
+            if deadline <= now and (
+                waiting.follows not in self._keys or deadline + self.hold_seconds <= now
+            ):
+                late.append(waiting)
         for waiting in late:
             self._unlink(waiting)
             self._forget(waiting)
         return late
+
+    def deadline(self, waiting: Waiting) -> float:
+        """When ``waiting`` is taken in anyway (see :meth:`due`)."""
+        return min(waiting.until, waiting.arrived + MAX_HOLDS * self.hold_seconds)
+
+    def follows_of(self, key: bytes) -> bytes | None:
+        """The seen key the held message ``key`` waits for (None: it is not held)."""
+        waiting = self._keys.get(key)
+        return None if waiting is None else waiting.follows
 
     def _unlink(self, waiting: Waiting) -> None:
         followers = self._by_follows[waiting.follows]

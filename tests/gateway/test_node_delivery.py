@@ -1457,3 +1457,103 @@ async def test_a_delivery_that_crashes_fails_back_without_the_crash_text(
     failed = next(o for o in fed.observed if o.kind == "receipt" and o.fields.get("reason"))
     assert "internal error" in failed.fields["reason"]
     assert "secret" not in failed.fields["reason"] and "10.0.0.7" not in failed.fields["reason"]
+
+
+@pytest.mark.parametrize("with_receipt", [False, True], ids=["texts", "receipt-first"])
+async def test_a_receipt_in_a_spill_does_not_stop_spilled_copies_expiring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_receipt: bool
+) -> None:
+    """Receipts never expire: one spilled ahead of the texts must not keep them in custody."""
+    monkeypatch.setattr("gateway.node._SPILL_EXPIRY_INTERVAL", 0.25)
+    delivery = "queue_max_messages = 4\nexpiry_seconds = { routine = 1, high = 3600 }"
+    async with federation(tmp_path, delivery={"DE": delivery}) as fed:
+        fed.bus.cut("FR")
+        for n in range(6):  # 4 queued (and one maybe in the probing send), the rest spilled
+            await fed.sim_de.send_text(
+                DE_HLF, ALIAS_OF_FR_VSAV, f"dringend {n}", report_request=0, immediate=True
+            )
+        await eventually(lambda: fed.de.counters["accepted"] == 6)
+        await eventually(lambda: "egress:FR" in fed.de._spilled)
+        spilled = fed.de.counters["spilled"]
+        if with_receipt:
+            # A French text that came before the cut is delivered now: its receipt spills.
+            await fed.de._on_federation("FR", _from_fr("bonjour", b"\x99" * 16))
+            await eventually(lambda: fed.de.counters["spilled"] == spilled + 1, seconds=15)
+        sent = [
+            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"spät {n}", report_request=1)
+            for n in range(3)
+        ]
+        await eventually(lambda: fed.de.counters["accepted"] == 9)
+        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 3, seconds=6)
+        assert {(r.message_reference, r.delivery_status) for r in reports(fed.sim_de, DE_RTW)} == {
+            (mr, 0x48) for mr in sent
+        }
+
+
+async def test_a_journal_that_cannot_be_read_holds_up_no_housekeeping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search for expired spilled copies runs beside the housekeeping passes."""
+    monkeypatch.setattr("gateway.node._SPILL_EXPIRY_INTERVAL", 0.25)
+    async with federation(tmp_path, delivery={"DE": "queue_max_messages = 4"}) as fed:
+        fed.bus.cut("FR")
+        for n in range(8):
+            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"r {n}", report_request=0)
+        await eventually(lambda: "egress:FR" in fed.de._spilled)
+        journal = fed.de.journal
+        assert journal is not None
+        real_submit = journal.submit
+
+        async def failing(op: Any, **kwargs: Any) -> Any:
+            if isinstance(op, functools.partial) and op.func.__name__ == "_entries_after":
+                raise JournalError("I/O error")
+            return await real_submit(op, **kwargs)
+
+        journal.submit = failing  # type: ignore[method-assign]
+        ticks = 0
+        real_tick = fed.de._presence_tick
+
+        def tick(now: float) -> None:
+            nonlocal ticks
+            ticks += 1
+            real_tick(now)
+
+        fed.de._presence_tick = tick  # type: ignore[method-assign]
+        await asyncio.sleep(3.0)
+        assert ticks >= 8, ticks  # a pass every 0.25 s
+
+
+async def test_a_held_message_whose_copy_names_another_predecessor_goes_in_behind_it(
+    fed: Federation,
+) -> None:
+    """M held behind P; P is gone at FR, so FR's next copy of M names Q: M goes in behind Q."""
+    p, q, m = b"\xa1" * 16, b"\xa2" * 16, b"\xa3" * 16
+    await fed.de._on_federation("FR", _following("m", m, after=p))
+    await fed.de._on_federation("FR", _following("m", m, after=q))  # sent again
+    await fed.de._on_federation("FR", _from_fr("q", q))
+    await eventually(lambda: _texts_to_rtw(fed) == ["q", "m"], seconds=5)
+
+
+async def test_a_held_message_whose_copy_names_one_in_custody_goes_in_at_once(
+    fed: Federation,
+) -> None:
+    """M held behind P; FR's next copy names Q, which DE has already taken in."""
+    p, q, m = b"\xc1" * 16, b"\xc2" * 16, b"\xc3" * 16
+    await fed.de._on_federation("FR", _from_fr("q", q))
+    await eventually(lambda: _texts_to_rtw(fed) == ["q"])
+    await fed.de._on_federation("FR", _following("m", m, after=p))
+    await fed.de._on_federation("FR", _following("m", m, after=q))  # sent again
+    await eventually(lambda: _texts_to_rtw(fed) == ["q", "m"], seconds=5)
+
+
+async def test_a_predecessor_that_never_gets_in_holds_its_follower_three_holds_at_most(
+    fed: Federation,
+) -> None:
+    """FR keeps sending P, which never gets in here: each copy of M may not keep it for good."""
+    fed.de._held_back.hold_seconds = 0.5
+    p, m = b"\xb1" * 16, b"\xb2" * 16
+    for _ in range(10):  # FR's ack timeout, compressed
+        await fed.de._on_federation("FR", _following("m", m, after=p))
+        await asyncio.sleep(0.3)
+    assert _texts_to_rtw(fed) == ["m"]  # taken in after 3 holds, whatever copies came
+    assert fed.de.counters["order_given_up"] == 1

@@ -151,3 +151,13 @@ def test_a_message_put_back_keeps_its_arrival() -> None:
     assert (again.arrived, again.until) == (0.0, 15.0)
     held.hold("FR", b"g", b"q", b"y", now=6.0)
     assert not held.put_back(again, now=7.0)  # full
+
+
+def test_copies_restart_the_wait_up_to_three_holds_from_the_first() -> None:
+    held = HeldBack(hold_seconds=10.0)
+    for now in range(0, 40, 5):
+        held.hold("FR", b"f", b"p", b"x", now=float(now))
+        if now < 30:
+            assert held.follows_of(b"f") == b"p" and held.due(float(now)) == []
+    [late] = held.due(30.0)
+    assert (late.key, held.follows_of(b"f")) == (b"f", None)
