@@ -98,7 +98,9 @@ async def test_custody_the_journal_refuses_is_503_without_the_journals_location(
     for secret in ("/var/lib", "sqlite3", "postgresql", "db-1", "euccs@", "gw_de", "I/O"):
         assert secret not in text
     line = _logged(logs, "api.custody_refused", body["ref"])
-    assert location in line["error"] and line["identity"] == "euccs://DE/console/console-1"
+    assert line["identity"] == "euccs://DE/console/console-1"
+    # The operator has the full cause: the gateway logs it where custody was refused.
+    assert any(e["event"] == "custody.refused" and location in e["error"] for e in logs)
     assert api.server.recorder.api_rejections["unavailable"] == 1
 
 
