@@ -140,6 +140,8 @@ _RECEIPTS_BATCHED = "receipts-batched"
 _CANARY_TEXT = "euccs-canary"
 #: Seconds between the attempts of a disposition notification while the MCX link is down.
 _NOTIFY_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+#: Longest reason of a partner's receipt that we show (the rest is cut).
+_MAX_REASON = 200
 #: Longest unit or group name a partner's presence may carry.
 _MAX_NAME = 128
 #: Seconds before a failed journal write is tried again.
@@ -3127,7 +3129,7 @@ class Gateway:
             message_id,
             state=_enum_name(v1.DeliveryState, receipt.state),
             confirmation=_enum_name(v1.Confirmation, receipt.confirmation),
-            reason=receipt.reason,
+            reason=_shown(receipt.reason),  # a partner's text: bounded, printable
         )
         if record.adapter in self.mcdata:
             self._notify_mcdata_origin(record, receipt)
@@ -3385,6 +3387,12 @@ def _settle_receipts(due: list[_DueReceipt], exc: BaseException | None) -> None:
 def _get_origins(message_ids: Sequence[bytes], journal: JournalStore) -> dict[bytes, Any]:
     rows = {i: journal.get_origin(i) for i in message_ids}
     return {i: row for i, row in rows.items() if row is not None}
+
+
+def _shown(text: str, limit: int = _MAX_REASON) -> str:
+    """A partner's free text as we show and log it: printable, at most ``limit`` characters."""
+    printable = "".join(c if c.isprintable() else " " for c in text[: limit + 1])
+    return printable if len(printable) <= limit else printable[: limit - 1] + "…"
 
 
 def _held_from_row(row: JournalEntry) -> Held:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.journal import Journal, JournalError
-from gateway.node import Gateway, Held
+from gateway.node import Gateway, Held, Observation
 from gateway.presence import Availability, PresenceRegistry, PresenceUpdate
 from gateway.tracking import OriginRecord
 from protocols.errors import LinkError
@@ -1557,3 +1557,20 @@ async def test_a_predecessor_that_never_gets_in_holds_its_follower_three_holds_a
         await asyncio.sleep(0.3)
     assert _texts_to_rtw(fed) == ["m"]  # taken in after 3 holds, whatever copies came
     assert fed.de.counters["order_given_up"] == 1
+
+
+async def test_a_partners_receipt_reason_is_shown_bounded_and_printable(fed: Federation) -> None:
+    records: list[Observation] = []
+    fed.de.observers.append(records.append)
+    message_id = b"\x5d" * 16
+    fed.de.tracker.add_origin(_origin_record(message_id))
+    receipt = v1.Envelope(message_id=b"\x5e" * 16, priority=v1.PRIORITY_ROUTINE)
+    receipt.origin.nation = "FR"
+    receipt.origin.unit = FR_VSAV_UNIT
+    receipt.receipt.message_id = message_id
+    receipt.receipt.state = v1.DELIVERY_STATE_FAILED
+    receipt.receipt.reason = "\x1b[2Jrefus\u202e" + "x" * 10_000
+    await fed.de._on_federation("FR", receipt.SerializeToString())
+    [shown] = [o.fields["reason"] for o in records if o.kind == "receipt"]
+    assert len(shown) == 200 and shown.endswith("…")
+    assert shown.startswith(" [2Jrefus ") and shown.isprintable()
