@@ -1248,6 +1248,19 @@ async def test_a_copy_lost_on_the_way_is_not_overtaken_by_the_next(tmp_path: Pat
         assert fed.de.counters["held_for_order"] == 1
 
 
+async def _late_texts_fail_back(fed: Federation, count: int, *, accepted: int) -> None:
+    """Send ``count`` texts that will expire; each radio gets 0x48 for its own."""
+    sent = [
+        await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"spät {n}", report_request=1)
+        for n in range(count)
+    ]
+    await eventually(lambda: fed.de.counters["accepted"] == accepted)
+    await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == count, seconds=10)
+    assert {(r.message_reference, r.delivery_status) for r in reports(fed.sim_de, DE_RTW)} == {
+        (mr, 0x48) for mr in sent
+    }
+
+
 async def test_spilled_messages_that_expire_in_an_outage_fail_back_during_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1264,16 +1277,8 @@ async def test_spilled_messages_that_expire_in_an_outage_fail_back_during_it(
             await fed.sim_de.send_text(
                 DE_HLF, ALIAS_OF_FR_VSAV, f"dringend {n}", report_request=0, immediate=True
             )
-        sent = [
-            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"spät {n}", report_request=1)
-            for n in range(6)
-        ]
-        await eventually(lambda: fed.de.counters["accepted"] == 10)
         # Every radio learns of its expired text while France is still cut off.
-        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 6, seconds=10)
-        assert {(r.message_reference, r.delivery_status) for r in reports(fed.sim_de, DE_RTW)} == {
-            (mr, 0x48) for mr in sent
-        }
+        await _late_texts_fail_back(fed, 6, accepted=10)
         assert fed.de.counters["expired_spilled"] >= 5  # one may sit in the probing send
         assert fed.de.spilled("egress:FR") == 0
         assert fed.de.journal is not None
@@ -1479,15 +1484,7 @@ async def test_a_receipt_in_a_spill_does_not_stop_spilled_copies_expiring(
             # A French text that came before the cut is delivered now: its receipt spills.
             await fed.de._on_federation("FR", _from_fr("bonjour", b"\x99" * 16))
             await eventually(lambda: fed.de.counters["spilled"] == spilled + 1, seconds=15)
-        sent = [
-            await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"spät {n}", report_request=1)
-            for n in range(3)
-        ]
-        await eventually(lambda: fed.de.counters["accepted"] == 9)
-        await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 3, seconds=6)
-        assert {(r.message_reference, r.delivery_status) for r in reports(fed.sim_de, DE_RTW)} == {
-            (mr, 0x48) for mr in sent
-        }
+        await _late_texts_fail_back(fed, 3, accepted=9)
 
 
 async def test_a_journal_that_cannot_be_read_holds_up_no_housekeeping(
