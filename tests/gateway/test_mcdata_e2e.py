@@ -306,3 +306,14 @@ async def test_custody_the_journal_refuses_is_not_explained_to_the_mcx_system(
     assert not outcome.ok and outcome.status is not None and outcome.status >= 500
     assert "journal.db" not in outcome.reason and "/var/lib" not in outcome.reason
     assert "cannot take custody" in outcome.reason
+
+
+async def test_an_mcx_refusal_goes_abroad_as_its_status_only(crossing: Crossing) -> None:
+    seen: list[Observation] = []
+    crossing.de.observers.append(seen.append)
+    crossing.mcx.set_reachable(AMB, False)
+    await crossing.sim_de.send_text("2001", ALIAS_OF_AMB, "Hallo?", report_request=1)
+    await eventually(lambda: bool(reports(crossing.sim_de, "2001")))
+    failed = [o.fields["reason"] for o in seen if o.kind == "receipt" and o.fields.get("reason")]
+    assert failed and failed[0].startswith("MCX system answered 4")
+    assert failed[0].removeprefix("MCX system answered ").isdigit()  # no phrase, no Warning
