@@ -1024,18 +1024,20 @@ class Gateway:
         remove: Sequence[int] = (),
         seen: bytes | None = None,
         drop_origins: Sequence[bytes] = (),
+        then: Callable[[bool], None] | None = None,
     ) -> bool:
         """Record something that already happened: retried until the journal takes it.
 
         Used after a radio send, a receipt or an acknowledgement: giving up would
         make the journal disagree with the world. While the journal cannot be
         written (disk full, I/O error), the caller waits here: that is the
-        backpressure, and new custody is refused meanwhile.
+        backpressure, and new custody is refused meanwhile. ``then`` runs once, after
+        the commit that took it (see :meth:`_commit`).
         """
         while True:
             try:
                 return await self._commit(
-                    add=add, remove=remove, seen=seen, drop_origins=drop_origins
+                    add=add, remove=remove, seen=seen, drop_origins=drop_origins, then=then
                 )
             except JournalError as exc:
                 await self._journal_trouble(exc)
@@ -1203,8 +1205,8 @@ class Gateway:
         ``remove``: further journal rows released in the same commit.
 
         Our own messages on their way out are failed back to their radios or MCX users
-        (one commit releases them, one ends their origin records); a partner's messages
-        get a FAILED receipt, journaled in the commit that releases them.
+        right after the commit that releases them and ends their origin records; a
+        partner's messages get a FAILED receipt, journaled in that same commit.
         """
         ours: list[v1.DeliveryReceipt] = []
         receipts: list[Held] = []
@@ -1224,9 +1226,33 @@ class Gateway:
             ):
                 receipts.append(receipt)
         removed = [held.entry_id for held in helds if held.entry_id is not None]
-        await self._commit_surely(add=receipts, remove=[*removed, *remove])
-        if ours:
-            await self._apply_receipts(ours)
+        if not ours:
+            await self._commit_surely(add=receipts, remove=[*removed, *remove])
+            return
+        # Our copies, their origin records and the partners' receipts go in one commit, and
+        # the reports to the radios follow it: a stop between two commits would leave
+        # origin records waiting for a receipt that no copy can bring, and radios without
+        # their failure reports.
+        token = self.tracker.begin_read()
+        try:
+            records = await self._origins_for([r.message_id for r in ours], token)
+
+            def report(_added: bool) -> None:
+                final = [
+                    r.message_id
+                    for r in ours
+                    if self._take_receipt(r, r.message_id, records, token, None)
+                ]
+                self.tracker.dropped(final)
+
+            await self._commit_surely(
+                add=receipts,
+                remove=[*removed, *remove],
+                drop_origins=[r.message_id for r in ours if r.message_id in records],
+                then=report,
+            )
+        finally:
+            self.tracker.end_read(token)
 
     # ------------------------------------------------------------------ inbound from radios
 
@@ -2722,7 +2748,7 @@ class Gateway:
             self.log.info("canary.send_failed", adapter=adapter_name, error=str(exc))
 
     async def _expired(self, helds: Sequence[Held]) -> None:
-        """Give up on copies whose validity ran out, in two journal commits at most.
+        """Give up on copies whose validity ran out, in one journal commit.
 
         An outage may expire thousands at once (the locations and statuses of every unit
         waiting for a partner): one commit per copy would hold up the journal, and the

@@ -1288,7 +1288,7 @@ async def test_spilled_messages_that_expire_in_an_outage_fail_back_during_it(
         assert all("dringend" in t.text for t in texts(fed.sim_fr, FR_VSAV))
 
 
-async def test_copies_expiring_together_are_failed_back_in_two_commits(tmp_path: Path) -> None:
+async def test_copies_expiring_together_are_failed_back_in_one_commit(tmp_path: Path) -> None:
     expiry = "expiry_seconds = { routine = 1 }"
     async with federation(tmp_path, delivery={"DE": expiry}) as fed:
         fed.bus.cut("FR")
@@ -1306,10 +1306,48 @@ async def test_copies_expiring_together_are_failed_back_in_two_commits(tmp_path:
         fed.de._submit_commit = counted  # type: ignore[method-assign]
         await eventually(lambda: len(reports(fed.sim_de, DE_RTW)) == 20, seconds=5)
         assert {r.delivery_status for r in reports(fed.sim_de, DE_RTW)} == {0x48}
-        # One commit releases the copies, one ends their origin records (not two per copy).
-        assert len(releases) <= 10  # a few housekeeping passes, each two commits
+        # One commit releases the copies and ends their origin records (not two per copy).
+        assert len(releases) <= 5  # a few housekeeping passes, each one commit
+        assert all(len(c.get("remove", ())) == len(c.get("drop_origins", ())) for c in releases)
         assert sum(len(c.get("remove", ())) for c in releases) == 20
         assert sum(len(c.get("drop_origins", ())) for c in releases) == 20
+
+
+async def test_a_stop_right_after_an_expiry_leaves_no_radio_without_its_report(
+    tmp_path: Path,
+) -> None:
+    """The copy, its origin record and the radio's 0x48 go together, or none of them.
+
+    The gateway stops for good right after the commit that releases the expired copy
+    (every later commit hangs). What the journal holds then is what a restart finds:
+    an origin record without its copy would wait for a receipt nothing can bring, and its
+    radio would never hear that its text failed.
+    """
+    expiry = "expiry_seconds = { routine = 1 }"
+    async with federation(tmp_path, delivery={"DE": expiry}) as fed:
+        fed.bus.cut("FR")
+        mr = await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "zu spät", report_request=1)
+        await eventually(lambda: fed.de.counters["accepted"] == 1)
+        [message_id] = list(fed.de.tracker.origins)
+        submit = fed.de._submit_commit
+        released: list[dict[str, Any]] = []
+
+        def dying(**change: Any) -> Any:
+            if released:  # the process is gone: nothing is written any more
+                return asyncio.get_running_loop().create_future()
+            if change.get("remove"):
+                released.append(change)
+            return submit(**change)
+
+        fed.de._submit_commit = dying  # type: ignore[method-assign]
+        await eventually(lambda: bool(released), seconds=5)
+        await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)), seconds=5)
+        [report] = reports(fed.sim_de, DE_RTW)
+        assert (report.delivery_status, report.message_reference) == (0x48, mr)
+        assert fed.de.journal is not None
+        rows = await fed.de.journal.submit(lambda j: (j.get_origin(message_id), j.count()))
+        assert rows == (None, 0)
+        fed.de._submit_commit = submit  # type: ignore[method-assign]
 
 
 def _acked(sends: _Sends) -> set[bytes]:
