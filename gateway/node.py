@@ -2763,6 +2763,12 @@ class Gateway:
                 continue
             self.counters["expired"] += 1
             if envelope.HasField("receipt"):
+                self.counters["receipts_expired"] += 1
+                self.log.warning(
+                    "receipt.expired",
+                    about=envelope.receipt.message_id.hex(),
+                    partner=envelope.destination.unit.nation,
+                )
                 if held.entry_id is not None:
                     receipts.append(held.entry_id)
                 continue
@@ -2790,8 +2796,9 @@ class Gateway:
         wait for the link to learn it. Each pass reads up to :data:`_SPILL_EXPIRY_PAGES`
         pages of each spilled class, from where the last pass stopped, and fails back the
         expired copies among them wherever they are (a row that never expires, such as a
-        receipt, does not stop it). It runs beside the housekeeping loop, so a journal that
-        cannot be read holds up nothing else; it tries again at the next pass.
+        receipt journaled by an earlier version, does not stop it). It runs beside the
+        housekeeping loop, so a journal that cannot be read holds up nothing else; it
+        tries again at the next pass.
         """
         try:
             wall = self.clock()
@@ -2868,11 +2875,16 @@ class Gateway:
         tetra_status: int = 0,
         reason: str = "",
     ) -> v1.Envelope:
+        now_us = self._now_us()
         receipt = v1.Envelope(
             schema_version=SCHEMA_VERSION,
             message_id=_new_id(),
             priority=about.priority,
-            created_at_us=self._now_us(),
+            created_at_us=now_us,
+            # The origin gateway forgets its message after the duplicate window (its
+            # origin record is pruned): a receipt that waited longer for a partner that
+            # stays away would be unmatched there, so it stops taking room here.
+            expires_at_us=now_us + int(self.config.delivery.dedup_window * 1_000_000),
         )
         receipt.origin.nation = self.nation
         receipt.origin.unit = f"{self.nation.lower()}.gateway.{self.name}"

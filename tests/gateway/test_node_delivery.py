@@ -1506,7 +1506,7 @@ async def test_a_delivery_that_crashes_fails_back_without_the_crash_text(
 async def test_a_receipt_in_a_spill_does_not_stop_spilled_copies_expiring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_receipt: bool
 ) -> None:
-    """Receipts never expire: one spilled ahead of the texts must not keep them in custody."""
+    """A receipt lives for hours: one spilled ahead of the texts must not keep them in custody."""
     monkeypatch.setattr("gateway.node._SPILL_EXPIRY_INTERVAL", 0.25)
     delivery = "queue_max_messages = 4\nexpiry_seconds = { routine = 1, high = 3600 }"
     async with federation(tmp_path, delivery={"DE": delivery}) as fed:
@@ -1523,6 +1523,26 @@ async def test_a_receipt_in_a_spill_does_not_stop_spilled_copies_expiring(
             await fed.de._on_federation("FR", _from_fr("bonjour", b"\x99" * 16))
             await eventually(lambda: fed.de.counters["spilled"] == spilled + 1, seconds=15)
         await _late_texts_fail_back(fed, 3, accepted=9)
+
+
+async def test_a_receipt_for_a_partner_that_stays_away_expires_with_the_duplicate_window(
+    tmp_path: Path,
+) -> None:
+    """France forgets its message after its duplicate window: our receipt stops waiting then."""
+    short = (
+        "expiry_seconds = { emergency = 1, imminent_peril = 1, high = 1, routine = 1 }\n"
+        "dedup_window = 2.0"
+    )
+    async with federation(tmp_path, delivery={"DE": short}) as fed:
+        fed.bus.cut("FR")
+        await fed.de._on_federation("FR", _from_fr("bonjour", b"\x98" * 16))
+        await eventually(lambda: bool(fed.sim_de.received[DE_RTW]), seconds=5)
+        await eventually(lambda: fed.de.counters["receipts_expired"] == 1, seconds=10)
+        assert fed.de.journal is not None
+        assert await fed.de.journal.submit(lambda j: j.count()) == 0
+        fed.bus.cut("FR", down=False)
+        await eventually(lambda: fed.de.liveness["federation:FR"].state.value != "degraded")
+        assert fed.fr.counters["receipts_delivered"] == 0  # nothing left to send
 
 
 async def test_a_journal_that_cannot_be_read_holds_up_no_housekeeping(
