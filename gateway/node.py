@@ -2218,6 +2218,13 @@ class Gateway:
             outcome = SendOutcome(ok=False, reason=reason)
         if not outcome.ok:
             self.counters["delivery_failed"] += 1
+            self.log.warning(
+                "delivery.failed",
+                adapter=adapter_name,
+                issi=issi,
+                message_id=envelope.message_id.hex(),
+                reason=outcome.reason,
+            )
             if held.meta.get("replay"):
                 if held.entry_id is not None:
                     await self._commit_surely(remove=[held.entry_id])

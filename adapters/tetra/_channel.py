@@ -209,7 +209,10 @@ class PeiChannel:
     ) -> SendOutcome:
         completed = exchange.done.result()
         if not completed.ok:
-            reason = _cme_reason(describe(command), completed)
+            # The reason may travel abroad in a FAILED receipt: it names the command, not
+            # the radio it was for (an ISSI of the national network stays in our log).
+            reason = _cme_reason("AT+CMGS", completed)
+            self._log.info("pei_send_refused", command=describe(command), reason=reason)
             return SendOutcome(
                 ok=False, message_references=refs, cme_error=completed.cme_error, reason=reason
             )

@@ -1502,6 +1502,16 @@ async def test_a_delivery_that_crashes_fails_back_without_the_crash_text(
     assert "secret" not in failed.fields["reason"] and "10.0.0.7" not in failed.fields["reason"]
 
 
+async def test_a_radio_refusal_goes_abroad_without_the_radio_identity(fed: Federation) -> None:
+    fed.sim_fr.fail_next_cmgs(cme=31)
+    await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "abgelehnt", report_request=1)
+    await eventually(lambda: bool(reports(fed.sim_de, DE_RTW)), seconds=5)
+    assert reports(fed.sim_de, DE_RTW)[0].delivery_status >= 0x40
+    failed = next(o for o in fed.observed if o.kind == "receipt" and o.fields.get("reason"))
+    assert "+CME ERROR: 31" in failed.fields["reason"]  # what went wrong, for the operator
+    assert FR_VSAV not in failed.fields["reason"]  # but not which French radio it was
+
+
 @pytest.mark.parametrize("with_receipt", [False, True], ids=["texts", "receipt-first"])
 async def test_a_receipt_in_a_spill_does_not_stop_spilled_copies_expiring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_receipt: bool
