@@ -81,6 +81,17 @@ class Table:
             raise ConfigError(f"{self._key(key)}: expected a list of strings, got {_kind(value)}.")
         return list(value)
 
+    def one_or_more(self, key: str) -> list[str]:
+        """Return a string or a list of strings as a list (absent: empty)."""
+        value = self._get(key, [], "string or list of strings")
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                f"{self._key(key)}: expected a string or a list of strings, got {_kind(value)}."
+            )
+        return list(value)
+
     def table(self, key: str, *, required: bool = False) -> Table:
         """Return a sub-table (an empty one when absent and not required)."""
         value = self._get(key, _MISSING if required else {}, "table")

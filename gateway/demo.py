@@ -687,7 +687,7 @@ class _MqttBackbone:
             cert=credential.cert,
             key=credential.key,
             bundle=self.federation.bundle_dir,
-            broker_identity=self.broker_identity,
+            broker_identities=(self.broker_identity,),
             keepalive=10,
             reconnect_base=0.1,
             reconnect_cap=1.0,

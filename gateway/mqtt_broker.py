@@ -68,7 +68,7 @@ def mint_broker_credential(
 
     The broker needs serverAuth, which only the gateway role carries; its name
     (``mqtt-broker``) has no entry in the ACL, so the certificate grants no MQTT access,
-    and gateways refuse batches it would sign (see ``MqttSettings.broker_identity``).
+    and gateways refuse batches it would sign (see ``MqttSettings.broker_identities``).
     """
     ca = federation.ca(country)
     issued = ca.issue(

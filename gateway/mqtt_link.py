@@ -141,9 +141,11 @@ class MqttSettings:
         key: Its private key (PEM).
         bundle: The federation trust bundle (directory or single JSON file).
         passphrase_env: Environment variable holding the key's passphrase, if encrypted.
-        broker_identity: Expected identity of the broker's certificate
-            (``euccs://DE/gateway/mqtt-broker``); None accepts any gateway certificate of
-            the federation, but then a broker identity cannot be excluded from signing.
+        broker_identities: The identities a broker's certificate may have
+            (``euccs://DE/gateway/mqtt-broker``; one per node of a broker cluster whose
+            nodes have certificates of their own). Empty accepts any gateway certificate
+            of the federation; the identity it presents is then excluded from signing
+            only once it was seen.
         keepalive: MQTT keepalive in seconds.
         session_expiry: MQTT session expiry interval in seconds (persistent session).
         batch_max_envelopes: Flush a batch at this many envelopes.
@@ -166,7 +168,7 @@ class MqttSettings:
     key: Path
     bundle: Path
     passphrase_env: str | None = None
-    broker_identity: str | None = None
+    broker_identities: tuple[str, ...] = ()
     keepalive: int = 30
     session_expiry: int = 3600
     batch_max_envelopes: int = 64
@@ -180,11 +182,23 @@ class MqttSettings:
     expiry_check_interval: float = 3600.0
 
 
+def _broker_identities(table: Table) -> tuple[str, ...]:
+    """``broker_identity``: one identity URI, a list of them (a cluster's nodes), or none."""
+    brokers = tuple(uri for uri in table.one_or_more("broker_identity") if uri)
+    for uri in brokers:
+        try:
+            parse_identity_uri(uri)
+        except ValueError as exc:
+            raise table.error("broker_identity", f"{exc}.") from None
+    return brokers
+
+
 def parse_mqtt_settings(table: Table) -> MqttSettings:
     """Read a ``[federation.mqtt]`` table.
 
     Keys: ``host`` (required), ``port`` (8883), ``cert``, ``key``, ``bundle`` (required
-    paths), ``passphrase_env``, ``broker_identity``, ``keepalive`` (30 s),
+    paths), ``passphrase_env``, ``broker_identity`` (one identity URI or a list of
+    them), ``keepalive`` (30 s),
     ``session_expiry`` (3600 s), ``batch_max_envelopes`` (64), ``batch_max_bytes``
     (262144), ``linger_ms`` (5), ``replay_window`` (300 s), ``connect_timeout`` (10 s),
     ``reconnect_cap`` (30 s), ``bad_credentials_delay`` (60 s).
@@ -205,12 +219,7 @@ def parse_mqtt_settings(table: Table) -> MqttSettings:
             raise table.error(key, "must name a file.")
         paths[key] = Path(value)
     passphrase_env = table.string("passphrase_env", "") or None
-    broker_identity = table.string("broker_identity", "") or None
-    if broker_identity is not None:
-        try:
-            parse_identity_uri(broker_identity)
-        except ValueError as exc:
-            raise table.error("broker_identity", f"{exc}.") from None
+    brokers = _broker_identities(table)
     keepalive = table.number("keepalive", 30.0, minimum=5)
     expiry = table.number("session_expiry", 3600.0, minimum=0)
     max_envelopes = table.number("batch_max_envelopes", 64.0, minimum=1)
@@ -227,7 +236,7 @@ def parse_mqtt_settings(table: Table) -> MqttSettings:
         key=paths["key"],
         bundle=paths["bundle"],
         passphrase_env=passphrase_env,
-        broker_identity=broker_identity,
+        broker_identities=brokers,
         keepalive=int(keepalive),
         session_expiry=int(expiry),
         batch_max_envelopes=int(max_envelopes),
@@ -800,9 +809,7 @@ class MqttFederationLink:
                 f"not of a {self.nation} gateway"
             )
         self._credentials = credentials
-        forbidden = []
-        if self.settings.broker_identity:
-            forbidden.append(parse_identity_uri(self.settings.broker_identity))
+        forbidden = [parse_identity_uri(uri) for uri in self.settings.broker_identities]
         if self._verifier is None:
             self._verifier = BatchVerifier(
                 self.nation,
@@ -953,16 +960,16 @@ class MqttFederationLink:
                 f"the broker presents this gateway's own identity {broker.uri}; "
                 "give the broker a certificate of its own (e.g. --name mqtt-broker)"
             )
-        expected = self.settings.broker_identity
-        if expected is not None and broker.uri != expected:
-            raise BadCredentials(f"the broker is {broker.uri}, expected {expected}")
+        expected = self.settings.broker_identities
+        if expected and broker.uri not in expected:
+            raise BadCredentials(f"the broker is {broker.uri}, expected {' or '.join(expected)}")
         verifier = self._verifier
         if verifier is not None and broker not in verifier.forbidden:
             # Whoever serves as the broker never signs a batch, configured or not: a broker
             # host holds a gateway certificate (the only leaf role with serverAuth) and
             # could otherwise forge its country's traffic.
             verifier.forbidden = verifier.forbidden | {broker}
-            if expected is None:
+            if not expected:
                 self.log.warning(
                     "mqtt.broker_identity_unset",
                     broker=broker.uri,

@@ -122,7 +122,7 @@ async def test_the_broker_refuses_bad_tls(
 
 
 async def test_a_broker_with_an_unexpected_identity_is_refused(mqtt_world: MqttWorld) -> None:
-    settings = mqtt_world.settings("DE", broker_identity="euccs://DE/gateway/another-broker")
+    settings = mqtt_world.settings("DE", broker_identities=("euccs://DE/gateway/another-broker",))
     reason = await _assert_refused(mqtt_world, MqttFederationLink("DE", settings))
     assert "another-broker" in reason
 

@@ -543,12 +543,23 @@ async def test_a_reload_takes_in_what_was_queued_before_the_session_ends(
 async def test_the_broker_never_signs_a_batch_even_when_its_identity_is_not_configured(
     mqtt_world: MqttWorld,
 ) -> None:
-    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", broker_identity=None))
+    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", broker_identities=()))
     async with serving(de):
         await de.wait_until(lambda: de.state is LinkState.CONNECTED)
         assert de._verifier is not None
         # The broker's certificate is a gateway certificate of DE: it could sign DE's batches.
         assert parse_identity_uri(mqtt_world.broker_identity) in de._verifier.forbidden
+
+
+async def test_any_node_of_a_pinned_broker_cluster_is_accepted_and_none_may_sign(
+    mqtt_world: MqttWorld,
+) -> None:
+    nodes = ("euccs://DE/gateway/emqx-1", mqtt_world.broker_identity)
+    de = _link(mqtt_world, "DE", settings=mqtt_world.settings("DE", broker_identities=nodes))
+    async with serving(de):
+        await de.wait_until(lambda: de.state is LinkState.CONNECTED)
+        assert de._verifier is not None
+        assert {parse_identity_uri(uri) for uri in nodes} <= de._verifier.forbidden
 
 
 async def test_a_broker_serving_with_our_own_certificate_is_refused_loudly(
@@ -561,7 +572,7 @@ async def test_a_broker_serving_with_our_own_certificate_is_refused_loudly(
     broker.start()
     try:
         settings = mqtt_world.settings("DE", host=broker.host, port=broker.port)
-        de = _link(mqtt_world, "DE", settings=replace(settings, broker_identity=None))
+        de = _link(mqtt_world, "DE", settings=replace(settings, broker_identities=()))
         async with serving(de):
             await de.wait_until(lambda: de.state is LinkState.BAD_CREDENTIALS)
             assert "own identity" in de.reason

@@ -36,7 +36,7 @@ def test_minimal_table_gets_defaults() -> None:
     assert settings.port == 8883
     assert settings.cert == Path("pki/DE/gateway-kehl.pem")
     assert settings.linger == 0.005
-    assert settings.passphrase_env is None and settings.broker_identity is None
+    assert settings.passphrase_env is None and settings.broker_identities == ()
 
 
 def test_every_key() -> None:
@@ -61,12 +61,22 @@ bad_credentials_delay = 120
     assert settings.linger == 0.002 and settings.bad_credentials_delay == 120
 
 
+def test_broker_identity_takes_one_identity_or_a_cluster_of_them() -> None:
+    one = _parse(MINIMAL + 'broker_identity = "euccs://DE/gateway/mqtt-broker"\n')
+    assert one.broker_identities == ("euccs://DE/gateway/mqtt-broker",)
+    nodes = [f"euccs://DE/gateway/emqx-{n}" for n in (1, 2, 3)]
+    cluster = _parse(MINIMAL + f"broker_identity = {nodes!r}\n".replace("'", '"'))
+    assert cluster.broker_identities == tuple(nodes)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         ("port = 70000", "federation.mqtt.port: 70000 is not a TCP port"),
         ("port = 1.5", "federation.mqtt.port"),
         ('broker_identity = "mqtt://x"', "federation.mqtt.broker_identity"),
+        ('broker_identity = ["euccs://DE/gateway/a", 1]', "federation.mqtt.broker_identity"),
+        ('broker_identity = ["euccs://DE/gateway/a", "x"]', "federation.mqtt.broker_identity"),
         ("batch_max_envelopes = 0", "federation.mqtt.batch_max_envelopes"),
         ("batch_max_envelopes = 2.5", "federation.mqtt.batch_max_envelopes"),
         ("linger_ms = 5000", "federation.mqtt.linger_ms"),

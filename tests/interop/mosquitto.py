@@ -57,7 +57,7 @@ class MqttWorld:
             cert=credential.cert,
             key=credential.key,
             bundle=self.federation.bundle_dir,
-            broker_identity=self.broker_identity,
+            broker_identities=(self.broker_identity,),
             keepalive=10,
             connect_timeout=5.0,
             reconnect_base=0.05,
