@@ -2386,12 +2386,27 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._timer_wakeup.wait()
+            for record in self.tracker.take_evicted():
+                # More deliveries wait for reports than the table holds: the oldest gets
+                # the receipt of a timeout now rather than none at all.
+                self.counters["reports_evicted"] += 1
+                self.log.warning(
+                    "report.tracker_full",
+                    message_id=record.message_id.hex(),
+                    adapter=record.adapter,
+                    issi=record.issi,
+                )
+                await self._no_report(record)
             for record in self.tracker.expired(self.monotonic()):
                 self.counters["report_timeouts"] += 1
-                if not record.delivered:
-                    await self._receipt_for(
-                        record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_END_SYSTEM
-                    )
+                await self._no_report(record)
+
+    async def _no_report(self, record: AwaitingReport) -> None:
+        """The unit will not be heard on this delivery: delivered, as far as its network knows."""
+        if not record.delivered:
+            await self._receipt_for(
+                record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_END_SYSTEM
+            )
 
     # ------------------------------------------------------------------ MCX systems (MCData)
 

@@ -75,6 +75,7 @@ class Tracker:
         self._keys: dict[int, list[ReportKey]] = {}
         self._deadlines: list[tuple[float, int, AwaitingReport]] = []
         self._parked: dict[ReportKey, tuple[int, float]] = {}
+        self._evicted: list[AwaitingReport] = []
         #: Origin records ended while a read of the journal was in progress, with the
         #: number of records ended before them (see :meth:`begin_read`).
         self._ended: dict[bytes, int] = {}
@@ -152,7 +153,9 @@ class Tracker:
     def add_awaiting(self, record: AwaitingReport) -> None:
         """Remember a local delivery that waits for SDS-REPORTs, under each of its references."""
         while len(self._awaiting) >= self.max_entries:
-            self.forget(self._awaiting[next(iter(self._awaiting))])
+            oldest = self._awaiting[next(iter(self._awaiting))]
+            self.forget(oldest)
+            self._evicted.append(oldest)  # its origin still gets a receipt (take_evicted)
         keys = [(record.adapter, record.issi, reference) for reference in record.references]
         for key in keys:
             previous = self._awaiting.get(key)
@@ -179,6 +182,15 @@ class Tracker:
         for key in self._keys.pop(id(record), []):
             if self._awaiting.get(key) is record:
                 del self._awaiting[key]
+
+    def take_evicted(self) -> list[AwaitingReport]:
+        """Deliveries forgotten since the last call because the table was full.
+
+        Their reports can no longer be matched: the caller settles them as if their
+        deadline had passed, so their origins are not left without a receipt.
+        """
+        evicted, self._evicted = self._evicted, []
+        return evicted
 
     def expired(self, now: float) -> list[AwaitingReport]:
         """Remove and return deliveries whose report deadline passed."""

@@ -1502,6 +1502,24 @@ async def test_a_delivery_that_crashes_fails_back_without_the_crash_text(
     assert "secret" not in failed.fields["reason"] and "10.0.0.7" not in failed.fields["reason"]
 
 
+async def test_a_delivery_pushed_out_of_a_full_report_table_still_gets_its_receipt(
+    fed: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The German radios never report; the table of deliveries awaiting reports holds one."""
+    monkeypatch.setattr(fed.sim_de.radios, "reports_for", lambda _content: [])
+    fed.de.tracker.max_entries = 1
+    for text in ("erste", "zweite"):
+        await fed.sim_fr.send_text(FR_VSAV, ALIAS_OF_DE_RTW, text, report_request=1)
+        await eventually(lambda: fed.de.tracker.awaiting_count == 1, seconds=5)
+    # The first delivery's report can no longer be matched: its origin hears of it now,
+    # not after the report timeout (30 s), and its copy leaves the journal.
+    await eventually(lambda: fed.de.counters["reports_evicted"] == 1, seconds=5)
+    await eventually(lambda: fed.de.counters["receipts_sent_delivered"] == 1, seconds=5)
+    assert fed.de.counters["report_timeouts"] == 0
+    assert fed.de.journal is not None
+    assert await fed.de.journal.submit(lambda j: j.count()) == 1  # the second one's copy
+
+
 async def test_a_radio_refusal_goes_abroad_without_the_radio_identity(fed: Federation) -> None:
     fed.sim_fr.fail_next_cmgs(cme=31)
     await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "abgelehnt", report_request=1)

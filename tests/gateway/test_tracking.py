@@ -65,6 +65,9 @@ def test_bounded_table_forgets_the_oldest_delivery() -> None:
     assert tracker.match_report(("a", "1001", 1)) is None
     assert tracker.match_report(("a", "1001", 7)) is new
     assert tracker.awaiting_count == 1
+    assert tracker.take_evicted() == [old]  # its origin still needs a receipt
+    assert tracker.take_evicted() == []
+    assert tracker.expired(10.0) == [new]  # the forgotten one has no deadline left
 
 
 def _origin(n: int) -> OriginRecord:
