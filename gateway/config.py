@@ -44,6 +44,7 @@ from gateway._toml import Table
 from gateway.api.settings import ApiSettings, parse_api
 from gateway.codebooks import BUILTIN_CODEBOOKS, Codebook, StatusMeaning
 from gateway.mqtt_link import MqttSettings, parse_mqtt_settings
+from gateway.ordering import HOLD_SECONDS
 from gateway.policy import Policy, RateLimitSettings, parse_policy, parse_rate_limits
 from gateway.presence import PresenceSettings, parse_presence
 from protocols.errors import ConfigError
@@ -392,6 +393,24 @@ def _federation(table: Table, nation: str) -> FederationConfig:
     return FederationConfig(transport=transport, partners=partners, mqtt=mqtt)
 
 
+#: The longest ``ack_timeout``: a partner holds a message that overtook a lost one for
+#: :data:`gateway.ordering.HOLD_SECONDS` after its latest copy, so the lost one must be
+#: sent again well within that, or order gives way (``docs/delivery.md``, step 3).
+MAX_ACK_TIMEOUT = HOLD_SECONDS * 2 / 3
+
+
+def _ack_timeout(table: Table, default: float) -> float:
+    value: float = table.number("ack_timeout", default, minimum=0.05)
+    if value > MAX_ACK_TIMEOUT:
+        raise table.error(
+            "ack_timeout",
+            f"{value:g} s is too long (at most {MAX_ACK_TIMEOUT:g} s): partners hold a message"
+            f" that overtook a lost one for {HOLD_SECONDS:g} s, and the lost one must be sent"
+            " again before that or order gives way.",
+        )
+    return value
+
+
 def _delivery(table: Table) -> DeliveryConfig:
     defaults = DeliveryConfig()
     expiry = dict(defaults.expiry_seconds)
@@ -414,7 +433,7 @@ def _delivery(table: Table) -> DeliveryConfig:
         queue_max_messages=int(max_messages),
         queue_max_bytes=int(max_bytes),
         allow_unlisted_units=table.boolean("allow_unlisted_units", False),
-        ack_timeout=table.number("ack_timeout", defaults.ack_timeout, minimum=0.05),
+        ack_timeout=_ack_timeout(table, defaults.ack_timeout),
         window=int(table.number("window", float(defaults.window), minimum=1)),
         dedup_window=dedup_window,
         stored_report=table.boolean("stored_report", defaults.stored_report),

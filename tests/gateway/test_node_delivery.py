@@ -984,9 +984,9 @@ async def test_acknowledgement_goes_out_while_the_send_window_is_full(tmp_path: 
     """A full window to a partner holds back our messages, never our acknowledgements.
 
     Queued behind messages that wait for the partner's acknowledgements, ours would make
-    both gateways wait for each other until the ack timeout (30 s here) under load.
+    both gateways wait for each other until the ack timeout (20 s here) under load.
     """
-    small = "window = 1\nack_timeout = 30.0"
+    small = "window = 1\nack_timeout = 20.0"
     async with federation(tmp_path, delivery={"DE": small, "FR": small}) as fed:
         # The German window to France is full: one message awaits France's acknowledgement.
         fed.de._inflight["FR"][b"\xff" * 16] = SimpleNamespace(  # type: ignore[assignment]
@@ -1025,7 +1025,7 @@ async def test_a_partner_restart_resends_what_it_had_not_acknowledged_at_once(
     They may have died with the partner's previous process; waiting for the ack timeout
     (30 s here) would put them behind newer messages.
     """
-    slow = "ack_timeout = 30.0"
+    slow = "ack_timeout = 20.0"
     async with federation(tmp_path, delivery={"DE": slow, "FR": slow}) as fed:
         fed.de._acks_sending["FR"] = 10**6  # Germany takes custody but cannot acknowledge
         for text in ("un", "deux"):
@@ -1206,7 +1206,7 @@ async def test_a_full_hold_leaves_the_message_unacknowledged_with_its_sender(
 async def test_messages_in_flight_to_one_destination_name_the_one_they_follow(
     tmp_path: Path,
 ) -> None:
-    slow = "ack_timeout = 30.0"
+    slow = "ack_timeout = 20.0"
     async with federation(tmp_path, delivery={"DE": slow, "FR": slow}) as fed:
         fed.de._acks_sending["FR"] = 10**6  # Germany takes custody but cannot acknowledge
         sends = _watch_sends(fed.fr)
