@@ -184,7 +184,11 @@ class MqttSettings:
 
 def _broker_identities(table: Table) -> tuple[str, ...]:
     """``broker_identity``: one identity URI, a list of them (a cluster's nodes), or none."""
-    brokers = tuple(uri for uri in table.one_or_more("broker_identity") if uri)
+    if not table.has("broker_identity"):
+        return ()
+    brokers = tuple(table.one_or_more("broker_identity"))
+    if not brokers:  # a template whose nodes were never filled in must not unpin the broker
+        raise table.error("broker_identity", "names no identity (leave it out to pin none).")
     for uri in brokers:
         try:
             parse_identity_uri(uri)

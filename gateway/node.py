@@ -163,6 +163,8 @@ _SPILL_EXPIRY_PAGES = 8
 #: are read from the journal when a receipt needs them.
 _RECOVERED_ORIGINS = 10_000
 #: The reason a FAILED receipt gives for a send that crashed (the crash is in our log).
+#: Seconds a receipt waits for its partner at least (see Gateway._receipt_envelope).
+_RECEIPT_MIN_LIFETIME = 24 * 3600.0
 _INTERNAL_SEND_ERROR = "the gateway failed to send it (internal error)"
 #: What a commit made with ``follows`` returns when that one is not in custody yet.
 _GAP: list[int] = []
@@ -394,7 +396,10 @@ class Gateway:
         )
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
-        self._ack_timeout = delivery.ack_timeout
+        self._ack_timeout, self._receipt_lifetime = (
+            delivery.ack_timeout,
+            max(delivery.dedup_window, _RECEIPT_MIN_LIFETIME),
+        )
         self.rate_limiter = RateLimiter(config.rate_limits)
         #: Created with the epoch when the journal opens: after a restart every unit is UNKNOWN.
         self.presence = PresenceRegistry(
@@ -991,7 +996,7 @@ class Gateway:
         def taken(_added: bool) -> None:
             if not all(c.spilled for c in copies):
                 # A spilled message costs no memory: its record is read back from the
-                # journal when a receipt comes (see _apply_receipt).
+                # journal when a receipt comes (see _origins_for).
                 self.tracker.add_origin(origin)
             self.counters["accepted"] += 1
             self._observe(
@@ -2350,32 +2355,44 @@ class Gateway:
             )
             self.tracker.park_report(key, status, self.monotonic())
             return
-        self._spawn(self._settle(record, key, status), "settle")
+        self._spawn(self._send_settled(record, self._settlement(record, key, status)), "settle")
 
     async def _settle(self, record: AwaitingReport, key: ReportKey, status: int) -> None:
+        await self._send_settled(record, self._settlement(record, key, status))
+
+    def _settlement(
+        self, record: AwaitingReport, key: ReportKey, status: int
+    ) -> list[tuple[int, int, int, str]]:
+        """What a unit's report settles, decided at once: (state, confirmation, status, reason).
+
+        Decided when the report is read, not when its receipts are journaled, so that a
+        timeout or an eviction of the same delivery meanwhile sees it settled (see
+        :meth:`_no_report`) and adds no receipt of its own.
+        """
+        unit = v1.CONFIRMATION_UNIT
         if status >= 0x40:
             self.tracker.forget(record)
-            await self._receipt_for(
-                record,
-                v1.DELIVERY_STATE_FAILED,
-                tetra_status=status,
-                reason="unit reported failure",
-            )
-        elif status == DeliveryStatus.CONSUMED:
+            record.settled = True
+            return [(v1.DELIVERY_STATE_FAILED, 0, status, "unit reported failure")]
+        if status == DeliveryStatus.CONSUMED:
             self.tracker.forget(record)
-            if not record.delivered:
-                await self._receipt_for(
-                    record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT
-                )
-            await self._receipt_for(
-                record, v1.DELIVERY_STATE_READ, confirmation=v1.CONFIRMATION_UNIT
-            )
-        elif status == DeliveryStatus.RECEIVED and self.tracker.settle_part(key):
+            record.settled = True
+            delivered = [] if record.delivered else [(v1.DELIVERY_STATE_DELIVERED, unit, 0, "")]
+            record.delivered = True
+            return [*delivered, (v1.DELIVERY_STATE_READ, unit, 0, "")]
+        if status == DeliveryStatus.RECEIVED and self.tracker.settle_part(key):
             record.delivered = True
             if not record.want_read:
                 self.tracker.forget(record)
+            return [(v1.DELIVERY_STATE_DELIVERED, unit, 0, "")]
+        return []
+
+    async def _send_settled(
+        self, record: AwaitingReport, receipts: list[tuple[int, int, int, str]]
+    ) -> None:
+        for state, confirmation, tetra_status, reason in receipts:
             await self._receipt_for(
-                record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_UNIT
+                record, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
             )
 
     async def _report_timer_loop(self) -> None:
@@ -2403,7 +2420,7 @@ class Gateway:
 
     async def _no_report(self, record: AwaitingReport) -> None:
         """The unit will not be heard on this delivery: delivered, as far as its network knows."""
-        if not record.delivered:
+        if not record.delivered and not record.settled:
             await self._receipt_for(
                 record, v1.DELIVERY_STATE_DELIVERED, confirmation=v1.CONFIRMATION_END_SYSTEM
             )
@@ -2903,10 +2920,11 @@ class Gateway:
             message_id=_new_id(),
             priority=about.priority,
             created_at_us=now_us,
-            # The origin gateway forgets its message after the duplicate window (its
-            # origin record is pruned): a receipt that waited longer for a partner that
-            # stays away would be unmatched there, so it stops taking room here.
-            expires_at_us=now_us + int(self.config.delivery.dedup_window * 1_000_000),
+            # The origin gateway forgets its message after its duplicate window (its
+            # origin record is pruned), and a receipt that waited longer would find
+            # nothing there. Partners set that window each for itself (twice their
+            # longest expiry by default): a day at least outlives any of the defaults.
+            expires_at_us=now_us + int(self._receipt_lifetime * 1_000_000),
         )
         receipt.origin.nation = self.nation
         receipt.origin.unit = f"{self.nation.lower()}.gateway.{self.name}"
@@ -3096,26 +3114,6 @@ class Gateway:
         if receipt.state in (v1.DELIVERY_STATE_FAILED, v1.DELIVERY_STATE_READ):
             return True
         return receipt.state == v1.DELIVERY_STATE_DELIVERED and report_request not in (2, 3)
-
-    async def _apply_receipt(self, receipt: v1.DeliveryReceipt) -> None:
-        """Apply a receipt about one of our messages, and end its origin record if final."""
-        await self._apply_receipts([receipt])
-
-    async def _apply_receipts(self, receipts: Sequence[v1.DeliveryReceipt]) -> None:
-        """Apply receipts about our messages; end the final ones' origin records in one commit."""
-        token = self.tracker.begin_read()
-        try:
-            records = await self._origins_for([r.message_id for r in receipts], token)
-            final = [
-                r.message_id
-                for r in receipts
-                if self._take_receipt(r, r.message_id, records, token, None)
-            ]
-            if final and self.journal:
-                await self._commit_surely(drop_origins=final)
-                self.tracker.dropped(final)
-        finally:
-            self.tracker.end_read(token)
 
     async def _origins_for(
         self, message_ids: Sequence[bytes], token: int

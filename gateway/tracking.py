@@ -60,6 +60,8 @@ class AwaitingReport:
     want_read: bool
     deadline: float
     delivered: bool = False
+    #: A final receipt (FAILED or READ) is decided: a timeout or an eviction adds none.
+    settled: bool = False
     #: Journal row of the copy, released with the first receipt.
     entry_id: int | None = None
 

@@ -18,10 +18,10 @@ import pytest
 from gateway.journal import Journal, JournalError
 from gateway.node import Gateway, Held, Observation
 from gateway.presence import Availability, PresenceRegistry, PresenceUpdate
-from gateway.tracking import OriginRecord
+from gateway.tracking import AwaitingReport, OriginRecord
 from protocols.errors import LinkError
 from protocols.schema import v1
-from protocols.tetra import StatusSds, TextSds
+from protocols.tetra import AiService, Identity, SdsReceived, SdsReport, StatusSds, TextSds
 from tests.gateway.federation import (
     ALIAS_OF_DE_RTW,
     ALIAS_OF_FR_VSAV,
@@ -1316,7 +1316,7 @@ async def test_copies_expiring_together_are_failed_back_in_one_commit(tmp_path: 
 async def test_a_stop_right_after_an_expiry_leaves_no_radio_without_its_report(
     tmp_path: Path,
 ) -> None:
-    """The copy, its origin record and the radio's 0x48 go together, or none of them.
+    """The copy and its origin record leave the journal together, the radio's 0x48 after.
 
     The gateway stops for good right after the commit that releases the expired copy
     (every later commit hangs). What the journal holds then is what a restart finds:
@@ -1520,6 +1520,43 @@ async def test_a_delivery_pushed_out_of_a_full_report_table_still_gets_its_recei
     assert await fed.de.journal.submit(lambda j: j.count()) == 1  # the second one's copy
 
 
+async def test_a_report_being_settled_gets_no_second_receipt_from_an_eviction(
+    fed: Federation,
+) -> None:
+    """The unit reports failure; in the same pass a new delivery needs room in the table."""
+    fed.de.tracker.max_entries = 1
+
+    def awaiting(message_id: bytes, reference: int) -> AwaitingReport:
+        return AwaitingReport(
+            message_id=message_id,
+            origin_nation="FR",
+            origin_unit=FR_VSAV_UNIT,
+            priority=v1.PRIORITY_ROUTINE,
+            adapter="tetra-de",
+            issi=DE_RTW,
+            references={reference},
+            want_read=False,
+            deadline=fed.de.monotonic() + 30.0,
+        )
+
+    fed.de.tracker.add_awaiting(awaiting(b"\x01" * 16, 7))
+    failed = SdsReport(protocol_id=0x82, delivery_status=0x4A, message_reference=7)
+    report = SdsReceived(
+        source=Identity(DE_RTW),
+        destination=Identity("9000000"),
+        ai_service=AiService.SDS_TYPE_4,
+        content=failed,
+    )
+    await fed.de._on_unit_report("tetra-de", report)  # its receipt is journaled later
+    fed.de.tracker.add_awaiting(awaiting(b"\x02" * 16, 8))
+    fed.de._timer_wakeup.set()
+    await eventually(lambda: fed.de.counters["receipts_sent_failed"] == 1)
+    await asyncio.sleep(0.3)  # what an eviction would send, it has sent by now
+    assert fed.de.counters["receipts_sent_delivered"] == 0
+    # The report settled the first delivery when it was read: nothing was left to evict.
+    assert (fed.de.counters["reports_evicted"], fed.de.tracker.awaiting_count) == (0, 1)
+
+
 async def test_a_radio_refusal_goes_abroad_without_the_radio_identity(fed: Federation) -> None:
     fed.sim_fr.fail_next_cmgs(cme=31)
     await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "abgelehnt", report_request=1)
@@ -1553,10 +1590,23 @@ async def test_a_receipt_in_a_spill_does_not_stop_spilled_copies_expiring(
         await _late_texts_fail_back(fed, 3, accepted=9)
 
 
-async def test_a_receipt_for_a_partner_that_stays_away_expires_with_the_duplicate_window(
-    tmp_path: Path,
+def test_a_receipt_outlives_the_partners_default_duplicate_windows(fed: Federation) -> None:
+    receipt = fed.de._receipt_envelope(
+        v1.Envelope.FromString(_from_fr("x", b"\x97" * 16)), v1.DELIVERY_STATE_DELIVERED
+    )
+    lifetime = (receipt.expires_at_us - receipt.created_at_us) / 1e6
+    assert lifetime >= 24 * 3600 >= fed.fr.config.delivery.dedup_window
+
+
+async def test_a_receipt_for_a_partner_that_stays_away_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """France forgets its message after its duplicate window: our receipt stops waiting then."""
+    """France forgets its message after its duplicate window: our receipt stops waiting then.
+
+    A receipt lives a day, or our own duplicate window if longer (each country sets its
+    own); here the day is taken out so that the window of 2 s decides.
+    """
+    monkeypatch.setattr("gateway.node._RECEIPT_MIN_LIFETIME", 0.0)
     short = (
         "expiry_seconds = { emergency = 1, imminent_peril = 1, high = 1, routine = 1 }\n"
         "dedup_window = 2.0"
