@@ -820,11 +820,16 @@ class Gateway:
         try:
             yield self
         finally:
-            for pending in (task, *self._background):
-                pending.cancel()
+            for running in (task, *self._background):
+                running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await asyncio.gather(*self._background, return_exceptions=True)
+            # A commit that becomes durable while the gateway stops may start work of its
+            # own (a radio's report, an MCData notification): it is cancelled too.
+            while pending := [t for t in self._background if not t.done()]:
+                for background in pending:
+                    background.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
 
     async def wait_ready(self, seconds: float = 10.0) -> None:
         """Wait until the journal is open and every adapter is connected."""

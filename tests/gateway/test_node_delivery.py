@@ -1557,6 +1557,27 @@ async def test_a_report_being_settled_gets_no_second_receipt_from_an_eviction(
     assert (fed.de.counters["reports_evicted"], fed.de.tracker.awaiting_count) == (0, 1)
 
 
+async def test_work_started_while_the_gateway_stops_is_stopped_with_it(tmp_path: Path) -> None:
+    """A commit that turns durable during the stop may start work (a report): it is not left."""
+    late: list[asyncio.Task[None]] = []
+
+    async def started_during_the_stop() -> None:
+        await asyncio.sleep(3600)
+
+    async def running_at_the_stop(gateway: Gateway) -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            gateway._spawn(started_during_the_stop(), "late")
+            late.extend(t for t in gateway._background if "late" in t.get_name())
+
+    async with federation(tmp_path) as fed:
+        fed.de._spawn(running_at_the_stop(fed.de), "busy")
+        await asyncio.sleep(0)
+    assert len(late) == 1
+    assert late[0].cancelled()
+
+
 async def test_a_radio_refusal_goes_abroad_without_the_radio_identity(fed: Federation) -> None:
     fed.sim_fr.fail_next_cmgs(cme=31)
     await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, "abgelehnt", report_request=1)
