@@ -3,12 +3,12 @@
 Subcommands::
 
     euccs-gw demo [--duration S] [--json] [--federation local|mqtt]
-                                               two gateways, two simulated TETRA networks
+                                               three gateways: two TETRA networks, one MCX system
     euccs-gw soak [--duration S] [--json]      bounded soak run: memory, fds, queues, journal
     euccs-gw bench [--json] [--quick]          gateway path against two bridged Mosquitto brokers
     euccs-gw bench --instances [--seconds S]   one vs two instances of a gateway, takeover time
     euccs-gw run -c de.toml [-c fr.toml ...]   run gateways from configuration files
-    euccs-gw config check FILE...              validate configuration files
+    euccs-gw config check FILE...              validate configuration files and what they name
     euccs-gw decode pei < capture.txt          decode a PEI byte stream to JSON Lines
     euccs-gw simulate tetra [--port P] ...     a simulated TETRA network speaking PEI over TCP
     euccs-gw certs ...                         PKI: national CAs, certificates, CRLs, bundle
@@ -52,7 +52,7 @@ def _decode_pei(_args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from gateway.config import load_config
+    from gateway.config import file_problems, load_config
 
     status = 0
     for path in args.files:
@@ -60,6 +60,11 @@ def _config_check(args: argparse.Namespace) -> int:
             config = load_config(path)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        if not args.no_files and (problems := file_problems(config)):
+            for problem in problems:
+                print(f"error: {path}: {problem}", file=sys.stderr)
             status = 2
             continue
         print(
@@ -72,16 +77,35 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.config import load_config
+    from gateway.config import file_problems, load_config
     from gateway.runner import run_gateways
 
     configs = [load_config(path) for path in args.config]
+    problems = [f"{c.source}: {p}" for c in configs for p in file_problems(c)]
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     configure_logging(args.log_level)
     return asyncio.run(run_gateways(configs, state_dir=args.state_dir, instance=args.instance))
 
 
+#: The shortest scripted demo: France is cut off at 30 % of it and back at 60 %.
+_DEMO_MIN_SECONDS = 5.0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
+
+    if args.duration is not None:
+        least = 0.0 if args.serve else _DEMO_MIN_SECONDS
+        if not least <= args.duration <= 86_400:
+            print(
+                f"error: --duration must be between {least:g} and 86400 s, not {args.duration:g}"
+                + ("" if args.serve else " (the scripted traffic needs time for the outage)"),
+                file=sys.stderr,
+            )
+            return 2
 
     return asyncio.run(
         run_demo(
@@ -216,7 +240,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run two national gateways on simulated TETRA networks")
+    demo = sub.add_parser(
+        "demo",
+        help="run three national gateways: two on simulated TETRA networks, one on an MCX system",
+    )
     demo.add_argument(
         "--duration",
         type=float,
@@ -292,7 +319,14 @@ def _parser() -> argparse.ArgumentParser:
     soak.set_defaults(func=_soak)
 
     run = sub.add_parser("run", help="run gateways from configuration files (one process)")
-    run.add_argument("-c", "--config", action="append", required=True, metavar="FILE")
+    run.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a gateway's configuration (TOML); repeat to run several gateways in one process",
+    )
     run.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error", "off"]
     )
@@ -314,8 +348,16 @@ def _parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_sub.add_parser("check", help="validate configuration files")
+    check = config_sub.add_parser(
+        "check",
+        help="validate configuration files and the certificates, keys and bundles they name",
+    )
     check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument(
+        "--no-files",
+        action="store_true",
+        help="check the text only, not the files it names (a template for another machine)",
+    )
     check.set_defaults(func=_config_check)
 
     decode = sub.add_parser("decode", help="decode captured protocol streams")

@@ -382,8 +382,14 @@ def _federation(table: Table, nation: str) -> FederationConfig:
         raise table.error("transport", f"{transport!r} is not supported; use 'local' or 'mqtt'.")
     partners = tuple(table.strings("partners", []))
     for partner in partners:
-        if not _NATION.match(partner) or partner == nation:
-            raise table.error("partners", f"{partner!r} is not a partner nation code.")
+        if partner == nation:
+            raise table.error(
+                "partners", f"{partner!r} is this gateway's own nation (gateway.nation)."
+            )
+        if not _NATION.match(partner):
+            raise table.error(
+                "partners", f"{partner!r} is not a nation code (ISO 3166-1 alpha-2, upper case)."
+            )
     mqtt = None
     if transport == "mqtt":
         mqtt = parse_mqtt_settings(table.table("mqtt", required=True))
@@ -615,3 +621,49 @@ def _check_unique_identities(
     federation_ids = [u.unit for u in units]
     if len(set(federation_ids)) != len(federation_ids):
         raise ConfigError("units: a federation identity is listed twice.")
+
+
+def file_problems(config: GatewayConfig) -> list[str]:
+    """What is wrong with the files a configuration names: ``"<key>: <problem>"`` each.
+
+    The loader checks only the text; this reads every certificate, key and trust bundle
+    the gateway will need (without a key's passphrase), so that ``config check`` finds a
+    wrong path before ``run`` does.
+    """
+    from certs import CertificateError, load_bundle
+    from certs._files import load_certificates
+
+    checks: list[tuple[str, str, str]] = []  # (key, path, kind)
+    if (mqtt := config.federation.mqtt) is not None:
+        checks += [
+            ("federation.mqtt.cert", str(mqtt.cert), "certificate"),
+            ("federation.mqtt.key", str(mqtt.key), "key"),
+            ("federation.mqtt.bundle", str(mqtt.bundle), "bundle"),
+        ]
+    if (api := config.api) is not None:
+        checks += [
+            ("api.cert", str(api.cert), "certificate"),
+            ("api.key", str(api.key), "key"),
+            ("api.bundle", str(api.bundle), "bundle"),
+        ]
+    for index, adapter in enumerate(config.adapters):
+        for key, kind in (("tls_cert", "certificate"), ("tls_key", "key"), ("tls_ca", "ca")):
+            if value := getattr(adapter, key):
+                checks.append((f"adapters[{index}].{key}", value, kind))
+    problems: list[str] = []
+    for key, value, kind in checks:
+        path = Path(value)
+        try:
+            if kind == "bundle":
+                load_bundle(path)
+            elif kind in ("certificate", "ca"):
+                load_certificates(path)
+            elif b"PRIVATE KEY-----" not in path.read_bytes():
+                problems.append(f"{key}: {path} holds no PEM private key")
+        except CertificateError as exc:
+            problems.append(f"{key}: {exc}")
+        except FileNotFoundError:
+            problems.append(f"{key}: {path} does not exist")
+        except OSError as exc:
+            problems.append(f"{key}: cannot read {path}: {exc.strerror}")
+    return problems

@@ -1,4 +1,4 @@
-"""``euccs-gw demo``: two national gateways, two simulated TETRA networks, cross-border traffic.
+"""``euccs-gw demo``: three national gateways (two TETRA, one MCX), cross-border traffic.
 
 Everything runs in this process on loopback: each country's simulated TETRA
 network speaks PEI over TCP exactly as a radio behind a serial-to-TCP server
@@ -166,6 +166,10 @@ class _Demo:
         self.units = {u.unit: u for u in DEMO_UNITS}
         self.draining: list[str] | None = None
         self.restored_at = 0.0
+        #: What each gateway delivers to, as narrated: a radio, or an MCData user.
+        self.receivers = {
+            g.name: "MCData user" if g.mcdata and not g.adapters else "radio" for g in gateways
+        }
         for gateway in gateways:
             gateway.observers.append(self._observe)
 
@@ -194,8 +198,8 @@ class _Demo:
                     else ("network confirmed")
                 )
                 self.say(
-                    f"{obs.gateway}: delivered to the radio ({confirmed}), "
-                    f"{ms:.0f} ms after acceptance"
+                    f"{obs.gateway}: delivered to the {self.receivers.get(obs.gateway, 'radio')} "
+                    f"({confirmed}), {ms:.0f} ms after acceptance"
                 )
             case "receipt":
                 assert obs.message_id is not None
@@ -618,7 +622,13 @@ async def run_demo(
                 source="demo:BE",
             ),
         ]
-        _intro(narrator, configs, {"DE": sim_de.port, "FR": sim_fr.port, "BE": mcx.port}, duration)
+        what = (
+            f"{duration:g} s of cross-border traffic"
+            if serve is None
+            else "no scripted traffic: serving the simulators' control API"
+            + (f" for {duration:g} s" if duration > 0 else " until interrupted")
+        )
+        _intro(narrator, configs, {"DE": sim_de.port, "FR": sim_fr.port, "BE": mcx.port}, what)
         bus = LocalFederationBus()
         link_factory: LinkFactory = default_link
         cut: Callable[[bool], None] = lambda down: bus.cut("FR", down=down)  # noqa: E731
@@ -743,11 +753,9 @@ async def _state_dir() -> AsyncIterator[str]:
 
 
 def _intro(
-    narrator: _Narrator, configs: list[GatewayConfig], ports: dict[str, int], duration: float
+    narrator: _Narrator, configs: list[GatewayConfig], ports: dict[str, int], what: str
 ) -> None:
-    narrator.say(
-        f"euccs-gw demo: {len(configs)} national gateways, {duration:g} s of cross-border traffic"
-    )
+    narrator.say(f"euccs-gw demo: {len(configs)} national gateways, {what}")
     for config in configs:
         system = (
             "MCX system (MCData SDS over SIP/TCP)"

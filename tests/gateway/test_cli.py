@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,47 @@ def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
     proc = cli("config", "check", str(bad))
     assert proc.returncode == 2
     assert "gateway.naton: unknown key. Did you mean 'nation'?" in proc.stderr.decode()
+
+
+def _mqtt_config(tmp_path: Path, cert: Path, key: Path, bundle: Path) -> Path:
+    config = tmp_path / "de.toml"
+    config.write_text(
+        '[gateway]\nname = "gw-de"\nnation = "DE"\n\n'
+        '[federation]\ntransport = "mqtt"\npartners = ["FR"]\n\n'
+        f'[federation.mqtt]\nhost = "127.0.0.1"\ncert = "{cert}"\nkey = "{key}"\n'
+        f'bundle = "{bundle}"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def test_config_check_and_run_refuse_a_certificate_that_is_not_there(tmp_path: Path) -> None:
+    from certs import mint_federation
+
+    pki = mint_federation(tmp_path / "pki", now=datetime.now(UTC))
+    de = pki.gateways["DE"]
+    good = _mqtt_config(tmp_path, de.cert, de.key, pki.bundle_dir)
+    assert cli("config", "check", str(good)).returncode == 0
+    typo = de.cert.with_suffix(".crt")
+    bad = _mqtt_config(tmp_path, typo, de.key, pki.bundle_dir)
+    checked = cli("config", "check", str(bad))
+    assert checked.returncode == 2
+    assert (
+        f"federation.mqtt.cert: certificate file {typo} does not exist" in checked.stderr.decode()
+    )
+    assert cli("config", "check", "--no-files", str(bad)).returncode == 0  # a template
+    ran = cli("run", "-c", str(bad), "--state-dir", str(tmp_path / "state"))
+    assert ran.returncode == 2  # before anything starts, without a traceback
+    assert "federation.mqtt.cert" in ran.stderr.decode()
+    assert b"Traceback" not in ran.stderr and not (tmp_path / "state").exists()
+    not_a_key = _mqtt_config(tmp_path, de.cert, de.cert, pki.bundle_dir)
+    assert "federation.mqtt.key: " in cli("config", "check", str(not_a_key)).stderr.decode()
+
+
+def test_demo_refuses_a_duration_too_short_for_its_script() -> None:
+    proc = cli("demo", "--duration", "0")
+    assert proc.returncode == 2
+    assert "--duration must be between 5 and 86400 s" in proc.stderr.decode()
 
 
 @pytest.mark.slow

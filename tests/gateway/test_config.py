@@ -80,7 +80,12 @@ def test_valid_config_is_read_with_defaults() -> None:
         ),
         ('nation = "FR"\nadapter', 'nation = "DE"\nadapter', "aliases[0].nation: an alias stands"),
         ('issi = "9001001"', 'issi = "2001"', "ISSI 2001 on adapter 'tetra-de' is already used"),
-        ('partners = ["FR"]', 'partners = ["DE"]', "federation.partners: 'DE' is not a partner"),
+        (
+            'partners = ["FR"]',
+            'partners = ["DE"]',
+            "federation.partners: 'DE' is this gateway's own nation",
+        ),
+        ('partners = ["FR"]', 'partners = ["fr"]', "federation.partners: 'fr' is not a nation"),
         ('partners = ["FR"]', 'partners = "FR"', "federation.partners: expected a list of strings"),
         ("[federation]", '[federation]\ntransport = "carrier-pigeon"', "federation.transport"),
         (
