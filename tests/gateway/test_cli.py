@@ -139,6 +139,8 @@ def test_demo_json_summary_is_healthy() -> None:
     assert outage["nation"] == "FR"
     assert outage["backlog"] >= 2
     assert outage["drain_order"][0] == "EMERGENCY x1"
+    drained = sum(int(run.rsplit(" x", 1)[1]) for run in outage["drain_order"])
+    assert drained == outage["backlog"]  # every message of the backlog, and only those
     assert "OUTAGE" in proc.stderr.decode()
     # Each country's control-room console is served during the demo, and it says where.
     assert "DE control-room console: https://127.0.0.1:" in proc.stderr.decode()
