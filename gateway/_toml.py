@@ -29,6 +29,7 @@ class Table:
         self._data: dict[str, Any] = data
         self._path = path
         self._seen: set[str] = set()
+        self._known: set[str] = set()  # asked about, read or not: offered as suggestions
 
     def _key(self, key: str) -> str:
         return f"{self._path}.{key}" if self._path else key
@@ -38,11 +39,14 @@ class Table:
         if key in self._data:
             return self._data[key]
         if default is _MISSING:
-            raise ConfigError(f"{self._key(key)}: required {kind} is missing.")
+            close = difflib.get_close_matches(key, sorted(self._data), n=1)
+            hint = f" Is {close[0]!r} a misspelling of it?" if close else ""
+            raise ConfigError(f"{self._key(key)}: required {kind} is missing.{hint}")
         return default
 
     def has(self, key: str) -> bool:
-        """Return True if ``key`` is present."""
+        """Return True if ``key`` is present (a key asked about is a known one)."""
+        self._known.add(key)
         return key in self._data
 
     def string(self, key: str, default: Any = _MISSING) -> Any:
@@ -118,7 +122,7 @@ class Table:
         """Raise on the first key that was never read (a typo or an unsupported option)."""
         for key in self._data:
             if key not in self._seen:
-                close = difflib.get_close_matches(key, sorted(self._seen), n=1)
+                close = difflib.get_close_matches(key, sorted(self._seen | self._known), n=1)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(f"{self._key(key)}: unknown key.{hint}")
 

@@ -101,6 +101,11 @@ def test_valid_config_is_read_with_defaults() -> None:
         ('radio_issi = "9000000"', 'radio_issi = "9000000"\ncodebook = "xx"', "no codebook 'xx'"),
         ("[[units]]", "[units]", "units: expected an array of tables"),
         (
+            "[gateway]",
+            "[gatway]",
+            "gateway: required table is missing. Is 'gatway' a misspelling of it?",
+        ),
+        (
             "[federation]",
             "[delivery]\nack_timeout = 25\n\n[federation]",
             "delivery.ack_timeout: 25 s is too long (at most 20 s)",

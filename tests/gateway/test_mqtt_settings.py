@@ -85,6 +85,10 @@ def test_broker_identity_takes_one_identity_or_a_cluster_of_them() -> None:
         ("linger_ms = 5000", "federation.mqtt.linger_ms"),
         ("keepalive = 1", "federation.mqtt.keepalive"),
         ("lingr_ms = 5", "federation.mqtt.lingr_ms: unknown key. Did you mean 'linger_ms'?"),
+        (
+            'broker_identiy = "euccs://DE/gateway/b"',
+            "federation.mqtt.broker_identiy: unknown key. Did you mean 'broker_identity'?",
+        ),
     ],
 )
 def test_errors_name_the_key(extra: str, message: str) -> None:
