@@ -163,6 +163,8 @@ _SPILL_EXPIRY_PAGES = 8
 #: are read from the journal when a receipt needs them.
 _RECOVERED_ORIGINS = 10_000
 #: The reason a FAILED receipt gives for a send that crashed (the crash is in our log).
+#: Seconds between two warnings about failed sends to one partner.
+_SEND_FAILURE_LOG_INTERVAL = 60.0
 #: Seconds a receipt waits for its partner at least (see Gateway._receipt_envelope).
 _RECEIPT_MIN_LIFETIME = 24 * 3600.0
 _INTERNAL_SEND_ERROR = "the gateway failed to send it (internal error)"
@@ -319,6 +321,9 @@ class Gateway:
     _next_spill_expiry: float = 0.0
     #: Whether :meth:`_expire_spilled` runs.
     _expiring_spills: bool = False
+    #: Per partner: failed sends not logged yet, and when the last warning went out.
+    _send_failures: dict[str, tuple[int, float]]
+    _probing: dict[str, bool]
 
     def __init__(
         self,
@@ -395,7 +400,10 @@ class Gateway:
             HeldBack(hold_seconds=max(HOLD_SECONDS, 3 * delivery.ack_timeout)),
         )
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
-        self._probing: dict[str, bool] = dict.fromkeys(config.federation.partners, False)
+        self._probing, self._send_failures = (
+            dict.fromkeys(config.federation.partners, False),
+            {},
+        )
         self._ack_timeout, self._receipt_lifetime = (
             delivery.ack_timeout,
             max(delivery.dedup_window, _RECEIPT_MIN_LIFETIME),
@@ -1565,6 +1573,8 @@ class Gateway:
         try:
             await self.link.send(nation, payload)
             self._probing[nation] = False
+            if self._send_failures.pop(nation, None) is not None:
+                self.log.info("federation.send_recovered", partner=nation)
             if entry.item.entry_id is not None and not envelope.HasField("receipt"):
                 self.counters["forwarded"] += 1
                 self._observe(
@@ -1591,9 +1601,26 @@ class Gateway:
                 queue.push_front(entry)  # keeps its place in the order
             self._probing[nation] = True
             self.counters[f"federation_retry_{nation}"] += 1
-            self.log.warning("federation.send_failed", partner=nation, error=str(exc))
+            self._send_failed(nation, str(exc))
         finally:
             sends.release()
+
+    def _send_failed(self, nation: str, error: str) -> None:
+        """Log a failed send: the first of a run at once, then one summary a minute.
+
+        While a partner is away the egress loop probes it again and again; a warning per
+        probe would bury everything else in the log (``federation_retry_<NATION>`` counts
+        every one).
+        """
+        now = self.monotonic()
+        unlogged, warned_at = self._send_failures.get(nation, (0, -math.inf))
+        if now - warned_at < _SEND_FAILURE_LOG_INTERVAL:
+            self._send_failures[nation] = (unlogged + 1, warned_at)
+            return
+        self.log.warning(
+            "federation.send_failed", partner=nation, error=error, failures_since=unlogged
+        )
+        self._send_failures[nation] = (0, now)
 
     def _partner_restarted(self, nation: str) -> None:
         """``nation``'s gateway restarted (or another instance took over): resend in order.

@@ -174,8 +174,7 @@ async def _serving(gateway: Gateway, reloadable: list[Any]) -> AsyncIterator[asy
 
             api = await stack.enter_async_context(serve_api(gateway, gateway.config.api))
             reloadable.append(api)
-            stack.callback(reloadable.remove, api)
-            log.info("api.listening", gateway=gateway.name, url=api.url, metrics=api.metrics_url)
+            stack.callback(reloadable.remove, api)  # serve_api logged api.started
         assert gateway.task is not None
         # Unwinding runs last-in first-out: stop the gateway's work (adapters, federation)
         # first, before the API's graceful shutdown, so that an instance that lost its

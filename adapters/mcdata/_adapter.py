@@ -684,7 +684,8 @@ class McdataAdapter(RunsInBackground):
             self._connected.set()
         else:
             self._connected.clear()
-        self._log.info("link_state_changed", state=state.name, reason=reason)
+        # Debug: a gateway logs each change as adapter.link, with its own context.
+        self._log.debug("link_state_changed", state=state.name, reason=reason)
         await self._emit(
             LinkStateChanged(adapter=self.config.name, state=state, reason=reason, at=time.time())
         )

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import structlog
 
 from gateway.journal import Journal, JournalError
 from gateway.node import Gateway, Held, Observation
@@ -1576,6 +1577,24 @@ async def test_work_started_while_the_gateway_stops_is_stopped_with_it(tmp_path:
         await asyncio.sleep(0)
     assert len(late) == 1
     assert late[0].cancelled()
+
+
+async def test_a_partner_away_costs_one_warning_a_minute_not_one_per_probe(
+    tmp_path: Path,
+) -> None:
+    async with federation(tmp_path) as fed:
+        fed.bus.cut("FR")
+        with structlog.testing.capture_logs() as logs:
+            for n in range(3):
+                await fed.sim_de.send_text(DE_RTW, ALIAS_OF_FR_VSAV, f"weg {n}", report_request=0)
+            await eventually(lambda: fed.de.counters["federation_retry_FR"] >= 5, seconds=10)
+            fed.bus.cut("FR", down=False)
+            await eventually(lambda: fed.sim_fr.received[FR_VSAV] != [], seconds=10)
+        german = [e for e in logs if e.get("gateway") == fed.de.name]
+        failed = [e for e in german if e["event"] == "federation.send_failed"]
+        assert len(failed) == 1 and failed[0]["failures_since"] == 0
+        assert fed.de.counters["federation_retry_FR"] >= 5  # every one counted all the same
+        assert [e["partner"] for e in german if e["event"] == "federation.send_recovered"] == ["FR"]
 
 
 async def test_a_radio_refusal_goes_abroad_without_the_radio_identity(fed: Federation) -> None:
