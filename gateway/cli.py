@@ -9,7 +9,7 @@ Subcommands::
     euccs-gw bench --instances [--seconds S]   one vs two instances of a gateway, takeover time
     euccs-gw run -c de.toml [-c fr.toml ...]   run gateways from configuration files
     euccs-gw config check FILE...              validate configuration files and what they name
-    euccs-gw decode pei < capture.txt          decode a PEI byte stream to JSON Lines
+    euccs-gw decode pei [capture.txt]          decode a PEI byte stream to JSON Lines
     euccs-gw simulate tetra [--port P] ...     a simulated TETRA network speaking PEI over TCP
     euccs-gw certs ...                         PKI: national CAs, certificates, CRLs, bundle
 
@@ -36,15 +36,23 @@ __all__ = ["main"]
 _CHUNK = 65536
 
 
-def _decode_pei(_args: argparse.Namespace) -> int:
+def _decode_pei(args: argparse.Namespace) -> int:
     from protocols.tetra import PeiJsonDecoder
 
     decoder = PeiJsonDecoder()
     out = sys.stdout
-    fd = sys.stdin.fileno()
-    while chunk := os.read(fd, _CHUNK):
-        for event in decoder.feed(chunk):
-            out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    try:
+        fd = sys.stdin.fileno() if args.file is None else os.open(args.file, os.O_RDONLY)
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        while chunk := os.read(fd, _CHUNK):
+            for event in decoder.feed(chunk):
+                out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    finally:
+        if args.file is not None:
+            os.close(fd)
     for event in decoder.close():
         out.write(json.dumps(event, ensure_ascii=False) + "\n")
     out.flush()
@@ -362,7 +370,17 @@ def _parser() -> argparse.ArgumentParser:
 
     decode = sub.add_parser("decode", help="decode captured protocol streams")
     decode_sub = decode.add_subparsers(dest="decode_command", required=True, metavar="PROTOCOL")
-    pei = decode_sub.add_parser("pei", help="TETRA PEI stream on stdin -> JSON Lines on stdout")
+    pei = decode_sub.add_parser(
+        "pei",
+        help="TETRA PEI stream on stdin -> JSON Lines on stdout",
+        description="Decode a captured TETRA PEI byte stream (AT commands, responses and "
+        "unsolicited results such as +CTSDSR with their SDS user data, ETSI EN 300 392-5) "
+        "into one JSON object per event. Bytes it cannot decode become decode_error events; "
+        "the exit code is 0 whatever the input.",
+    )
+    pei.add_argument(
+        "file", nargs="?", metavar="FILE", help="the capture to read (default: standard input)"
+    )
     pei.set_defaults(func=_decode_pei)
 
     simulate = sub.add_parser("simulate", help="simulated national systems for exercises")

@@ -70,6 +70,17 @@ def test_decode_pei_survives_garbage() -> None:
     assert all(e["event"] == "decode_error" and e["reason"] for e in events)
 
 
+def test_decode_pei_reads_a_file_as_it_reads_standard_input(tmp_path: Path) -> None:
+    capture = tmp_path / "capture.txt"
+    capture.write_bytes("".join(v["input"] for v in _vectors()[:5]).encode())
+    from_file = cli("decode", "pei", str(capture))
+    assert from_file.returncode == 0
+    assert from_file.stdout == cli("decode", "pei", stdin=capture.read_bytes()).stdout != b""
+    missing = cli("decode", "pei", str(tmp_path / "none.txt"))
+    assert missing.returncode == 2
+    assert b"cannot read" in missing.stderr and b"Traceback" not in missing.stderr
+
+
 def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
     bad = tmp_path / "de.toml"
     bad.write_text('[gateway]\nname = "gw"\nnation = "DE"\nnaton = "x"\n', encoding="utf-8")
