@@ -274,12 +274,27 @@ def _read_any(path: Path) -> list[x509.Certificate] | x509.CertificateRevocation
             raise CertificateError(f"{path} holds no certificate and no CRL") from None
 
 
+def _inspect_bundle(path: Path, now: datetime) -> None:
+    """Describe each country's CA and CRL in a trust bundle (directory or JSON file)."""
+    bundle = load_bundle(path)
+    print(f"bundle:   {path} ({len(bundle.entries)} countries)")
+    for country, entry in sorted(bundle.entries.items()):
+        print(f"\n-- {country}: CA")
+        print(describe_certificate(entry.ca, now))
+        print(f"-- {country}: CRL")
+        print(describe_crl(entry.crl, now) if entry.crl is not None else "none")
+
+
 def _inspect(args: argparse.Namespace) -> int:
     now = _now(args)
     for number, name in enumerate(args.files):
         if number:
             print()
-        content = _read_any(Path(name))
+        path = Path(name)
+        if path.is_dir() or path.suffix == ".json":
+            _inspect_bundle(path, now)
+            continue
+        content = _read_any(path)
         print(f"file:     {name}")
         if isinstance(content, x509.CertificateRevocationList):
             print(describe_crl(content, now))
@@ -459,7 +474,9 @@ def _add_bundle_tools(sub: Any) -> None:
     )
     bundle.set_defaults(func=_guarded(_bundle))
 
-    inspect = sub.add_parser("inspect", help="describe certificates and CRLs")
+    inspect = sub.add_parser(
+        "inspect", help="describe certificates, CRLs and trust bundles (a directory or .json)"
+    )
     inspect.add_argument("files", nargs="+", metavar="FILE")
     _at(inspect)
     inspect.set_defaults(func=_guarded(_inspect))

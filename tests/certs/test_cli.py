@@ -60,6 +60,10 @@ def test_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         and f"wrote {bundle / 'manifest.json'}" in out
     )
     assert load_bundle(bundle).countries == ["DE", "FR"]
+    code, out, _ = run(capsys, "inspect", str(bundle))  # the directory `bundle` wrote
+    assert code == 0 and "bundle:" in out and "(2 countries)" in out
+    assert "-- DE: CA" in out and "identity: euccs://FR/ca/anfsi" in out
+    assert out.count("CRL number:") == 2
 
     code, out, _ = run(capsys, "verify", f"{gw}.pem", "--bundle", str(bundle), "--role", "gateway")
     assert code == 0
