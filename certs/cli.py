@@ -45,10 +45,11 @@ from certs.ca import (
     DEFAULT_LEAF_DAYS,
     CertificateAuthority,
 )
+from certs.countries import country_code
 from certs.describe import describe_certificate, describe_crl
 from certs.errors import CertificateError, PeerRefused
 from certs.expiry import expiry_warnings
-from certs.identity import LEAF_ROLES, identity_of, parse_serial, serial_text, validate_country
+from certs.identity import LEAF_ROLES, identity_of, parse_serial, serial_text
 from certs.verify import verify_peer
 
 __all__ = ["main", "register"]
@@ -72,12 +73,16 @@ def _time(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _country_path(text: str) -> tuple[str, Path]:
-    country, sep, path = text.partition("=")
+def _country(text: str) -> str:
     try:
-        validate_country(country)
+        return country_code(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _country_path(text: str) -> tuple[str, Path]:
+    country, sep, path = text.partition("=")
+    country = _country(country)
     if not sep or not path:
         raise argparse.ArgumentTypeError(f"{text!r} is not COUNTRY=PATH (e.g. FR=fr-ca.pem)")
     return country, Path(path)
@@ -379,7 +384,9 @@ def _add_actions(certs: argparse.ArgumentParser) -> None:
     ca = sub.add_parser("ca", help="national certificate authorities")
     ca_sub = ca.add_subparsers(dest="ca_command", required=True, metavar="ACTION")
     create = ca_sub.add_parser("create", help="create a national CA (ECDSA P-256, self-signed)")
-    create.add_argument("--country", required=True, help="ISO 3166-1 alpha-2 code, e.g. DE")
+    create.add_argument(
+        "--country", required=True, type=_country, help="ISO 3166-1 alpha-2 code, e.g. DE"
+    )
     create.add_argument("--name", required=True, help="the CA's name, e.g. bka")
     create.add_argument("--dir", required=True, type=Path, help="the CA directory to create")
     create.add_argument(

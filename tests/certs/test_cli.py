@@ -132,7 +132,7 @@ def test_usage_and_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 2 and err.startswith("error: ") and "not a CA directory" in err
     code, _, err = run(capsys, "issue", "--ca", str(tmp_path), "--role", "pilot", "--name", "x")
     assert code == 2 and "invalid choice: 'pilot'" in err
-    code, _, err = run(capsys, "bundle", "--out", str(tmp_path / "b"), "--ca-cert", "de=x.pem")
+    code, _, err = run(capsys, "bundle", "--out", str(tmp_path / "b"), "--ca-cert", "xx=x.pem")
     assert code == 2 and "not a country code" in err
     key = tmp_path / "DE" / "ca.key"
     assert (
@@ -230,3 +230,24 @@ def test_a_crl_issued_in_the_future_is_refused(
     CertificateAuthority.load(de).publish_crl(now=future)
     code, _, err = run(capsys, "bundle", "--out", str(tmp_path / "b"), "--ca", str(de))
     assert code != 0 and "check the clock" in err
+
+
+@pytest.mark.parametrize(("given", "made"), [("de", "DE"), ("EL", "EL"), ("uk", "UK")])
+def test_ca_create_takes_a_country_code_in_any_case(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str, made: str
+) -> None:
+    code, out, _ = run(
+        capsys, "ca", "create", "--country", given, "--name", "x", "--dir", str(tmp_path / "ca")
+    )
+    assert code == 0 and f"created CA euccs://{made}/ca/x" in out
+
+
+@pytest.mark.parametrize("given", ["XX", "D", "DEU", "Q1"])
+def test_ca_create_refuses_what_is_not_a_country_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    code, _, err = run(
+        capsys, "ca", "create", "--country", given, "--name", "x", "--dir", str(tmp_path / "ca")
+    )
+    assert code == 2 and "is not a country code" in err
+    assert not (tmp_path / "ca").exists()
