@@ -9,6 +9,7 @@ Subcommands::
     euccs-gw bench --instances [--seconds S]   one vs two instances of a gateway, takeover time
     euccs-gw run -c de.toml [-c fr.toml ...]   run gateways from configuration files
     euccs-gw config check FILE...              validate configuration files and what they name
+    euccs-gw broker acl DE=kehl FR=strasbourg  the broker's ACL (--emqx: EMQX's format)
     euccs-gw decode pei [capture.txt]          decode a PEI byte stream to JSON Lines
     euccs-gw simulate tetra [--port P] ...     a simulated TETRA network speaking PEI over TCP
     euccs-gw certs ...                         PKI: national CAs, certificates, CRLs, bundle
@@ -25,6 +26,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from certs import cli as certs_cli
 from gateway.logs import configure_logging
@@ -56,6 +58,29 @@ def _decode_pei(args: argparse.Namespace) -> int:
     for event in decoder.close():
         out.write(json.dumps(event, ensure_ascii=False) + "\n")
     out.flush()
+    return 0
+
+
+def _broker_acl(args: argparse.Namespace) -> int:
+    from gateway.mqtt_acl import generate_acl, generate_emqx_acl
+
+    gateways: dict[str, list[str]] = {}
+    for item in args.gateways:
+        country, sep, names = item.partition("=")
+        if not sep or not names or len(country) != 2 or not country.isalpha():
+            print(f"error: {item!r} is not COUNTRY=NAME[,NAME...] (e.g. DE=kehl)", file=sys.stderr)
+            return 2
+        gateways.setdefault(country.upper(), []).extend(n for n in names.split(",") if n)
+    try:
+        text = (generate_emqx_acl if args.emqx else generate_acl)(gateways)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out} ({len(gateways)} countries)")
     return 0
 
 
@@ -241,6 +266,27 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bench.set_defaults(func=_bench, paths=None)
 
 
+def _broker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    broker = sub.add_parser("broker", help="the federation's MQTT broker")
+    broker_sub = broker.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
+    acl = broker_sub.add_parser(
+        "acl",
+        help="write the broker's ACL: each gateway publishes from and reads for its country",
+        description="Each gateway may publish only batches from its own country and its own "
+        "presence, and read only batches for its country and the gateways' presence; any "
+        "other certificate (consoles, the broker's own) gets no access.",
+    )
+    acl.add_argument(
+        "gateways",
+        nargs="+",
+        metavar="COUNTRY=NAME[,NAME...]",
+        help="each country's gateway name(s) as in their certificates, e.g. DE=kehl",
+    )
+    acl.add_argument("--emqx", action="store_true", help="EMQX 5 acl.conf instead of Mosquitto's")
+    acl.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
+    acl.set_defaults(func=_broker_acl)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="euccs-gw",
@@ -367,6 +413,8 @@ def _parser() -> argparse.ArgumentParser:
         help="check the text only, not the files it names (a template for another machine)",
     )
     check.set_defaults(func=_config_check)
+
+    _broker_parser(sub)
 
     decode = sub.add_parser("decode", help="decode captured protocol streams")
     decode_sub = decode.add_subparsers(dest="decode_command", required=True, metavar="PROTOCOL")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from certs import (
     BundleEntry,
@@ -35,12 +37,20 @@ def test_directory_round_trip(federation: Federation, tmp_path: Path) -> None:
         "FR-ca.pem",
         "FR-crl.pem",
         "cafile.pem",
+        "crls.pem",
         "manifest.json",
     ]
     manifest = json.loads((tmp_path / "copy" / "manifest.json").read_text())
     assert manifest["countries"]["FR"]["identity"] == "euccs://FR/ca/national"
     assert load_bundle(tmp_path / "copy") == bundle
     assert (tmp_path / "copy" / "cafile.pem").read_text().count("BEGIN CERTIFICATE") == 2
+    pems = (tmp_path / "copy" / "crls.pem").read_bytes().split(b"-----BEGIN X509 CRL-----")[1:]
+    crls = [x509.load_pem_x509_crl(b"-----BEGIN X509 CRL-----" + pem) for pem in pems]
+    assert crls == [bundle.entries["DE"].crl, bundle.entries["FR"].crl]  # a broker's crlfile
+    # A country without a CRL: a broker checking CRLs would refuse it, so no crlfile at all.
+    without = TrustBundle.of(bundle.entries["DE"], replace(bundle.entries["FR"], crl=None))
+    write_bundle(without, tmp_path / "copy")
+    assert not (tmp_path / "copy" / "crls.pem").exists()
 
 
 def test_single_json_file_round_trip(federation: Federation, tmp_path: Path) -> None:

@@ -81,6 +81,21 @@ def test_decode_pei_reads_a_file_as_it_reads_standard_input(tmp_path: Path) -> N
     assert b"cannot read" in missing.stderr and b"Traceback" not in missing.stderr
 
 
+def test_broker_acl_writes_what_the_broker_runs_with(tmp_path: Path) -> None:
+    from gateway.mqtt_acl import generate_acl, generate_emqx_acl
+
+    out = tmp_path / "acl"
+    made = cli("broker", "acl", "DE=kehl", "FR=strasbourg,strasbourg-2", "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    expected = {"DE": ["kehl"], "FR": ["strasbourg", "strasbourg-2"]}
+    assert out.read_text() == generate_acl(expected)
+    emqx = cli("broker", "acl", "DE=kehl", "FR=strasbourg,strasbourg-2", "--emqx")
+    assert emqx.stdout.decode().rstrip("\n") == generate_emqx_acl(expected).rstrip("\n")
+    for wrong in ("DE", "DE=KEHL", "DEU=kehl"):
+        refused = cli("broker", "acl", wrong)
+        assert refused.returncode == 2 and refused.stderr.startswith(b"error: ")
+
+
 def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
     bad = tmp_path / "de.toml"
     bad.write_text('[gateway]\nname = "gw"\nnation = "DE"\nnaton = "x"\n', encoding="utf-8")
