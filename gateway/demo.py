@@ -22,7 +22,9 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import random
+import shlex
 import signal
 import sys
 import tempfile
@@ -492,14 +494,21 @@ async def _serve_load_tests(
     controls: dict[str, str],
     apis: dict[str, dict[str, str]],
     duration: float | None,
+    *,
+    cut: Callable[[bool], None],
 ) -> None:
     """Write the load generator's environment to ``env_file``, then serve until stopped.
 
-    Stops on SIGINT or SIGTERM, or after ``duration`` seconds when given.
+    Stops on SIGINT or SIGTERM, or after ``duration`` seconds when given. SIGUSR1 cuts
+    France's federation link and SIGUSR2 restores it: the commands the ``LinkOutage``
+    shape runs (``EUCCS_OUTAGE_COMMAND``, ``EUCCS_RESTORE_COMMAND``).
     """
+    pid = os.getpid()
     env = {
         "EUCCS_TETRA_CONTROL": ",".join(f"{n}={controls[n]}" for n in ("DE", "FR")),
         "EUCCS_MCDATA_CONTROL": f"BE={controls['BE']}",
+        "EUCCS_OUTAGE_COMMAND": f"kill -USR1 {pid}",
+        "EUCCS_RESTORE_COMMAND": f"kill -USR2 {pid}",
     }
     if "DE" in apis:
         api = apis["DE"]
@@ -509,16 +518,30 @@ async def _serve_load_tests(
             "EUCCS_API_KEY": api["key"],
             "EUCCS_API_CA": api["ca"],
         }
-    text = "".join(f"{k}={v}\n" for k, v in env.items())
-    await asyncio.to_thread(Path(env_file).write_text, text, encoding="utf-8")
+    text = "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
+    # Written whole or not at all (a script waiting for the file never reads half of it),
+    # and removed at the end: its certificate paths die with the demo's directory.
+    partial = Path(f"{env_file}.partial")
+    await asyncio.to_thread(partial.write_text, text, encoding="utf-8")
+    await asyncio.to_thread(partial.replace, env_file)
     for name, value in env.items():
         narrator.say(f"  {name}={value}")
     narrator.say(f"serving for load tests; environment written to {env_file}; Ctrl-C stops")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
+
+    def outage(down: bool) -> None:
+        cut(down)
+        narrator.say(
+            "OUTAGE: France's federation link is down" if down else "France's link is restored"
+        )
+
+    loop.add_signal_handler(signal.SIGUSR1, outage, True)
+    loop.add_signal_handler(signal.SIGUSR2, outage, False)
+    signals += (signal.SIGUSR1, signal.SIGUSR2)
     try:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(duration):
@@ -526,6 +549,7 @@ async def _serve_load_tests(
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+        await asyncio.to_thread(Path(env_file).unlink, missing_ok=True)
     narrator.say("stopping")
 
 
@@ -605,6 +629,8 @@ async def run_demo(
     units = {n: [u.issi for u in DEMO_UNITS if u.nation == n] for n in ("DE", "FR")}
     mcdata_users = [u.issi for u in MCDATA_UNITS]
     control_port = None if serve is None else 0
+    if serve is not None:  # an earlier run's file names ports and files that are gone
+        await asyncio.to_thread(Path(serve).unlink, missing_ok=True)
     async with (
         _state_dir() as state,
         TetraNetworkSimulator(
@@ -672,7 +698,7 @@ async def run_demo(
                     if sim.control is not None
                 }
                 await _serve_load_tests(
-                    narrator, serve, controls, apis, duration if duration > 0 else None
+                    narrator, serve, controls, apis, duration if duration > 0 else None, cut=cut
                 )
                 return 0
             narrator.say("every gateway is connected to its national system; traffic starts")

@@ -1,14 +1,19 @@
 """Ramp shapes of the exercise load tests (``EUCCS_SHAPE``, see ``docs/loadtesting.md``).
 
 Peak users come from ``EUCCS_PEAK_USERS`` (default 100); ``EUCCS_TIME_SCALE`` (default 1)
-stretches or compresses every stage (0.1: a 25-minute day in 2.5 minutes). A shape only
-shapes the load: the outage of :class:`LinkOutage` is caused by the operator.
+stretches or compresses every stage (0.1: a 25-minute day in 2.5 minutes). Users are added
+or removed evenly over each stage, whatever the peak and the scale. The outage of
+:class:`LinkOutage` is caused by ``EUCCS_OUTAGE_COMMAND`` and ended by
+``EUCCS_RESTORE_COMMAND`` (shell commands; ``euccs-gw demo --serve`` writes both), or by the
+operator when they are not set.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
+import subprocess
 import time
 from typing import ClassVar
 
@@ -27,10 +32,16 @@ def _scale() -> tuple[int, float]:
 
 
 class _StagedShape(LoadTestShape):
-    """Stages of (seconds, share of the peak users, spawn rate per second, note)."""
+    """Stages of (end in seconds, share of the peak users, note).
+
+    Each stage moves from the previous stage's users to its own evenly over its length:
+    the spawn rate is the change divided by the stage's (scaled) length.
+    """
 
     abstract = True
-    stages: ClassVar[tuple[tuple[float, float, float, str], ...]] = ()
+    stages: ClassVar[tuple[tuple[float, float, str], ...]] = ()
+    #: Per stage number: the environment variable naming a command to run as it begins.
+    commands: ClassVar[dict[int, str]] = {}
 
     def __init__(self) -> None:
         # The runner resets start_time when the test starts (LoadTestShape.reset_time).
@@ -41,23 +52,39 @@ class _StagedShape(LoadTestShape):
         """Users and spawn rate now; None after the last stage."""
         peak, scale = _scale()
         elapsed = (time.perf_counter() - self.start_time) / scale
-        for number, (seconds, share, rate, note) in enumerate(self.stages):
-            if elapsed < seconds:
+        start, users = 0.0, 0
+        for number, (end, share, note) in enumerate(self.stages):
+            target = max(1, round(peak * share))
+            if elapsed < end:
                 if number != self._announced:
                     self._announced = number
                     _log.warning("%s stage %d: %s", type(self).__name__, number + 1, note)
-                return max(1, round(peak * share)), rate
+                    self._run(self.commands.get(number))
+                rate = max(1.0, abs(target - users) / ((end - start) * scale))
+                return target, rate
+            start, users = end, target
         return None
+
+    @staticmethod
+    def _run(variable: str | None) -> None:
+        """Start the command ``variable`` names, if set (never waits for it)."""
+        command = os.environ.get(variable, "") if variable else ""
+        if not command:
+            if variable:
+                _log.warning("%s is not set: do it by hand (docs/loadtesting.md)", variable)
+            return
+        _log.warning("running %s: %s", variable, command)
+        subprocess.Popen(shlex.split(command))  # noqa: S603 - the operator's own command
 
 
 class NormalDay(_StagedShape):
     """A working day compressed to 25 minutes: ramp-up, a shift change peak, steady traffic."""
 
     stages = (
-        (120, 0.3, 2, "morning ramp-up to 30 % of the peak"),
-        (720, 0.3, 2, "steady routine traffic"),
-        (1020, 0.5, 2, "shift change: 50 %"),
-        (1500, 0.3, 2, "back to routine"),
+        (120, 0.3, "morning ramp-up to 30 % of the peak"),
+        (720, 0.3, "steady routine traffic"),
+        (1020, 0.5, "shift change: 50 %"),
+        (1500, 0.3, "back to routine"),
     )
 
 
@@ -65,22 +92,23 @@ class MajorIncident(_StagedShape):
     """A cross-border major incident: baseline, a surge to the peak in 30 s, slow decay."""
 
     stages = (
-        (180, 0.3, 5, "baseline 30 %"),
-        (210, 1.0, 50, "incident: surge to 100 % within 30 s"),
-        (810, 1.0, 50, "incident: hold the peak"),
-        (1110, 0.6, 5, "decay to 60 %"),
-        (1410, 0.3, 5, "back to baseline"),
+        (180, 0.3, "baseline 30 %"),
+        (210, 1.0, "incident: surge to 100 % within 30 s"),
+        (810, 1.0, "incident: hold the peak"),
+        (1110, 0.6, "decay to 60 %"),
+        (1410, 0.3, "back to baseline"),
     )
 
 
 class LinkOutage(_StagedShape):
-    """Steady load across an outage the operator causes between minute 5 and minute 10."""
+    """Steady load across an outage between minute 5 and minute 10."""
 
     stages = (
-        (300, 0.5, 5, "steady 50 % before the outage"),
-        (600, 0.5, 5, "OUTAGE WINDOW: cut the link now (docs/loadtesting.md)"),
-        (1200, 0.5, 5, "RESTORE the link now; backlog drains under steady load"),
+        (300, 0.5, "steady 50 % before the outage"),
+        (600, 0.5, "OUTAGE WINDOW: the link is cut now"),
+        (1200, 0.5, "the link is RESTORED now; backlog drains under steady load"),
     )
+    commands: ClassVar[dict[int, str]] = {1: "EUCCS_OUTAGE_COMMAND", 2: "EUCCS_RESTORE_COMMAND"}
 
 
 #: Shape name -> class.

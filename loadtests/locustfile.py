@@ -47,6 +47,13 @@ _WAIT = between(*think_time())
 _CUSTODY_WAIT = float(os.environ.get("EUCCS_CUSTODY_WAIT", "10"))
 
 
+def _why(response: Any) -> str:
+    """A failed request's reason: the answer, or the connection error when there was none."""
+    if response.status_code == 0 or getattr(response, "error", None) is not None:
+        return f"no answer from {response.url}: {response.error}"
+    return f"{response.status_code}: {response.text[:200]}"
+
+
 def _first(urls: dict[str, str]) -> str | None:
     return next(iter(urls.values()), None)
 
@@ -77,7 +84,7 @@ class _SimulatedUnit(HttpUser):
         url = f"{self.control}{self.path}/{self.identity}/sds"
         with self.client.post(url, json=body, name=name, catch_response=True) as response:
             if response.status_code != 200:
-                response.failure(f"{response.status_code}: {response.text[:200]}")
+                response.failure(_why(response))
 
     @task(250)
     def location(self) -> None:
@@ -182,7 +189,7 @@ class ControlRoom(HttpUser):
             "/api/v1/messages", json=body, name=name, catch_response=True
         ) as response:
             if response.status_code != 202:
-                response.failure(f"{response.status_code}: {response.text[:200]}")
+                response.failure(_why(response))
 
     @task(49)
     def text(self) -> None:

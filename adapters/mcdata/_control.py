@@ -169,8 +169,8 @@ class McdataControl(ControlServer["McdataSystemSimulator"]):
         if not isinstance(to, str) or not to or len(to) > 512:
             raise Problem(400, "invalid_body", "to must be an MCData ID")
         kinds = [kind for kind in _KINDS if kind in body]
-        if kinds[:1] == ["text"] and body.get("emergency") is True:
-            kinds = ["emergency"]  # an emergency alert may carry a text
+        if "emergency" in kinds:  # an emergency alert may carry a text and a position
+            kinds = [kind for kind in kinds if kind not in ("text", "latitude")]
         if len(kinds) != 1:
             raise Problem(
                 400,

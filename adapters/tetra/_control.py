@@ -192,6 +192,8 @@ class TetraControl(ControlServer["TetraNetworkSimulator"]):
         if not isinstance(to, str) or not to.isdigit() or len(to) > 24:
             raise Problem(400, "invalid_body", "to must be an ISSI (digits)")
         kinds = [kind for kind in _KINDS if kind in body]
+        if "emergency" in kinds:  # an emergency may carry the radio's position
+            kinds = [kind for kind in kinds if kind != "latitude"]
         if len(kinds) != 1:
             raise Problem(
                 400,

@@ -96,6 +96,12 @@ async def test_no_control_interface_unless_asked() -> None:
             "invalid_body",
         ),
         ("/radios/2001/sds", {"data": b"x" * (64 * 1024 + 1)}, 413, "body_too_large"),
+        (
+            "/radios/2001/sds",
+            {"json": {"to": "1000", "emergency": True, "status": 1}},
+            400,
+            "invalid_body",
+        ),
         ("/radios/9999/sds", {"json": {"to": "1000", "status": 1}}, 404, "unknown_radio"),
         ("/nowhere", {"json": {}}, 404, "not_found"),
         ("/faults", {"json": {"silent": "yes"}}, 400, "invalid_body"),
@@ -140,6 +146,13 @@ async def test_tetra_send_reaches_the_pei_and_received_lists(tetra: TetraNetwork
             while b"9001001" not in data:
                 data += await reader.read(4096)
         assert b"+CTSDSR:" in data and b"2001" in data
+        # An emergency with the radio's position (a LIP report, reason emergency).
+        status, body = await _request(
+            "POST",
+            _tetra_url(tetra) + "/radios/2001/sds",
+            json={"to": "9001001", "emergency": True, "latitude": 48.57, "longitude": 7.8},
+        )
+        assert (status, body["kind"], body["custody"]) == (200, "emergency", "written")
         # Text with wait=false: answered on write, with its SDS-TL message reference.
         status, body = await _request(
             "POST",
@@ -209,13 +222,23 @@ async def test_mcdata_control_refuses_bad_requests(
     assert (await _request("GET", _mcdata_url(mcdata) + "/healthz"))[0] == 200
 
 
-async def test_mcdata_send_without_gateway_is_503(mcdata: McdataSystemSimulator) -> None:
+@pytest.mark.parametrize(
+    "send",
+    [
+        {"status": 3},
+        {"emergency": True, "latitude": 50.85, "longitude": 4.35},  # an alert with a position
+        {"emergency": True, "text": "help", "latitude": 50.85, "longitude": 4.35},
+    ],
+)
+async def test_mcdata_send_without_gateway_is_503(
+    mcdata: McdataSystemSimulator, send: dict[str, Any]
+) -> None:
     status, body = await _request(
         "POST",
         _mcdata_url(mcdata) + "/users/sip:alice@mcx.example.eu/sds",
-        json={"to": "sip:unit@iwf.example.eu", "status": 3},
+        json={"to": "sip:unit@iwf.example.eu", **send},
     )
-    assert (status, body["error"]) == (503, "no_gateway")
+    assert (status, body["error"]) == (503, "no_gateway")  # a valid request, nobody to take it
 
 
 async def test_mcdata_users_and_empty_inbox(mcdata: McdataSystemSimulator) -> None:
