@@ -142,6 +142,9 @@ class Latency:
     max_ms: float | None
     #: Messages per second delivered from the first send to the last delivery.
     delivered_rate: float | None = None
+    #: p99 over every message sent, a lost one counting as never delivered: None when
+    #: that rank falls on a lost message (more than 1 % lost), or nothing was sent.
+    p99_of_sent_ms: float | None = None
 
 
 @dataclass
@@ -197,6 +200,7 @@ class Probe:
             p99_ms=_percentile(delays, 99),
             max_ms=round(delays[-1], 3) if delays else None,
             delivered_rate=round(len(arrived) / span, 1) if span > 0 else None,
+            p99_of_sent_ms=_percentile(delays + [math.inf] * (len(sent) - len(delays)), 99),
         )
 
     async def wait_delivered(self, numbers: range, seconds: float) -> None:
@@ -231,7 +235,8 @@ def _percentile(values: list[float], pct: float) -> float | None:
     if not values:
         return None
     rank = max(1, math.ceil(pct / 100.0 * len(values)))
-    return round(values[rank - 1], 3)
+    value = values[rank - 1]
+    return None if math.isinf(value) else round(value, 3)
 
 
 SendOne = Callable[[int], Awaitable[None]]
@@ -995,6 +1000,7 @@ def table(summary: dict[str, Any]) -> str:
         row(f"p50/p99 ms at {level}", functools.partial(_level_pair, level))
     row("emergency p50/p99 ms (2x)", lambda f: _pair(f["overload_emergency"]))
     row("emergency max ms (2x)", lambda f: f["overload_emergency"]["max_ms"])
+    row("emergency p99 of sent (2x)", lambda f: _of_sent(f["overload_emergency"]))
     row(
         "emergency lost (2x)",
         lambda f: f"{f['overload_emergency']['lost']}/{f['overload_emergency']['sent']}",
@@ -1006,6 +1012,14 @@ def table(summary: dict[str, Any]) -> str:
     for key, value in summary.get("ratios", {}).items():
         lines.append(f"{key:40} {value}")
     return "\n".join(lines)
+
+
+def _of_sent(latency: dict[str, Any]) -> str | None:
+    """The p99 over every message sent; "lost" when it falls on a lost message."""
+    value = latency["p99_of_sent_ms"]
+    if value is None:
+        return "lost" if latency["sent"] else None
+    return str(value)
 
 
 def _level_pair(level: str, figures: dict[str, Any]) -> str:

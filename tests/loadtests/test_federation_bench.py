@@ -118,6 +118,22 @@ async def test_probe_counts_losses_and_keeps_the_first_arrival() -> None:
     assert (window.sent, window.delivered, window.lost) == (4, 2, 2)
     assert window.p50_ms == pytest.approx(2.0)
     assert window.max_ms == pytest.approx(4.0)
+    assert window.p99_ms == pytest.approx(4.0)  # of the delivered ones
+    assert window.p99_of_sent_ms is None  # of all sent: it falls on a lost one
+
+
+def test_the_p99_of_sent_counts_a_lost_message_as_never_delivered() -> None:
+    probe = fb.Probe()
+    for number in range(1, 201):
+        probe.number()
+        probe.sent[number] = 10.0
+        if number != 7:  # one lost in 200: the p99 of all sent is still a delivered one
+            probe.delivered[number] = 10.0 + number / 1000
+    window = probe.window(range(1, 201))
+    assert window.lost == 1 and window.p99_of_sent_ms == pytest.approx(199.0)
+    assert window.p99_ms == pytest.approx(199.0)
+    summary = fb.summarise({"gateway": fb.PathFigures("gateway", overload_emergency=window)})
+    assert "emergency p99 of sent (2x)" in fb.table(summary)
 
 
 def test_a_fixed_rate_the_path_did_not_keep_up_with_is_noted() -> None:
