@@ -11,8 +11,8 @@ On disk a bundle is either a directory::
         DE-ca.pem        the CA certificate of DE
         DE-crl.pem       the CRL of DE (optional)
         cafile.pem       every CA concatenated (for tools that want one CA file)
-        crls.pem         every CRL concatenated (a broker's crlfile; only when every
-                         country has one)
+        crls.pem         every CRL concatenated (a broker's crlfile; a broker that
+                         checks CRLs refuses a country without one)
 
 where each manifest entry names its files (``ca_file``, ``crl_file``) and pins the CA's
 SHA-256 fingerprint (``ca_sha256``) and identity; or a single ``*.json`` file with the same
@@ -303,12 +303,10 @@ def write_bundle(bundle: TrustBundle, out: str | Path) -> list[Path]:
         return [path]
     write_public(path / CAFILE, bundle.ca_pem().encode())
     crls = [entry.crl for entry in bundle if entry.crl is not None]
-    if crls and len(crls) == len(bundle.entries):
+    if crls:  # never removed once written: a broker whose crlfile vanished would not start
         pems = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls)
         write_public(path / CRLFILE, pems)
         written.append(path / CRLFILE)
-    else:  # a broker checking CRLs would refuse the countries without one: no file at all
-        (path / CRLFILE).unlink(missing_ok=True)
     write_public(path / MANIFEST_FILE, manifest.encode())
     return [*written, path / CAFILE, path / MANIFEST_FILE]
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import select
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +54,13 @@ def _decode_pei(args: argparse.Namespace) -> int:
         while chunk := os.read(fd, _CHUNK):
             for event in decoder.feed(chunk):
                 out.write(json.dumps(event, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        print(
+            f"error: cannot read {args.file or 'standard input'}: {exc.strerror}", file=sys.stderr
+        )
+        return 2
     finally:
         if args.file is not None:
             os.close(fd)
@@ -78,9 +87,13 @@ def _broker_acl(args: argparse.Namespace) -> int:
         return 2
     if args.out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    else:
+        return 0
+    try:
         Path(args.out).write_text(text, encoding="utf-8")
-        print(f"wrote {args.out} ({len(gateways)} countries)")
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({len(gateways)} countries)")
     return 0
 
 
@@ -443,6 +456,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if sys.stdout is None:  # started with standard output closed: what it says goes nowhere
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
         require_fast_backend()
         if arguments[:2] == ["simulate", "tetra"]:
@@ -457,10 +472,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, as a filter does.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if sys.stdout is None or not _stdout_broken():
+            raise  # not our output (a gateway's log reader gone): a failure like any other
+        # The reader of our output went away (`| head`): stop quietly, as a filter does.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     return code
+
+
+def _stdout_broken() -> bool:
+    """True if standard output is a pipe whose reader went away."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _fd, events in poller.poll(0))
 
 
 if __name__ == "__main__":

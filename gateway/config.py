@@ -35,6 +35,7 @@ See ``docs/configuration.md`` for every key. Loading never does network I/O.
 from __future__ import annotations
 
 import re
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -656,7 +657,9 @@ def file_problems(config: GatewayConfig) -> list[str]:
         try:
             if kind == "bundle":
                 load_bundle(path)
-            elif kind in ("certificate", "ca"):
+            elif kind == "ca":  # read by ssl at run time, which takes more forms
+                ssl.create_default_context(cafile=path)
+            elif kind == "certificate":
                 load_certificates(path)
             elif b"PRIVATE KEY-----" not in path.read_bytes():
                 problems.append(f"{key}: {path} holds no PEM private key")
@@ -664,6 +667,8 @@ def file_problems(config: GatewayConfig) -> list[str]:
             problems.append(f"{key}: {exc}")
         except FileNotFoundError:
             problems.append(f"{key}: {path} does not exist")
+        except ssl.SSLError as exc:
+            problems.append(f"{key}: {path} holds no CA certificate ssl can use ({exc.reason})")
         except OSError as exc:
             problems.append(f"{key}: cannot read {path}: {exc.strerror}")
     return problems

@@ -518,20 +518,8 @@ async def _serve_load_tests(
             "EUCCS_API_KEY": api["key"],
             "EUCCS_API_CA": api["ca"],
         }
-    text = "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
-    # Written whole or not at all (a script waiting for the file never reads half of it),
-    # and removed at the end: its certificate paths die with the demo's directory.
-    partial = Path(f"{env_file}.partial")
-    await asyncio.to_thread(partial.write_text, text, encoding="utf-8")
-    await asyncio.to_thread(partial.replace, env_file)
-    for name, value in env.items():
-        narrator.say(f"  {name}={value}")
-    narrator.say(f"serving for load tests; environment written to {env_file}; Ctrl-C stops")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, stop.set)
 
     def outage(down: bool) -> None:
         cut(down)
@@ -539,16 +527,30 @@ async def _serve_load_tests(
             "OUTAGE: France's federation link is down" if down else "France's link is restored"
         )
 
+    # Ready before anyone can read the commands that send them.
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+    for signum in signals[:2]:
+        loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, outage, True)
     loop.add_signal_handler(signal.SIGUSR2, outage, False)
-    signals += (signal.SIGUSR1, signal.SIGUSR2)
+    text = "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
+    # Written whole or not at all (a script waiting for the file never reads half of it),
+    # and removed at the end: its certificate paths die with the demo's directory.
+    partial = Path(f"{env_file}.partial")
     try:
+        await asyncio.to_thread(partial.write_text, text, encoding="utf-8")
+        await asyncio.to_thread(partial.replace, env_file)
+        for name, value in env.items():
+            narrator.say(f"  {name}={value}")
+        narrator.say(f"serving for load tests; environment written to {env_file}; Ctrl-C stops")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(duration):
                 await stop.wait()
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+        for late in signals[2:]:  # a late outage command must not kill the stopping demo
+            signal.signal(late, signal.SIG_IGN)
         await asyncio.to_thread(Path(env_file).unlink, missing_ok=True)
     narrator.say("stopping")
 

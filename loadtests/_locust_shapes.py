@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import subprocess
 import time
 from typing import ClassVar
@@ -47,6 +46,7 @@ class _StagedShape(LoadTestShape):
         # The runner resets start_time when the test starts (LoadTestShape.reset_time).
         self.start_time = time.perf_counter()
         self._announced = -1
+        self._started: list[subprocess.Popen[bytes]] = []
 
     def tick(self) -> tuple[int, float] | None:
         """Users and spawn rate now; None after the last stage."""
@@ -60,21 +60,24 @@ class _StagedShape(LoadTestShape):
                     self._announced = number
                     _log.warning("%s stage %d: %s", type(self).__name__, number + 1, note)
                     self._run(self.commands.get(number))
-                rate = max(1.0, abs(target - users) / ((end - start) * scale))
-                return target, rate
+                change = abs(target - users)
+                return target, change / ((end - start) * scale) if change else 1.0
             start, users = end, target
         return None
 
-    @staticmethod
-    def _run(variable: str | None) -> None:
-        """Start the command ``variable`` names, if set (never waits for it)."""
+    def _run(self, variable: str | None) -> None:
+        """Start the shell command ``variable`` names, if set (never waits for it)."""
+        self._started = [p for p in self._started if p.poll() is None]  # the finished reaped
         command = os.environ.get(variable, "") if variable else ""
         if not command:
             if variable:
                 _log.warning("%s is not set: do it by hand (docs/loadtesting.md)", variable)
             return
         _log.warning("running %s: %s", variable, command)
-        subprocess.Popen(shlex.split(command))  # noqa: S603 - the operator's own command
+        try:
+            self._started.append(subprocess.Popen(["/bin/sh", "-c", command]))  # noqa: S603
+        except OSError as exc:  # the shape goes on: the operator sees why and acts
+            _log.error("%s could not start (%s): do it by hand", variable, exc)
 
 
 class NormalDay(_StagedShape):

@@ -47,10 +47,12 @@ def test_directory_round_trip(federation: Federation, tmp_path: Path) -> None:
     pems = (tmp_path / "copy" / "crls.pem").read_bytes().split(b"-----BEGIN X509 CRL-----")[1:]
     crls = [x509.load_pem_x509_crl(b"-----BEGIN X509 CRL-----" + pem) for pem in pems]
     assert crls == [bundle.entries["DE"].crl, bundle.entries["FR"].crl]  # a broker's crlfile
-    # A country without a CRL: a broker checking CRLs would refuse it, so no crlfile at all.
+    # A country without a CRL: the others' CRLs stay, so a broker using the file still
+    # starts (and refuses only that country, as its gateways warn).
     without = TrustBundle.of(bundle.entries["DE"], replace(bundle.entries["FR"], crl=None))
     write_bundle(without, tmp_path / "copy")
-    assert not (tmp_path / "copy" / "crls.pem").exists()
+    remaining = (tmp_path / "copy" / "crls.pem").read_bytes()
+    assert remaining.count(b"BEGIN X509 CRL") == 1
 
 
 def test_single_json_file_round_trip(federation: Federation, tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -171,3 +173,49 @@ def test_demo_json_summary_is_healthy() -> None:
     # Each country's control-room console is served during the demo, and it says where.
     assert "DE control-room console: https://127.0.0.1:" in proc.stderr.decode()
     assert "accepted" in proc.stderr.decode()
+
+
+def test_a_late_outage_signal_does_not_kill_a_stopping_demo(tmp_path: Path) -> None:
+    env_file = tmp_path / "loadtest.env"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "demo", "--serve", str(env_file), "--duration", "2"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not env_file.exists():  # serving
+            assert demo.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        while env_file.exists():  # stopping: the file goes first
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        demo.send_signal(signal.SIGUSR2)  # the restore command of a shape that ran late
+        assert demo.wait(timeout=30) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None:
+    from certs import mint_federation
+
+    pki = mint_federation(tmp_path / "pki", now=datetime.now(UTC))
+    reader = subprocess.Popen(
+        ["head", "-c", "10"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    assert reader.stdin is not None
+    inspect = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "certs", "inspect", *[str(pki.bundle_dir)] * 50],
+        cwd=ROOT,
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        timeout=60,
+        check=False,
+    )
+    reader.stdin.close()
+    reader.wait()
+    assert inspect.returncode == 141
+    assert b"Traceback" not in inspect.stderr

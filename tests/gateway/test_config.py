@@ -1,3 +1,4 @@
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,24 @@ def test_demo_configs_are_valid() -> None:
     assert len(de.units) == len(fr.units) == 4
     assert {a.unit for a in de.aliases} == {u.unit for u in fr.units}
     assert "fr-sdis67" in fr.codebooks
+
+
+def test_file_problems_read_an_mcx_system_s_ca_as_ssl_does(tmp_path: Path) -> None:
+    """``tls_ca`` goes to ssl at run time: what ssl takes passes, what it cannot use does not."""
+    from dataclasses import replace
+
+    from certs import mint_federation
+    from gateway.config import file_problems
+
+    pki = mint_federation(tmp_path / "pki", ["BE"], now=datetime.now(UTC))
+    be = parse_config(demo_config_text("BE", partners=["DE"]), source="be.toml")
+    gateway = pki.gateways["BE"]
+    ca = pki.ca("BE").directory / "ca.pem"
+    tls = replace(
+        be.adapters[0], tls_cert=str(gateway.cert), tls_key=str(gateway.key), tls_ca=str(ca)
+    )
+    assert file_problems(replace(be, adapters=(tls,))) == []
+    not_a_ca = tmp_path / "notes.txt"
+    not_a_ca.write_text("no certificate here\n")
+    problems = file_problems(replace(be, adapters=(replace(tls, tls_ca=str(not_a_ca)),)))
+    assert len(problems) == 1 and problems[0].startswith("adapters[0].tls_ca: ")

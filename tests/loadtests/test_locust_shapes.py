@@ -51,6 +51,8 @@ def test_ramps_spread_over_their_stage_whatever_the_peak_and_scale() -> None:
     [(users, rate)] = _ticks("NormalDay", [1.0], EUCCS_PEAK_USERS="2000", EUCCS_TIME_SCALE="0.1")
     assert users == 600
     assert rate == 600 / 12  # all of them by the end of the 12 s stage
+    [_, (shift, slow)] = _ticks("NormalDay", [1.0, 800.0])  # 30 -> 50 of 100 users in 300 s
+    assert shift == 50 and slow == 20 / 300  # a fraction of a user per second: not hurried
     # MajorIncident: the surge from 30 % to 100 % of 100 users lasts its 30 s.
     [_, (peak, surge), (held, _)] = _ticks("MajorIncident", [10.0, 190.0, 300.0])
     assert (peak, held) == (100, 100)
@@ -63,7 +65,7 @@ def test_link_outage_runs_the_cut_and_the_restore_as_its_stages_begin(tmp_path: 
     ticks = _ticks(
         "LinkOutage",
         [10.0, 310.0, 620.0],
-        EUCCS_OUTAGE_COMMAND=f"touch {cut}",
+        EUCCS_OUTAGE_COMMAND=f"true && touch {cut}",  # a shell command line
         EUCCS_RESTORE_COMMAND=f"touch {restored}",
     )
     assert [users for users, _rate in ticks] == [50, 50, 50]
@@ -71,3 +73,10 @@ def test_link_outage_runs_the_cut_and_the_restore_as_its_stages_begin(tmp_path: 
     while not (cut.exists() and restored.exists()):
         assert time.monotonic() < deadline, "the outage commands did not run"
         time.sleep(0.05)
+
+
+def test_a_command_that_cannot_start_does_not_stop_the_shape() -> None:
+    ticks = _ticks(
+        "LinkOutage", [10.0, 310.0, 620.0, 1300.0], EUCCS_OUTAGE_COMMAND="/nonexistent/cut"
+    )
+    assert ticks[1:] == [[50, 1.0], [50, 1.0], None]  # on through the outage, then the end
