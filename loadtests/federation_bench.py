@@ -245,8 +245,10 @@ SendOne = Callable[[int], Awaitable[None]]
 async def _open_loop(send: SendOne, probe: Probe, rate: float, seconds: float) -> range:
     """Send at ``rate`` messages per second for ``seconds``; return the numbers used.
 
-    The sender never waits for deliveries; if the first hop pushes back (a full TCP
-    window), the rate it reaches is lower and counted as such.
+    The sender never waits for deliveries. Each message's latency counts from when it was
+    due, not from when it went: if the first hop pushes back (a full TCP window), the
+    wait at the sender is part of the latency it causes, and the rate reached is lower
+    than the one offered.
     """
     first = probe._next + 1
     start = time.perf_counter()
@@ -256,7 +258,7 @@ async def _open_loop(send: SendOne, probe: Probe, rate: float, seconds: float) -
         due = int(rate * elapsed) - done
         for _ in range(max(0, due)):
             number = probe.number()
-            probe.mark_sent(number)
+            probe.sent[number] = start + done / rate  # when it was due
             await send(number)
             done += 1
         await asyncio.sleep(tick)
@@ -344,7 +346,7 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
         await driver.probe.wait_delivered(numbers, options.drain_seconds)
         await driver.settle()
         latency = driver.probe.window(numbers)
-        latency.offered_rate = round(len(numbers) / options.level_seconds, 1)
+        latency.offered_rate = round(rate, 1)  # asked for: a sender held back shows
         figures.levels[f"{round(level * 100)}%"] = latency
         say(
             f"[{driver.name}] {level:.0%} load ({rate:,.0f} msg/s): p50 {latency.p50_ms} ms, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -295,3 +296,19 @@ def test_bench_command_line_refuses_bad_values(option: list[str], error: str) ->
     )
     assert result.returncode == 2
     assert error in result.stderr
+
+
+async def test_latency_counts_from_when_a_message_was_due_not_when_it_went() -> None:
+    """A first hop that takes 20 ms per message at 200 msg/s holds the sender back."""
+    probe = fb.Probe()
+
+    async def slow_first_hop(number: int) -> None:
+        await asyncio.sleep(0.02)
+        probe.mark_delivered(number)  # delivered the moment it got through
+
+    numbers = await fb._open_loop(slow_first_hop, probe, 200.0, 0.3)
+    window = probe.window(numbers)
+    # Sent one at a time, each waited behind the ones before it: the wait is latency.
+    assert window.max_ms is not None and window.max_ms > 100
+    window.offered_rate = 200.0
+    assert fb.unsustained("90%", window) is not None  # and the rate was not reached
