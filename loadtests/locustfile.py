@@ -18,12 +18,14 @@ Shapes: ``EUCCS_SHAPE=NormalDay|MajorIncident|LinkOutage`` (or ``all`` with
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from locust import HttpUser, between, task
+import requests
+from locust import HttpUser, between, events, task
 
 from loadtests._locust_shapes import SHAPES
 from loadtests._locust_users import (
@@ -38,6 +40,7 @@ from loadtests._locust_users import (
     tls_context,
 )
 
+_log = logging.getLogger("euccs.loadtest")
 _PLAN = load_plan()
 _TETRA = controls(os.environ.get("EUCCS_TETRA_CONTROL"), _PLAN.tetra)
 _MCDATA = controls(os.environ.get("EUCCS_MCDATA_CONTROL"), _PLAN.mcdata)
@@ -52,6 +55,30 @@ def _why(response: Any) -> str:
     if response.status_code == 0 or getattr(response, "error", None) is not None:
         return f"no answer from {response.url}: {response.error}"
     return f"{response.status_code}: {response.text[:200]}"
+
+
+def _check_targets(environment: Any, **_kwargs: Any) -> None:
+    """Stop before the run, saying why, when a simulator's control interface does not answer.
+
+    Otherwise every request of the run would fail, each with the same connection error.
+    """
+    unreachable = []
+    for kind, urls in (("TETRA", _TETRA), ("MCData", _MCDATA)):
+        for nation, url in urls.items():
+            try:
+                health = requests.get(f"{url}/healthz", timeout=3).json()
+            except (requests.RequestException, ValueError) as exc:
+                unreachable.append(f"{kind} simulator {nation} at {url}: {exc}")
+                continue
+            if not health.get("gateway_connected", True):
+                _log.warning("%s simulator %s at %s: no gateway connected yet", kind, nation, url)
+    if unreachable:
+        for target in unreachable:
+            _log.error("not reachable: %s (check EUCCS_*_CONTROL, docs/loadtesting.md)", target)
+        raise SystemExit(2)
+
+
+events.init.add_listener(_check_targets)  # type: ignore[no-untyped-call]
 
 
 def _first(urls: dict[str, str]) -> str | None:

@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,3 +136,23 @@ def test_locust_scenarios_against_the_demo(tmp_path: Path) -> None:
             demo.wait()
     assert demo.returncode == 0
     assert not env_file.exists()  # its ports and certificate paths are gone with the demo
+
+
+def test_locust_stops_at_once_when_a_simulator_does_not_answer(tmp_path: Path) -> None:
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    env = os.environ | {"EUCCS_TETRA_CONTROL": f"DE=http://127.0.0.1:{port}"}
+    locust = subprocess.run(
+        [
+            *(sys.executable, "-m", "locust", "-f", "loadtests/locustfile.py", "--headless"),
+            *("-u", "1", "-r", "1", "-t", "20s", "--only-summary", "TetraRadio"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert locust.returncode == 2
+    assert f"not reachable: TETRA simulator DE at http://127.0.0.1:{port}" in locust.stderr.decode()
