@@ -71,15 +71,20 @@ def _decode_pei(args: argparse.Namespace) -> int:
 
 
 def _broker_acl(args: argparse.Namespace) -> int:
+    from gateway.members import is_member
     from gateway.mqtt_acl import generate_acl, generate_emqx_acl
 
     gateways: dict[str, list[str]] = {}
     for item in args.gateways:
-        country, sep, names = item.partition("=")
-        if not sep or not names or len(country) != 2 or not country.isalpha():
-            print(f"error: {item!r} is not COUNTRY=NAME[,NAME...] (e.g. DE=kehl)", file=sys.stderr)
+        member, sep, names = item.partition("=")
+        if not sep or not names or not is_member(member.upper()):
+            print(
+                f"error: {item!r} is not COUNTRY=NAME[,NAME...] (e.g. DE=kehl, or DE-2=kehl-2 "
+                "for a second gateway of a split country)",
+                file=sys.stderr,
+            )
             return 2
-        gateways.setdefault(country.upper(), []).extend(n for n in names.split(",") if n)
+        gateways.setdefault(member.upper(), []).extend(n for n in names.split(",") if n)
     try:
         text = (generate_emqx_acl if args.emqx else generate_acl)(gateways)
     except ValueError as exc:
@@ -93,7 +98,7 @@ def _broker_acl(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({len(gateways)} countries)")
+    print(f"wrote {args.out} ({len(gateways)} federation members)")
     return 0
 
 
@@ -285,15 +290,17 @@ def _broker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     acl = broker_sub.add_parser(
         "acl",
         help="write the broker's ACL: each gateway publishes from and reads for its country",
-        description="Each gateway may publish only batches from its own country and its own "
-        "presence, and read only batches for its country and the gateways' presence; any "
-        "other certificate (consoles, the broker's own) gets no access.",
+        description="Each gateway may publish only batches from its own country (or member "
+        "id, DE-2, for a gateway of a split country) and its own presence, and read only "
+        "batches for it and the gateways' presence; any other certificate (consoles, the "
+        "broker's own) gets no access.",
     )
     acl.add_argument(
         "gateways",
         nargs="+",
         metavar="COUNTRY=NAME[,NAME...]",
-        help="each country's gateway name(s) as in their certificates, e.g. DE=kehl",
+        help="each country's gateway name(s) as in their certificates, e.g. DE=kehl; "
+        "a split country's further members as DE-2=kehl-2",
     )
     acl.add_argument("--emqx", action="store_true", help="EMQX 5 acl.conf instead of Mosquitto's")
     acl.add_argument("--out", metavar="FILE", help="write here (default: standard output)")

@@ -21,6 +21,14 @@ What a takeover keeps:
   it commits, under a row lock (:data:`gateway.leases.FENCE_CHECK`): an instance that was
   paused or cut off cannot write behind its successor's back.
 
+**A split country** (:mod:`gateway.members`) runs several gateways, each with its own
+configuration and lease; every instance may run all of them (``euccs-gw run -c de.toml -c
+de-2.toml``). ``[cluster] home`` names the instance that runs a gateway whenever it is up:
+the others take the gateway only while the home instance is down (its lease
+``instance:<id>``, held by every instance, has lapsed), and hand it back, by a clean release,
+as soon as the home instance is up again. So two instances share two gateways' work, and
+either runs both while the other is down.
+
 A takeover after a crash takes at most the lease ttl (``[cluster] lease_ttl``), plus one
 acquisition interval (ttl/3) and the gateway's start; a clean stop (SIGTERM) releases the
 lease at once.
@@ -44,7 +52,7 @@ from gateway.config import GatewayConfig
 from gateway.journal import CLOSE_TIMEOUT
 from gateway.leases import Lease, LeaseError, LeaseKeeper, LeaseStore
 
-__all__ = ["ActiveStandby", "instance_id", "lease_resource"]
+__all__ = ["ActiveStandby", "instance_id", "instance_resource", "lease_resource"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +69,16 @@ STOP_TIMEOUT = CLOSE_TIMEOUT + 10.0
 def lease_resource(gateway_name: str) -> str:
     """The lease resource of a gateway: ``gateway:<name>``."""
     return f"gateway:{gateway_name}"
+
+
+def instance_resource(instance: str) -> str:
+    """The lease an instance holds while it runs: ``instance:<id>``."""
+    return f"instance:{instance}"
+
+
+#: Of this process: the gateways of one process share its ``instance:<id>`` lease, owned
+#: by the instance id and this.
+_PROCESS_TOKEN = secrets.token_hex(4)
 
 
 def instance_id(config: GatewayConfig, override: str | None = None) -> str:
@@ -110,11 +128,13 @@ class ActiveStandby:
         #: processes started with the same id by mistake can never both be active.
         self.owner = f"{instance}/{secrets.token_hex(4)}"
         self.resource = lease_resource(config.name)
+        self.home = config.cluster.home
         self._start = start
         self._store = store
         self._own_store = False
         self._main: asyncio.Task[None] | None = None
         self._keeper: LeaseKeeper | None = None
+        self._up: LeaseKeeper | None = None
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
@@ -139,6 +159,9 @@ class ActiveStandby:
         if keeper is not None:
             await keeper.stop(release=True)  # stops the gateway, then releases
         await self._stop_gateway()
+        up, self._up = self._up, None
+        if up is not None:
+            await up.stop(release=True)
         store, self._store = self._store, None
         if store is not None and self._own_store:
             await asyncio.to_thread(store.close)
@@ -157,6 +180,14 @@ class ActiveStandby:
                     self.log.warning("cluster.leases_unreachable", error=str(exc), retry_s=delay)
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, cluster.lease_ttl)
+            if self.home is not None:  # say we are up: gateways at home here come back
+                self._up = LeaseKeeper(
+                    self._store,
+                    [instance_resource(self.instance)],
+                    f"{self.instance}/{_PROCESS_TOKEN}",
+                    ttl=cluster.lease_ttl,
+                )
+                await self._up.start()
             self._keeper = LeaseKeeper(
                 self._store,
                 [self.resource],
@@ -168,6 +199,8 @@ class ActiveStandby:
                 # clocks drift, and sends to a radio that have no journal write of their
                 # own rely on this margin alone.
                 guard=min(max(0.5, cluster.lease_ttl / 10), cluster.lease_ttl / 4),
+                may_acquire=self._may_acquire,
+                should_yield=self._should_yield,
             )
             await self._keeper.start()
         except Exception as exc:  # e.g. the postgres extra is missing: nothing to wait for
@@ -175,7 +208,29 @@ class ActiveStandby:
             self.log.error("cluster.cannot_stand_by", error=str(exc))
             self.failed.set()
             return
-        self.log.info("cluster.standby", resource=self.resource, lease_ttl=cluster.lease_ttl)
+        self.log.info(
+            "cluster.standby", resource=self.resource, lease_ttl=cluster.lease_ttl, home=self.home
+        )
+
+    def _away(self) -> bool:
+        """True if the gateway has a home instance and it is not this one."""
+        return self.home is not None and self.home != self.instance
+
+    async def _home_up(self) -> bool:
+        assert self._store is not None and self.home is not None
+        held = await asyncio.to_thread(self._store.holder, instance_resource(self.home))
+        return held is not None
+
+    async def _may_acquire(self, _resource: str) -> bool:
+        """Away from home, take the gateway only while its home instance is down."""
+        return not self._away() or not await self._home_up()
+
+    async def _should_yield(self, _resource: str) -> bool:
+        """Away from home, hand the gateway back once its home instance is up."""
+        if not self._away() or not await self._home_up():
+            return False
+        self.log.info("cluster.handing_back", resource=self.resource, home=self.home)
+        return True
 
     async def _acquired(self, _resource: str, lease: Lease) -> None:
         await self._stop_gateway()  # a lease taken again after a lapse: start afresh

@@ -44,6 +44,7 @@ from typing import Any
 from gateway._toml import Table
 from gateway.api.settings import ApiSettings, parse_api
 from gateway.codebooks import BUILTIN_CODEBOOKS, Codebook, StatusMeaning
+from gateway.members import is_member, member_nation
 from gateway.mqtt_link import MqttSettings, parse_mqtt_settings
 from gateway.ordering import HOLD_SECONDS
 from gateway.policy import Policy, RateLimitSettings, parse_policy, parse_rate_limits
@@ -145,6 +146,10 @@ class AliasConfig:
     nation: str
     adapter: str
     label: str = ""
+    #: The partner's gateway that serves the unit where the partner country is split over
+    #: several gateways (``FR-2``); "": the one named like the country, or whichever one
+    #: the unit's presence came from (:mod:`gateway.members`).
+    member: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +159,7 @@ class GroupConfig:
     group: str
     adapter: str
     gssi: str
+    #: Partners that carry the group: countries, or members of a split country (``FR-2``).
     nations: tuple[str, ...] = ()
 
 
@@ -219,6 +225,10 @@ class ClusterConfig:
     instance: str | None = None
     #: Seconds a lease lasts without renewal: the bound on a takeover after a crash.
     lease_ttl: float = 10.0
+    #: The instance that runs this gateway whenever it is up (the gateways of a split
+    #: country spread over instances this way); the others take it over only while that
+    #: instance is down, and hand it back when it is up again. None: whichever comes first.
+    home: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +257,14 @@ class GatewayConfig:
     api: ApiSettings | None = None
     #: ``[cluster]``: active/standby instances by lease; None: a single instance.
     cluster: ClusterConfig | None = None
+    #: ``[gateway] member``: this gateway's federation member id where the country runs
+    #: several gateways (``DE-2``, :mod:`gateway.members`); "": the country code.
+    member: str = ""
+
+    @property
+    def federation_member(self) -> str:
+        """Our id on the federation link: ``member``, else the country code."""
+        return self.member or self.nation
 
     def adapter(self, name: str) -> AdapterConfig:
         """Return the adapter called ``name`` (KeyError if there is none)."""
@@ -282,6 +300,13 @@ def _parse(root: Table, source: str) -> GatewayConfig:
     gw = root.table("gateway", required=True)
     name = _match(gw, "name", re.compile(r"^[A-Za-z0-9_.-]{1,64}$"), "a gateway name")
     nation = _match(gw, "nation", _NATION, "an ISO 3166-1 alpha-2 code in upper case")
+    member = gw.string("member", "")
+    if member and not (is_member(member) and member_nation(member) == nation):
+        raise gw.error(
+            "member",
+            f"{member!r} is not a member id of {nation}: {nation}, or {nation}-<tag> with a "
+            "tag of 1-8 upper-case letters or digits (DE-2).",
+        )
     gw.finish()
     federation = _federation(root.table("federation"), nation)
     delivery = _delivery(root.table("delivery"))
@@ -339,6 +364,7 @@ def _parse(root: Table, source: str) -> GatewayConfig:
         liveness=liveness,
         api=api,
         cluster=cluster,
+        member="" if member == nation else member,
     )
 
 
@@ -352,6 +378,9 @@ def _cluster(root: Table, journal_url: str | None, federation: FederationConfig)
         raise table.error(
             "instance", f"{instance!r} is not an instance id (1-64 of A-Z a-z 0-9 _.:-)."
         )
+    home = table.string("home", None)
+    if home is not None and not _INSTANCE.match(home):
+        raise table.error("home", f"{home!r} is not an instance id (1-64 of A-Z a-z 0-9 _.:-).")
     ttl = table.number("lease_ttl", ClusterConfig.lease_ttl, minimum=1)
     if ttl > 300:
         raise table.error("lease_ttl", f"{ttl:g} s is too long (at most 300 s).")
@@ -367,7 +396,7 @@ def _cluster(root: Table, journal_url: str | None, federation: FederationConfig)
             "cluster",
             "instances run in separate processes: set federation.transport = 'mqtt'.",
         )
-    return ClusterConfig(instance=instance, lease_ttl=ttl)
+    return ClusterConfig(instance=instance, lease_ttl=ttl, home=home)
 
 
 def _match(table: Table, key: str, pattern: re.Pattern[str], what: str, default: Any = None) -> str:
@@ -387,10 +416,20 @@ def _federation(table: Table, nation: str) -> FederationConfig:
             raise table.error(
                 "partners", f"{partner!r} is this gateway's own nation (gateway.nation)."
             )
-        if not _NATION.match(partner):
+        if not is_member(partner):
             raise table.error(
-                "partners", f"{partner!r} is not a nation code (ISO 3166-1 alpha-2, upper case)."
+                "partners",
+                f"{partner!r} is not a nation code (ISO 3166-1 alpha-2, upper case), nor a "
+                "member of a split partner country (FR-2).",
             )
+        if member_nation(partner) == nation:
+            raise table.error(
+                "partners",
+                f"{partner!r} is a gateway of this gateway's own nation: the gateways of one "
+                "country exchange no traffic.",
+            )
+    if len(set(partners)) != len(partners):
+        raise table.error("partners", "lists a partner twice.")
     mqtt = None
     if transport == "mqtt":
         mqtt = parse_mqtt_settings(table.table("mqtt", required=True))
@@ -562,12 +601,18 @@ def _alias(table: Table, kinds: dict[str, str], own_nation: str) -> AliasConfig:
     if unit[:2].upper() != nation:
         raise table.error("unit", f"{unit!r} does not start with the nation {nation.lower()!r}.")
     adapter = _adapter_ref(table, kinds)
+    member = table.string("member", "")
+    if member and not (is_member(member) and member_nation(member) == nation):
+        raise table.error(
+            "member", f"{member!r} is not a gateway of {nation} ({nation}, or {nation}-2 ...)."
+        )
     result = AliasConfig(
         issi=_native(table, kinds, adapter),
         unit=unit,
         nation=nation,
         adapter=adapter,
         label=table.string("label", ""),
+        member=member,
     )
     table.finish()
     return result
@@ -575,11 +620,17 @@ def _alias(table: Table, kinds: dict[str, str], own_nation: str) -> AliasConfig:
 
 def _group(table: Table, kinds: dict[str, str]) -> GroupConfig:
     adapter = _adapter_ref(table, kinds)
+    nations = tuple(table.strings("nations", []))
+    for partner in nations:
+        if not is_member(partner):
+            raise table.error(
+                "nations", f"{partner!r} is not a country (FR) or a partner's gateway (FR-2)."
+            )
     result = GroupConfig(
         group=_match(table, "group", _GROUP, "a group name like 'xb.rhine.fire'"),
         adapter=adapter,
         gssi=_native(table, kinds, adapter, group=True),
-        nations=tuple(table.strings("nations", [])),
+        nations=nations,
     )
     table.finish()
     return result

@@ -43,6 +43,7 @@ class Directory:
         self._aliases_by_issi: dict[tuple[str, str], AliasConfig] = {
             (a.adapter, a.issi): a for a in config.aliases
         }
+        self._alias_members: dict[str, str] = {a.unit: a.member for a in config.aliases if a.member}
         self._aliases_by_unit: dict[tuple[str, str], AliasConfig] = {
             (a.adapter, a.unit): a for a in config.aliases
         }
@@ -64,6 +65,10 @@ class Directory:
     def alias(self, adapter: str, issi: str) -> AliasConfig | None:
         """Return the partner unit an alias ISSI stands for."""
         return self._aliases_by_issi.get((adapter, issi))
+
+    def alias_member(self, unit: str) -> str:
+        """The partner gateway an alias names for ``unit`` (``FR-2``), or ""."""
+        return self._alias_members.get(unit, "")
 
     def alias_for(self, adapter: str, unit: str) -> AliasConfig | None:
         """Return the alias of a partner unit on ``adapter``, if it has one."""

@@ -398,6 +398,11 @@ async def _nothing_lost(_resource: str) -> None:
     return None
 
 
+#: Asked before each acquisition attempt (False: not now), and after each renewal
+#: (True: hand the resource over, see :class:`LeaseKeeper`).
+Gate = Callable[[str], Awaitable[bool]]
+
+
 @dataclass
 class _Tracked:
     slot: Slot
@@ -416,9 +421,14 @@ class LeaseKeeper:
             quickly, the resource's renewals wait for it).
         on_lost: awaited when a resource is no longer ours (stop acting for it at once).
         guard: extra margin before a lease whose renewals fail counts as lost locally.
+        may_acquire: asked before each attempt to acquire a resource: False skips the
+            attempt (the resource belongs elsewhere for now); None: always try.
+        should_yield: asked after each renewal: True hands the resource over (``on_lost``,
+            then release; the next attempt to take it back waits a ttl); None: never.
 
     Attributes:
-        counters: ``acquired``, ``lost``, ``renew_failed``, ``acquire_failed``.
+        counters: ``acquired``, ``lost``, ``renew_failed``, ``acquire_failed``,
+            ``handed_over``.
     """
 
     def __init__(
@@ -431,6 +441,8 @@ class LeaseKeeper:
         on_acquired: OnAcquired = _nothing_acquired,
         on_lost: OnLost = _nothing_lost,
         guard: float = 0.0,
+        may_acquire: Gate | None = None,
+        should_yield: Gate | None = None,
     ) -> None:
         if ttl <= 0 or not 0 <= guard < ttl:
             raise ValueError("ttl must be positive and guard within [0, ttl)")
@@ -440,6 +452,7 @@ class LeaseKeeper:
         self.interval = ttl / 3
         self._on_acquired = on_acquired
         self._on_lost = on_lost
+        self._may_acquire, self._should_yield = may_acquire, should_yield
         self._tracked = {
             r: _Tracked(Slot(ttl=ttl, interval=self.interval, guard=guard)) for r in resources
         }
@@ -529,7 +542,19 @@ class LeaseKeeper:
             else:
                 await self._renew(resource, slot, now)
 
+    async def _gate(self, gate: Gate | None, resource: str, default: bool) -> bool:
+        if gate is None:
+            return default
+        try:
+            return await gate(resource)
+        except Exception as exc:  # e.g. the database did not answer: do as without a gate
+            log.warning("lease.gate_failed", resource=resource, error=str(exc) or repr(exc))
+            return default
+
     async def _acquire(self, resource: str, slot: Slot, started: float) -> None:
+        if not await self._gate(self._may_acquire, resource, True):
+            slot.acquired(None, started)  # try again after an interval
+            return
         try:
             lease = await self._call(
                 self.interval, self.store.acquire, resource, self.owner, self.ttl
@@ -583,6 +608,20 @@ class LeaseKeeper:
             await self._lose(resource, reason="taken_over")
             return
         slot.acquired(renewed, started)
+        if await self._gate(self._should_yield, resource, False):
+            await self._hand_over(resource, slot, renewed)
+
+    async def _hand_over(self, resource: str, slot: Slot, lease: Lease) -> None:
+        """Give ``resource`` up on purpose: stop acting for it, then release it."""
+        now = time.monotonic()
+        slot.lost(now)
+        slot.next_attempt = now + self.ttl  # its rightful owner takes it meanwhile
+        self.counters["handed_over"] += 1
+        await self._lose(resource, reason="handed_over")
+        try:
+            await self._call(self.interval, self.store.release, lease)
+        except (LeaseError, TimeoutError) as exc:  # it lapses after its ttl instead
+            log.warning("lease.release_failed", resource=resource, error=str(exc))
 
     async def _lose(self, resource: str, *, reason: str) -> None:
         self.counters["lost"] += 1

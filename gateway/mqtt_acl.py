@@ -1,9 +1,11 @@
 """Topic scheme of the MQTT federation backbone and the broker ACL generated from it.
 
-Topics (``<DEST>``/``<SRC>`` are country codes, ``<class>`` a priority class)::
+Topics (``<DEST>``/``<SRC>`` are federation members, :mod:`gateway.members`: a country
+code, or ``DE-2`` for one of the gateways of a split country; ``<class>`` a priority
+class)::
 
     euccs/v1/to/<DEST>/from/<SRC>/<class>   signed envelope batches from SRC to DEST
-    euccs/v1/gateways/<NATION>              retained presence (birth / will) of a gateway
+    euccs/v1/gateways/<MEMBER>              retained presence (birth / will) of a gateway
 
 Priority classes: ``emergency``, ``imminent-peril``, ``high``, ``routine`` (and
 ``unspecified``). Emergency and imminent-peril traffic has its own topics, so a subscriber
@@ -29,7 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from certs.identity import PeerIdentity, Role, validate_country, validate_name
+from certs.identity import PeerIdentity, Role, validate_name
+from gateway.members import member_nation, validate_member
 
 __all__ = [
     "PRIORITY_CLASSES",
@@ -69,8 +72,8 @@ def parse_data_topic(topic: str) -> tuple[str, str, int] | None:
     if klass not in _CLASS_PRIORITY:
         return None
     try:
-        validate_country(dest)
-        validate_country(src)
+        validate_member(dest)
+        validate_member(src)
     except ValueError:
         return None
     return dest, src, _CLASS_PRIORITY[klass]
@@ -103,19 +106,21 @@ def broker_username(identity: PeerIdentity) -> str:
 def generate_acl(gateways: Mapping[str, str | Sequence[str]]) -> str:
     """Return a Mosquitto ``acl_file`` for the federation's gateways.
 
-    Each gateway may publish only batches *from* its own country (to any destination) and
-    its own presence, and read only batches addressed to its country and every gateway's
-    presence. Anything else (other certificates of the federation, e.g. consoles, or the
-    broker's own) gets no access at all.
+    Each gateway may publish only batches *from* its own member id (its country, or e.g.
+    ``DE-2`` for a gateway of a split country) to any destination and its own presence, and
+    read only batches addressed to its member id and every gateway's presence. Anything
+    else (other certificates of the federation, e.g. consoles, or the broker's own) gets no
+    access at all.
 
     Args:
-        gateways: Country -> gateway name(s) as in their certificates (``{"DE": "gw-de"}``).
+        gateways: Member id -> gateway name(s) as in their certificates (``{"DE":
+            "gw-de", "DE-2": "gw-de-2"}``); the certificates are of the member's country.
 
     Returns:
         The ACL file text.
 
     Raises:
-        ValueError: A country code or gateway name is invalid.
+        ValueError: A member id or gateway name is invalid.
     """
     lines = [
         "# Mosquitto ACL of the EUCCS MQTT federation (generated; see gateway/mqtt_acl.py).",
@@ -133,19 +138,19 @@ def _gateway_rules(
     gateways: Mapping[str, str | Sequence[str]],
 ) -> Iterable[tuple[str, list[tuple[str, str]]]]:
     """Per gateway certificate: its broker username and its ``(access, topic)`` rules."""
-    for country in sorted(gateways):
-        validate_country(country)
-        given = gateways[country]
+    for member in sorted(gateways):
+        validate_member(member)
+        given = gateways[member]
         names: Iterable[str] = [given] if isinstance(given, str) else given
         for name in sorted(names):
             validate_name(name)
-            user = broker_username(PeerIdentity(country, Role.GATEWAY, name))
+            user = broker_username(PeerIdentity(member_nation(member), Role.GATEWAY, name))
             yield (
                 user,
                 [
-                    ("write", f"{PREFIX}/to/+/from/{country}/#"),
-                    ("read", inbox_filter(country)),
-                    ("readwrite", presence_topic(country)),
+                    ("write", f"{PREFIX}/to/+/from/{member}/#"),
+                    ("read", inbox_filter(member)),
+                    ("readwrite", presence_topic(member)),
                     ("read", presence_filter()),
                 ],
             )
@@ -158,13 +163,13 @@ def generate_emqx_acl(gateways: Mapping[str, str | Sequence[str]]) -> str:
     last rule denies everything else anyway.
 
     Args:
-        gateways: Country -> gateway name(s) as in their certificates.
+        gateways: Member id -> gateway name(s) as in their certificates.
 
     Returns:
         The file text (Erlang terms, one rule per line).
 
     Raises:
-        ValueError: A country code or gateway name is invalid.
+        ValueError: A member id or gateway name is invalid.
     """
     actions = {"write": "publish", "read": "subscribe", "readwrite": "all"}
     lines = [

@@ -19,9 +19,13 @@ Wire format (big-endian)::
     sig_len     2  length of the signature
     signature   *  ECDSA(SHA-256) over every byte before sig_len (DER)
 
+Between federation members that are not plain countries (``DE-2``, :mod:`gateway.members`)
+the magic is ``b"EUB2"`` and ``src`` and ``dest`` are each one length byte and that many
+ASCII bytes; the rest is the same. A plain country pair is always framed ``EUB1``.
+
 A batch is accepted only if it is well formed, addressed to us, its ``src`` equals the
 topic's ``<SRC>``, the signer certificate passes :func:`certs.verify_peer` with role
-gateway and its country equals ``src``, the signature is valid, its timestamp is within the
+gateway and its country is ``src``'s, the signature is valid, its timestamp is within the
 replay window of ``now`` and its batch id was not seen within the window. Envelopes whose
 ``origin.nation`` is not the signer's country (or that do not parse) are dropped one by one.
 """
@@ -44,11 +48,13 @@ from certs.bundle import TrustBundle
 from certs.errors import PeerRefused
 from certs.identity import PeerIdentity, Role
 from certs.verify import verify_peer
+from gateway.members import member_nation, validate_member
 from protocols.errors import RemoteProtocolError
 from protocols.schema import v1
 
 __all__ = [
     "MAGIC",
+    "MAGIC_MEMBERS",
     "Batch",
     "BatchRejected",
     "BatchSigner",
@@ -60,7 +66,10 @@ __all__ = [
 ]
 
 MAGIC = b"EUB1"
+MAGIC_MEMBERS = b"EUB2"
 _HEADER = struct.Struct(">4sQ16s2s2sHH")
+_HEAD2 = struct.Struct(">4sQ16s")
+_TAIL2 = struct.Struct(">HH")
 _LEN32 = struct.Struct(">I")
 _LEN16 = struct.Struct(">H")
 BATCH_ID_SIZE = 16
@@ -87,8 +96,8 @@ class Batch:
     """A decoded, not yet verified batch.
 
     Attributes:
-        src: Sending country (header).
-        dest: Destination country (header).
+        src: Sending member (header): a country, or a member id such as ``DE-2``.
+        dest: Destination member (header).
         sent_at: Signing time, seconds since the Unix epoch.
         batch_id: Random id of the batch.
         signer: The signer certificate (DER).
@@ -160,8 +169,8 @@ def encode_batch(
 
     Args:
         envelopes: Serialized envelopes (1..65535).
-        src: Our country.
-        dest: The destination country.
+        src: Our member id (our country unless the country is split).
+        dest: The destination member.
         signer: Our key and certificate.
         now: Signing time, seconds since the Unix epoch.
         batch_id: 16 random bytes (``os.urandom(16)``).
@@ -170,7 +179,7 @@ def encode_batch(
         The batch bytes (one MQTT PUBLISH payload).
 
     Raises:
-        ValueError: No envelope, too many, a bad country code or batch id.
+        ValueError: No envelope, too many, a bad member id or batch id.
     """
     if not 0 < len(envelopes) <= _MAX_COUNT:
         raise ValueError(f"a batch carries 1..{_MAX_COUNT} envelopes, not {len(envelopes)}")
@@ -178,11 +187,10 @@ def encode_batch(
         raise ValueError(f"a certificate of {len(signer.der)} bytes is too large for a batch")
     if len(batch_id) != BATCH_ID_SIZE:
         raise ValueError(f"batch_id must be {BATCH_ID_SIZE} bytes")
-    for country in (src, dest):
-        if len(country) != 2 or not country.isascii():
-            raise ValueError(f"{country!r} is not a country code")
-    parts = [
-        _HEADER.pack(
+    for member in (src, dest):
+        validate_member(member)
+    if len(src) == len(dest) == 2:
+        head = _HEADER.pack(
             MAGIC,
             round(now * 1000),
             batch_id,
@@ -190,9 +198,19 @@ def encode_batch(
             dest.encode("ascii"),
             len(envelopes),
             len(signer.der),
-        ),
-        signer.der,
-    ]
+        )
+    else:
+        head = b"".join(
+            (
+                _HEAD2.pack(MAGIC_MEMBERS, round(now * 1000), batch_id),
+                bytes((len(src),)),
+                src.encode("ascii"),
+                bytes((len(dest),)),
+                dest.encode("ascii"),
+                _TAIL2.pack(len(envelopes), len(signer.der)),
+            )
+        )
+    parts = [head, signer.der]
     for envelope in envelopes:
         parts += [_LEN32.pack(len(envelope)), envelope]
     signed = b"".join(parts)
@@ -213,14 +231,17 @@ def decode_batch(data: bytes) -> Batch:
     view = memoryview(data)
     if len(view) < _HEADER.size:
         raise _malformed(f"{len(view)} bytes is shorter than the batch header")
-    magic, sent_ms, batch_id, src_b, dest_b, count, cert_len = _HEADER.unpack_from(view, 0)
-    if magic != MAGIC:
-        raise _malformed("not a batch (bad magic)")
-    try:
-        src, dest = src_b.decode("ascii"), dest_b.decode("ascii")
-    except UnicodeDecodeError:
-        raise _malformed("country codes are not ASCII") from None
-    offset = _HEADER.size
+    if bytes(view[:4]) == MAGIC_MEMBERS:
+        src, dest, sent_ms, batch_id, count, cert_len, offset = _members_header(view)
+    else:
+        magic, sent_ms, batch_id, src_b, dest_b, count, cert_len = _HEADER.unpack_from(view, 0)
+        if magic != MAGIC:
+            raise _malformed("not a batch (bad magic)")
+        try:
+            src, dest = src_b.decode("ascii"), dest_b.decode("ascii")
+        except UnicodeDecodeError:
+            raise _malformed("country codes are not ASCII") from None
+        offset = _HEADER.size
     if count == 0:
         raise _malformed("a batch without envelopes")
     if offset + cert_len > len(view):
@@ -254,6 +275,27 @@ def decode_batch(data: bytes) -> Batch:
         signed=bytes(view[:signed_end]),
         signature=bytes(view[offset:]),
     )
+
+
+def _members_header(view: memoryview) -> tuple[str, str, int, bytes, int, int, int]:
+    """The ``EUB2`` header: ``(src, dest, sent_ms, batch_id, count, cert_len, offset)``."""
+    _, sent_ms, batch_id = _HEAD2.unpack_from(view, 0)
+    offset = _HEAD2.size
+    members: list[str] = []
+    for _ in range(2):
+        if offset >= len(view):
+            raise _malformed("truncated in the member ids")
+        length = view[offset]
+        member_b = bytes(view[offset + 1 : offset + 1 + length])
+        offset += 1 + length
+        try:
+            members.append(validate_member(member_b.decode("ascii")))
+        except (UnicodeDecodeError, ValueError):
+            raise _malformed(f"{member_b!r} is not a member id") from None
+    if offset + _TAIL2.size > len(view):
+        raise _malformed("truncated in the batch header")
+    count, cert_len = _TAIL2.unpack_from(view, offset)
+    return members[0], members[1], sent_ms, bytes(batch_id), count, cert_len, offset + _TAIL2.size
 
 
 @dataclass
@@ -318,7 +360,8 @@ class BatchVerifier:
     """Verifies batches addressed to ``nation``.
 
     Args:
-        nation: Our country: batches must be addressed to it.
+        nation: Our member id (our country unless it is split): batches must be
+            addressed to it.
         bundle: The trust bundle the signer certificates are verified against.
         window: Replay window in seconds.
         forbidden: Identities that must never sign a batch (e.g. the broker's).
@@ -420,7 +463,7 @@ class BatchVerifier:
         signer = self._signer(batch.signer, now)
         if signer.identity in self.forbidden:
             raise BatchRejected("forbidden_signer", f"{signer.identity.uri} may not sign batches")
-        if signer.identity.country != batch.src:
+        if signer.identity.country != member_nation(batch.src):
             raise BatchRejected(
                 "signer_mismatch",
                 f"signed by {signer.identity.uri}, but sent as from {batch.src!r}",

@@ -73,6 +73,7 @@ from certs.tls import client_context, peer_identity
 from certs.verify import verify_peer
 from gateway._toml import Table
 from gateway.federation import FEATURES, Inbox
+from gateway.members import member_nation
 from gateway.mqtt_acl import (
     data_topic,
     inbox_filter,
@@ -602,7 +603,9 @@ class MqttFederationLink:
     """One gateway's end of the MQTT federation backbone.
 
     Args:
-        nation: Our country (must be the country of our certificate).
+        nation: Our federation member id: our country, or e.g. ``DE-2`` for one of the
+            gateways of a split country (:mod:`gateway.members`); its country must be our
+            certificate's.
         settings: Broker and credentials (:func:`parse_mqtt_settings`).
         epoch: The gateway's journal epoch, or a callable returning it (read at each
             connect; :class:`gateway.node.Gateway` knows it once its journal is open).
@@ -807,7 +810,7 @@ class MqttFederationLink:
     # ------------------------------------------------------------------ connection
 
     def _adopt(self, credentials: _Credentials) -> None:
-        if credentials.identity.country != self.nation:
+        if credentials.identity.country != member_nation(self.nation):
             raise CertificateError(
                 f"{self.settings.cert} is the certificate of {credentials.identity.uri}, "
                 f"not of a {self.nation} gateway"
@@ -848,7 +851,8 @@ class MqttFederationLink:
         assert self._credentials is not None
         return json.dumps(
             {
-                "nation": self.nation,
+                "nation": member_nation(self.nation),
+                "member": self.nation,
                 "gateway": self.gateway_name or self._credentials.identity.name,
                 "state": "online" if online else "offline",
                 "epoch": self.epoch,
@@ -1240,7 +1244,11 @@ class MqttFederationLink:
             return  # a cleared retained message
         try:
             body = json.loads(data)
-            if not isinstance(body, dict) or body.get("nation") != nation:
+            if (
+                not isinstance(body, dict)
+                or body.get("nation") != member_nation(nation)
+                or body.get("member", nation) != nation
+            ):
                 raise ValueError("nation does not match the topic")
             online = {"online": True, "offline": False}[body["state"]]
             epoch, session = int(body["epoch"]), int(body["session"])

@@ -77,6 +77,7 @@ from gateway.journal import (
     open_journal,
 )
 from gateway.liveness import CanaryTracker, PathState, StateChange
+from gateway.members import member_nation
 from gateway.ordering import HOLD_SECONDS, Chains, HeldBack, Waiting
 from gateway.policy import RateLimiter
 from gateway.presence import (
@@ -144,6 +145,8 @@ _NOTIFY_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 _MAX_REASON = 200
 #: Longest unit or group name a partner's presence may carry.
 _MAX_NAME = 128
+#: Units of split partner countries whose serving gateway is remembered (oldest forgotten).
+_MAX_SERVED_BY = 500_000
 #: Seconds before a failed journal write is tried again.
 _JOURNAL_RETRY = 1.0
 #: Seconds between expiry, retransmission and pruning passes.
@@ -324,6 +327,10 @@ class Gateway:
     #: Per partner: failed sends not logged yet, and when the last warning went out.
     _send_failures: dict[str, tuple[int, float]]
     _probing: dict[str, bool]
+    _inflight: dict[str, dict[bytes, _InFlight]]
+    _window_free: dict[str, asyncio.Event]
+    _members_of: dict[str, tuple[str, ...]]
+    _served_by: dict[str, str]
 
     def __init__(
         self,
@@ -338,7 +345,10 @@ class Gateway:
         self.config = config
         self.fence = fence
         self.name = config.name
-        self.nation = config.nation
+        #: ``member``: our id on the federation link: the country, or e.g. ``DE-2`` where
+        #: the country runs several gateways (:mod:`gateway.members`). Partner state (queues,
+        #: windows, acknowledgements) is per member.
+        self.nation, self.member = config.nation, config.federation_member
         self.directory = Directory(config)
         self.link = link
         #: Wall clock: timestamps that leave this process (envelopes, journal, MCData).
@@ -370,16 +380,17 @@ class Gateway:
         }
         delivery = config.delivery
         self.queues: dict[str, AsyncScheduler[Held]] = {}
+        #: Partner gateways per partner country, and, for split countries, the gateway each
+        #: unit's presence last came from (see :meth:`_member_for`).
+        self._members_of, self._served_by = _members_by_nation(config.federation.partners), {}
         for nation in config.federation.partners:
             self.queues[_egress(nation)] = self._new_queue()
         for name in (*self.adapters, *self.mcdata):
             self.queues[_local(name)] = self._new_queue()
-        self._inflight: dict[str, dict[bytes, _InFlight]] = {
-            nation: {} for nation in config.federation.partners
-        }
-        self._window_free: dict[str, asyncio.Event] = {
-            nation: asyncio.Event() for nation in config.federation.partners
-        }
+        self._inflight, self._window_free = (
+            {nation: {} for nation in config.federation.partners},
+            {nation: asyncio.Event() for nation in config.federation.partners},
+        )
         #: Per queue: copies in the journal only (``[delivery] spill``, see :class:`_Spill`).
         self._spilled: dict[str, _Spill] = {}
         #: Acknowledgements being sent to each partner (bounded; see :meth:`_ack`).
@@ -1450,13 +1461,16 @@ class Gateway:
         return None
 
     def _destination_nations(self, envelope: v1.Envelope) -> list[str]:
-        """Partner countries an envelope goes to: the unit's, or every one carrying the group."""
+        """Partners an envelope goes to: the unit's, or every one carrying the group.
+
+        A partner is a country, or one gateway of a split country (:meth:`_member_for`).
+        """
         which = envelope.destination.WhichOneof("target")
         if which == "unit":
-            nations = [envelope.destination.unit.nation]
+            nations = [self._member_for(envelope.destination.unit)]
         else:
             group = self.directory.group_by_name(envelope.destination.group.group)
-            nations = [n for n in group.nations if n != self.nation] if group else []
+            nations = [n for n in group.nations if member_nation(n) != self.nation] if group else []
             if not nations:
                 raise DeliveryRefused(
                     "the group is not carried by any partner country",
@@ -1469,6 +1483,28 @@ class Gateway:
                     reason_code=DeliveryStatus.DESTINATION_PROHIBITED,
                 )
         return nations
+
+    def _member_for(self, unit: v1.Party) -> str:
+        """The partner gateway that serves ``unit``.
+
+        A country that runs one gateway is one partner. Of a split country's gateways
+        (``FR``, ``FR-2``, ...), in order: the one our configuration names for the unit (an
+        alias's ``member``), the one the unit's presence last came from, the one named like
+        the country.
+        """
+        nation = unit.nation
+        if len(self._members_of.get(nation, ())) <= 1:
+            return nation  # one gateway (or not a partner: refused by the caller)
+        member = self.directory.alias_member(unit.unit) or self._served_by.get(unit.unit, "")
+        if member and _egress(member) in self.queues:
+            return member
+        if _egress(nation) in self.queues:
+            return nation
+        raise DeliveryRefused(
+            f"no gateway of {nation} is known to serve {unit.unit} (its presence has not "
+            "come yet, and no alias names one)",
+            reason_code=DeliveryStatus.UNKNOWN_DESTINATION,
+        )
 
     async def _refuse_inbound(self, adapter: str, event: SdsReceived, exc: DeliveryRefused) -> None:
         reason_code = (
@@ -1520,6 +1556,8 @@ class Gateway:
             self._unspill_soon(_egress(nation))
             held = entry.item
             envelope = held.envelope
+            if self.member != self.nation:
+                envelope.origin_member = self.member  # where receipts about it come back
             if envelope.origin.nation == self.nation and not envelope.HasField("receipt"):
                 del envelope.trace[:]
                 envelope.trace.add(
@@ -1737,12 +1775,15 @@ class Gateway:
             )
             return
         origin_unit = envelope.origin.unit
+        nation = member_nation(sender)
         if (
-            envelope.origin.nation != sender
+            envelope.origin.nation != nation
+            or (envelope.origin_member or nation) != sender
             or _egress(sender) not in self.queues
-            or (origin_unit and not origin_unit.startswith(f"{sender.lower()}."))
+            or (origin_unit and not origin_unit.startswith(f"{nation.lower()}."))
         ):
-            # A partner speaks for its own country's units only.
+            # A partner speaks for its own country's units only, and one gateway of a
+            # split country for the messages it sent.
             self.counters["federation_misattributed"] += 1
             self.log.warning(
                 "federation.misattributed", sender=sender, origin=envelope.origin.nation
@@ -1987,7 +2028,8 @@ class Gateway:
         p = envelope.presence
         now = self.monotonic()
         unit = p.unit.unit
-        if len(unit) > _MAX_NAME or not UNIT_PATTERN.match(unit) or unit[:2] != sender.lower():
+        nation = member_nation(sender)
+        if len(unit) > _MAX_NAME or not UNIT_PATTERN.match(unit) or unit[:2] != nation.lower():
             # A partner speaks for its own units only: never for ours or a third nation's.
             self.counters["presence_refused"] += 1
             self.log.warning(
@@ -2008,9 +2050,14 @@ class Gateway:
             location = PresenceLocation(
                 lat=loc.latitude, lon=loc.longitude, at=now - _age(loc.fix_time_us, self)
             )
+        if len(self._members_of.get(nation, ())) > 1:
+            self._served_by.pop(unit, None)  # newest last: the oldest goes first
+            self._served_by[unit] = sender
+            if len(self._served_by) > _MAX_SERVED_BY:
+                del self._served_by[next(iter(self._served_by))]
         update = PresenceUpdate(
             unit=p.unit.unit,
-            nation=sender,
+            nation=nation,
             gateway=p.served_by,
             epoch=p.epoch,
             seq=p.seq,
@@ -2085,8 +2132,8 @@ class Gateway:
         envelope.origin.nation = self.nation
         envelope.origin.unit = f"{self.nation.lower()}.gateway.{self.name}"
         envelope.origin.system = v1.SYSTEM_TYPE_GATEWAY
-        envelope.destination.unit.nation = nation
-        envelope.destination.unit.unit = f"{nation.lower()}.gateway.any"
+        envelope.destination.unit.nation = member_nation(nation)
+        envelope.destination.unit.unit = f"{member_nation(nation).lower()}.gateway.any"
         return envelope
 
     async def _on_partner_receipt(self, sender: str, envelope: v1.Envelope) -> None:
@@ -2287,6 +2334,7 @@ class Gateway:
             record = AwaitingReport(
                 message_id=envelope.message_id,
                 origin_nation=envelope.origin.nation,
+                origin_member=envelope.origin_member,
                 origin_unit=envelope.origin.unit,
                 priority=envelope.priority,
                 adapter=adapter_name,
@@ -2661,6 +2709,7 @@ class Gateway:
             record = AwaitingReport(
                 message_id=envelope.message_id,
                 origin_nation=envelope.origin.nation,
+                origin_member=envelope.origin_member,
                 origin_unit=envelope.origin.unit,
                 priority=envelope.priority,
                 adapter=adapter_name,
@@ -2925,6 +2974,7 @@ class Gateway:
     ) -> None:
         shell = v1.Envelope(message_id=record.message_id, priority=record.priority)  # type: ignore[arg-type]
         shell.origin.nation = record.origin_nation
+        shell.origin_member = record.origin_member
         shell.origin.unit = record.origin_unit
         first = record.entry_id
         record.entry_id = None  # the copy is released with the first receipt
@@ -2961,6 +3011,8 @@ class Gateway:
         receipt.origin.nation = self.nation
         receipt.origin.unit = f"{self.nation.lower()}.gateway.{self.name}"
         receipt.origin.system = v1.SYSTEM_TYPE_GATEWAY
+        if self.member != self.nation:
+            receipt.origin_member = self.member
         receipt.destination.unit.nation = about.origin.nation
         receipt.destination.unit.unit = about.origin.unit
         receipt.receipt.message_id = about.message_id
@@ -2984,9 +3036,9 @@ class Gateway:
             about, state, confirmation=confirmation, tetra_status=tetra_status, reason=reason
         )
         self._note_receipt(about.message_id, state, confirmation, reason)
-        queue = _egress(about.origin.nation)
+        queue = _egress(_origin_member(about))
         if queue not in self.queues:
-            self.log.warning("receipt.no_route", nation=about.origin.nation)
+            self.log.warning("receipt.no_route", nation=_origin_member(about))
             return None
         return Held(envelope=receipt, entry_id=None, queue=queue)
 
@@ -3020,7 +3072,7 @@ class Gateway:
         partner that is not online or did not announce the feature. Returns once the
         receipt is durable and queued. ``details``: as for :meth:`_receipt`.
         """
-        nation = about.origin.nation
+        nation = _origin_member(about)
         if (
             _egress(nation) not in self.queues
             or not self.link.reachable(nation)
@@ -3452,6 +3504,19 @@ def _name_or_none(value: object) -> str | None:
 
 def _egress(nation: str) -> str:
     return f"egress:{nation}"
+
+
+def _members_by_nation(partners: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Partner gateways by country: ``{"FR": ("FR", "FR-2")}``."""
+    members: dict[str, tuple[str, ...]] = {}
+    for partner in partners:
+        members[member_nation(partner)] = (*members.get(member_nation(partner), ()), partner)
+    return members
+
+
+def _origin_member(envelope: v1.Envelope) -> str:
+    """The partner gateway that sent ``envelope`` in (receipts go back to it)."""
+    return envelope.origin_member or envelope.origin.nation
 
 
 def _local(adapter: str) -> str:

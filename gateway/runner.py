@@ -61,7 +61,7 @@ def default_link(
         ConfigError: ``mqtt`` without a parsed ``[federation.mqtt]`` table.
     """
     if config.federation.transport != "mqtt":
-        return bus.attach(config.nation)
+        return bus.attach(config.federation_member)
     from gateway.mqtt_link import MqttFederationLink, MqttSettings
 
     settings: Any = getattr(config.federation, "mqtt", None)
@@ -69,7 +69,9 @@ def default_link(
         raise ConfigError(
             f"{config.name}: federation.transport is 'mqtt' but [federation.mqtt] is missing."
         )
-    return MqttFederationLink(config.nation, settings, epoch=epoch, gateway_name=config.name)
+    return MqttFederationLink(
+        config.federation_member, settings, epoch=epoch, gateway_name=config.name
+    )
 
 
 def build_gateways(
@@ -155,9 +157,12 @@ async def run_gateways(
 
 
 def _check_nations(configs: Sequence[GatewayConfig]) -> None:
-    nations = [c.nation for c in configs]
-    if len(set(nations)) != len(nations):
-        raise ConfigError("two configurations are for the same nation; run them in two processes.")
+    members = [c.federation_member for c in configs]
+    if len(set(members)) != len(members):
+        raise ConfigError(
+            "two configurations are for the same federation member (gateway.nation, or "
+            "gateway.member of a split country); run them in two processes."
+        )
 
 
 @contextlib.asynccontextmanager

@@ -64,6 +64,9 @@ class AwaitingReport:
     settled: bool = False
     #: Journal row of the copy, released with the first receipt.
     entry_id: int | None = None
+    #: The partner gateway of a split country that sent it ("": the one named like the
+    #: origin country); its receipts go back there.
+    origin_member: str = ""
 
 
 class Tracker:

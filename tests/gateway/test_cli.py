@@ -93,9 +93,14 @@ def test_broker_acl_writes_what_the_broker_runs_with(tmp_path: Path) -> None:
     assert out.read_text() == generate_acl(expected)
     emqx = cli("broker", "acl", "DE=kehl", "FR=strasbourg,strasbourg-2", "--emqx")
     assert emqx.stdout.decode().rstrip("\n") == generate_emqx_acl(expected).rstrip("\n")
-    for wrong in ("DE", "DE=KEHL", "DEU=kehl"):
+    for wrong in ("DE", "DE=KEHL", "DEU=kehl", "DE-=kehl"):
         refused = cli("broker", "acl", wrong)
         assert refused.returncode == 2 and refused.stderr.startswith(b"error: ")
+    split = cli("broker", "acl", "DE=kehl", "de-2=kehl-2")
+    assert split.returncode == 0, split.stderr
+    assert split.stdout.decode().rstrip("\n") == generate_acl(
+        {"DE": ["kehl"], "DE-2": ["kehl-2"]}
+    ).rstrip("\n")
 
 
 def test_config_check_names_the_bad_key(tmp_path: Path) -> None:

@@ -81,6 +81,7 @@ def test_cluster_table_defaults_and_instance_id(monkeypatch: pytest.MonkeyPatch)
         ("[cluster]\nlease_ttl = 0.5\n", None, "cluster.lease_ttl: 0.5 is below the minimum"),
         ("[cluster]\nlease_ttl = 600\n", None, "cluster.lease_ttl: 600 s is too long"),
         ("[cluster]\nleases = 1\n", None, "cluster.leases: unknown key"),
+        ('[cluster]\nhome = "a/b"\n', None, "cluster.home: 'a/b' is not an instance id"),
     ],
 )
 def test_cluster_table_errors_name_the_key(cluster: str, journal: str | None, message: str) -> None:
@@ -155,6 +156,32 @@ async def test_one_instance_is_active_and_the_other_takes_over_on_stop(
                 holder.close()
         assert b.running == 0, "leaving the block stops the gateway"
     assert (first.activations, second.activations) == (1, 1)
+
+
+async def test_a_gateway_runs_at_its_home_instance_whenever_that_one_is_up(
+    postgres_url: str,
+) -> None:
+    url = fresh_database(postgres_url)
+    config = _config(
+        '[cluster]\nlease_ttl = 1.5\nhome = "kehl-a"\n', journal=f'[journal]\nurl = "{url}"\n'
+    )
+    assert config.cluster is not None and config.cluster.home == "kehl-a"
+    home, away = _Runs(), _Runs()
+    async with ActiveStandby(config, instance="kehl-b", start=away.start) as second:
+        # Its home instance is down: another instance runs it meanwhile.
+        await eventually(lambda: away.running == 1)
+        async with ActiveStandby(config, instance="kehl-a", start=home.start) as first:
+            # Home is up: the gateway is handed back, by a clean release.
+            await eventually(lambda: home.running == 1, seconds=10)
+            assert away.running == 0
+            assert second._keeper is not None and second._keeper.counters["handed_over"] == 1
+            await asyncio.sleep(1.5)  # several acquisition intervals: it stays at home
+            assert (home.running, away.running) == (1, 0)
+            assert first.active and not second.active
+        # Home stopped (its instance lease released): the other instance takes it again.
+        await eventually(lambda: away.running == 1, seconds=10)
+    assert home.leases[0].fencing > away.leases[0].fencing
+    assert away.leases[1].fencing > home.leases[0].fencing
 
 
 class _SlowToStop(_Runs):

@@ -56,6 +56,22 @@ def test_valid_config_is_read_with_defaults() -> None:
         config.adapter("nope")
 
 
+def test_a_gateway_of_a_split_country_and_its_split_partners() -> None:
+    config = parse_config(
+        VALID.replace('nation = "DE"\n', 'nation = "DE"\nmember = "DE-2"\n', 1)
+        .replace('partners = ["FR"]', 'partners = ["FR", "FR-2"]')
+        .replace('nation = "FR"\nadapter', 'nation = "FR"\nmember = "FR-2"\nadapter')
+        .replace('nations = ["FR"]', 'nations = ["FR-2", "DE"]')
+    )
+    assert (config.member, config.federation_member) == ("DE-2", "DE-2")
+    assert config.federation.partners == ("FR", "FR-2")
+    assert config.aliases[0].member == "FR-2"
+    assert config.groups[0].nations == ("FR-2", "DE")
+    # Naming the country itself is the default member.
+    plain = parse_config(VALID.replace('nation = "DE"\n', 'nation = "DE"\nmember = "DE"\n', 1))
+    assert (plain.member, plain.federation_member) == ("", "DE")
+
+
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
@@ -111,6 +127,20 @@ def test_valid_config_is_read_with_defaults() -> None:
             "[delivery]\nack_timeout = 25\n\n[federation]",
             "delivery.ack_timeout: 25 s is too long (at most 20 s)",
         ),
+        ('nation = "DE"\n', 'nation = "DE"\nmember = "FR-2"\n', "gateway.member: 'FR-2' is not"),
+        ('nation = "DE"\n', 'nation = "DE"\nmember = "DE-"\n', "gateway.member: 'DE-' is not"),
+        (
+            'partners = ["FR"]',
+            'partners = ["FR", "DE-2"]',
+            "federation.partners: 'DE-2' is a gateway of this gateway's own nation",
+        ),
+        ('partners = ["FR"]', 'partners = ["FR", "FR"]', "federation.partners: lists a partner"),
+        (
+            'nation = "FR"\nadapter',
+            'nation = "FR"\nmember = "BE-2"\nadapter',
+            "aliases[0].member: 'BE-2' is not a gateway of FR",
+        ),
+        ('nations = ["FR"]', 'nations = ["fr"]', "groups[0].nations: 'fr' is not a country"),
     ],
 )
 def test_errors_name_the_key(old: str, new: str, message: str) -> None:

@@ -325,3 +325,85 @@ def test_encode_rejects_an_oversized_certificate(de: BatchSigner) -> None:
     huge.der = b"x" * 70_000
     with pytest.raises(ValueError, match="too large"):
         _batch(huge, [b"x"])
+
+
+# ---------------------------------------------------------------- members of a split country
+
+
+def test_a_batch_between_members_of_split_countries_is_framed_eub2_and_verified(
+    pki: certs.Federation, de: BatchSigner
+) -> None:
+    envelopes = [_envelope("DE", "a"), _envelope("DE", "b")]
+    data = _batch(de, envelopes, src="DE-2", dest="FR-NORTH", batch_id=b"j" * 16)
+    assert data[:4] == b"EUB2"
+    batch = decode_batch(data)
+    assert (batch.src, batch.dest, batch.batch_id, batch.sent_at) == (
+        "DE-2",
+        "FR-NORTH",
+        b"j" * 16,
+        T,
+    )
+    verified = BatchVerifier("FR-NORTH", pki.bundle()).verify(data, topic_src="DE-2", now=T)
+    assert verified.envelopes == tuple(envelopes)
+    assert verified.sender.country == "DE"
+    # A plain pair of countries keeps the first framing.
+    assert _batch(de, envelopes)[:4] == b"EUB1"
+
+
+def test_a_member_batch_is_refused_for_another_member_or_a_foreign_signer(
+    pki: certs.Federation, de: BatchSigner, fr: BatchSigner
+) -> None:
+    data = _batch(de, [_envelope("DE")], src="DE-2", dest="FR")
+    with pytest.raises(BatchRejected) as caught:
+        BatchVerifier("FR-2", pki.bundle()).verify(data, topic_src="DE-2", now=T)
+    assert caught.value.reason == "wrong_destination"
+    with pytest.raises(BatchRejected) as caught:
+        _verifier(pki).verify(data, topic_src="DE", now=T)
+    assert caught.value.reason == "topic_mismatch"
+    forged = _batch(fr, [_envelope("DE")], src="DE-2", dest="FR")
+    with pytest.raises(BatchRejected) as caught:
+        _verifier(pki).verify(forged, topic_src="DE-2", now=T)
+    assert caught.value.reason == "signer_mismatch"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.from_regex(r"[A-Z]{2}(-[A-Z0-9]{1,8})?", fullmatch=True),
+    st.from_regex(r"[A-Z]{2}(-[A-Z0-9]{1,8})?", fullmatch=True),
+    st.lists(st.binary(max_size=100), min_size=1, max_size=5),
+)
+def test_hypothesis_member_round_trip(src: str, dest: str, envelopes: list[bytes]) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    data = _batch(BatchSigner(key, _CERT), envelopes, src=src, dest=dest)
+    batch = decode_batch(data)
+    assert (batch.src, batch.dest, list(batch.envelopes)) == (src, dest, envelopes)
+    assert data[:4] == (b"EUB1" if len(src) == len(dest) == 2 else b"EUB2")
+
+
+def test_every_truncation_of_a_member_batch_is_malformed(de: BatchSigner) -> None:
+    data = _batch(de, [_envelope("DE"), _envelope("DE", "second")], src="DE-2")
+    for size in range(len(data)):
+        with pytest.raises(BatchRejected) as caught:
+            decode_batch(data[:size])
+        assert caught.value.reason == "malformed"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda d: d[:28] + b"\x04de-2" + d[33:], "not a member id"),
+        (lambda d: d[:28] + b"\x04\xff\xfe-2" + d[33:], "not a member id"),
+        (lambda d: d[:28] + b"\xff" + d[29:], "member ids|not a member id"),
+    ],
+)
+def test_malformed_member_headers(de: BatchSigner, mutate: object, match: str) -> None:
+    data = _batch(de, [_envelope("DE")], src="DE-2")
+    assert data[28:33] == b"\x04DE-2"
+    with pytest.raises(BatchRejected, match=match):
+        decode_batch(mutate(data))  # type: ignore[operator]
+
+
+def test_encode_rejects_a_bad_member(de: BatchSigner) -> None:
+    for bad in ("DE-", "DE-TOOLONGTAG", "de-2", "DE_2"):
+        with pytest.raises(ValueError, match="member"):
+            _batch(de, [b"x"], src=bad)

@@ -122,6 +122,22 @@ def test_topics_and_acl() -> None:
     assert "topic readwrite euccs/v1/gateways/FR" in acl
 
 
+def test_topics_and_acl_of_a_split_country() -> None:
+    assert parse_data_topic("euccs/v1/to/FR-2/from/DE-NORTH/routine") == ("FR-2", "DE-NORTH", 1)
+    for bad in ("euccs/v1/to/FR-/from/DE/routine", "euccs/v1/to/FR/from/DE-x/routine"):
+        assert parse_data_topic(bad) is None
+    acl = generate_acl({"DE": "kehl", "DE-2": ["kehl-2"]})
+    # The second gateway's certificate is German; its topics are its member id's only.
+    assert (
+        "user CN=kehl-2,OU=gateway,O=EUCCS,C=DE\n"
+        "topic write euccs/v1/to/+/from/DE-2/#\n"
+        "topic read euccs/v1/to/DE-2/#\n"
+        "topic readwrite euccs/v1/gateways/DE-2\n"
+    ) in acl
+    with pytest.raises(ValueError, match="member"):
+        generate_acl({"DE-": "kehl"})
+
+
 def test_runner_builds_the_link_of_the_transport(tmp_path: Path) -> None:
     bus = LocalFederationBus()
     local = SimpleNamespace(

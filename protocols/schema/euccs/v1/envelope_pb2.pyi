@@ -648,6 +648,7 @@ class Envelope(_message.Message):
     IN_REPLY_TO_FIELD_NUMBER: _builtins.int
     ORIGIN_REFERENCE_FIELD_NUMBER: _builtins.int
     AFTER_FIELD_NUMBER: _builtins.int
+    ORIGIN_MEMBER_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     LOCATION_FIELD_NUMBER: _builtins.int
@@ -675,6 +676,11 @@ class Envelope(_message.Message):
     that the sender had sent to this partner just before this one and that the partner
     has not acknowledged yet. The receiver takes this one into custody only after that
     one, so that a copy lost or refused on the way cannot be overtaken (empty: none).
+    """
+    origin_member: _builtins.str
+    """The federation member that took the message in at its origin, where the origin
+    country runs several gateways (a split country: "DE-2"); receipts about it go back to
+    that member. Empty: the gateway named like the origin country ("DE").
     """
     @_builtins.property
     def origin(self) -> Global___Party: ...
@@ -712,6 +718,7 @@ class Envelope(_message.Message):
         in_reply_to: _builtins.bytes = ...,
         origin_reference: _builtins.int = ...,
         after: _builtins.bytes = ...,
+        origin_member: _builtins.str = ...,
         text: Global___TextMessage | None = ...,
         status: Global___StatusMessage | None = ...,
         location: Global___LocationReport | None = ...,
@@ -722,7 +729,7 @@ class Envelope(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "canary", b"canary", "destination", b"destination", "emergency", b"emergency", "location", b"location", "origin", b"origin", "presence", b"presence", "receipt", b"receipt", "status", b"status", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "body", b"body", "canary", b"canary", "conversation_id", b"conversation_id", "created_at_us", b"created_at_us", "destination", b"destination", "emergency", b"emergency", "expires_at_us", b"expires_at_us", "in_reply_to", b"in_reply_to", "location", b"location", "message_id", b"message_id", "origin", b"origin", "origin_reference", b"origin_reference", "presence", b"presence", "priority", b"priority", "receipt", b"receipt", "report_request", b"report_request", "schema_version", b"schema_version", "status", b"status", "text", b"text", "trace", b"trace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "body", b"body", "canary", b"canary", "conversation_id", b"conversation_id", "created_at_us", b"created_at_us", "destination", b"destination", "emergency", b"emergency", "expires_at_us", b"expires_at_us", "in_reply_to", b"in_reply_to", "location", b"location", "message_id", b"message_id", "origin", b"origin", "origin_member", b"origin_member", "origin_reference", b"origin_reference", "presence", b"presence", "priority", b"priority", "receipt", b"receipt", "report_request", b"report_request", "schema_version", b"schema_version", "status", b"status", "text", b"text", "trace", b"trace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["text", "status", "location", "emergency", "receipt", "presence", "canary"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015

@@ -1,0 +1,199 @@
+"""A split country: two German gateways (DE, DE-2), each with its own radio network, and a
+French gateway that routes to each the units it serves, over the embedded bus."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from adapters.tetra import TetraNetworkSimulator
+from gateway.config import parse_config
+from gateway.federation import LocalFederationBus
+from gateway.members import is_member, member_nation, validate_member
+from gateway.node import Gateway
+from gateway.runner import build_gateways
+from protocols.errors import ConfigError
+from protocols.schema import v1
+from tests.gateway.federation import eventually, reports, texts
+
+RADIO = {"DE": "9000000", "DE-2": "9000002", "FR": "8000000"}
+FR_VSAV = "1001"
+DE_RTW_1 = "2001"  # on DE's network
+DE_RTW_2, DE_RTW_3 = "2002", "2003"  # on DE-2's network
+ALIAS_OF_FR_VSAV = "9001001"  # in the German plan
+ALIAS_OF = {"rtw-1": "8002001", "rtw-2": "8002002", "rtw-3": "8002003"}  # in the French plan
+
+
+def _german(member: str, port: int, units: dict[str, str]) -> str:
+    tag = member.lower()
+    lines = [
+        "[gateway]",
+        f'name = "gw-{tag}"',
+        'nation = "DE"',
+        f'member = "{member}"',
+        "[federation]",
+        'partners = ["FR"]',
+        "[delivery]",
+        "report_timeout = 10.0",
+        "[[adapters]]",
+        f'name = "tetra-{tag}"',
+        'type = "tetra"',
+        'organisation = "bos"',
+        f'url = "tcp://127.0.0.1:{port}"',
+        f'radio_issi = "{RADIO[member]}"',
+        "[[aliases]]",
+        f'issi = "{ALIAS_OF_FR_VSAV}"',
+        'unit = "fr.sdis67.vsav-1"',
+        'nation = "FR"',
+        f'adapter = "tetra-{tag}"',
+    ]
+    for name, issi in units.items():
+        lines += ["[[units]]", f'unit = "de.bos.{name}"', f'adapter = "tetra-{tag}"']
+        lines += [f'issi = "{issi}"']
+    return "\n".join(lines) + "\n"
+
+
+def _french(port: int) -> str:
+    lines = [
+        "[gateway]",
+        'name = "gw-fr"',
+        'nation = "FR"',
+        "[federation]",
+        'partners = ["DE", "DE-2"]',
+        "[delivery]",
+        "report_timeout = 10.0",
+        "[[adapters]]",
+        'name = "tetra-fr"',
+        'type = "tetra"',
+        'organisation = "sdis67"',
+        f'url = "tcp://127.0.0.1:{port}"',
+        f'radio_issi = "{RADIO["FR"]}"',
+        "[[units]]",
+        'unit = "fr.sdis67.vsav-1"',
+        'adapter = "tetra-fr"',
+        f'issi = "{FR_VSAV}"',
+    ]
+    for name, issi in ALIAS_OF.items():
+        lines += ["[[aliases]]", f'issi = "{issi}"', f'unit = "de.bos.{name}"', 'nation = "DE"']
+        lines += ['adapter = "tetra-fr"']
+        if name == "rtw-2":  # rtw-3 is found by its presence
+            lines.append('member = "DE-2"')
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Split:
+    de: Gateway
+    de2: Gateway
+    fr: Gateway
+    sim_de: TetraNetworkSimulator
+    sim_de2: TetraNetworkSimulator
+    sim_fr: TetraNetworkSimulator
+
+
+@contextlib.asynccontextmanager
+async def _split(tmp_path: Path) -> AsyncIterator[Split]:
+    async with (
+        TetraNetworkSimulator(radio_issi=RADIO["DE"], units=[DE_RTW_1]) as sim_de,
+        TetraNetworkSimulator(radio_issi=RADIO["DE-2"], units=[DE_RTW_2, DE_RTW_3]) as sim_de2,
+        TetraNetworkSimulator(radio_issi=RADIO["FR"], units=[FR_VSAV]) as sim_fr,
+    ):
+        configs = [
+            parse_config(_german("DE", sim_de.port, {"rtw-1": DE_RTW_1})),
+            parse_config(_german("DE-2", sim_de2.port, {"rtw-2": DE_RTW_2, "rtw-3": DE_RTW_3})),
+            parse_config(_french(sim_fr.port)),
+        ]
+        de, de2, fr = build_gateways(configs, LocalFederationBus(), state_dir=tmp_path)
+        async with de.running(), de2.running(), fr.running():
+            for gateway in (de, de2, fr):
+                await gateway.wait_ready(5)
+            yield Split(de, de2, fr, sim_de, sim_de2, sim_fr)
+
+
+@pytest.fixture
+async def split(tmp_path: Path) -> AsyncIterator[Split]:
+    async with _split(tmp_path) as running:
+        yield running
+
+
+def test_member_ids() -> None:
+    assert [is_member(m) for m in ("DE", "DE-2", "DE-NORTH1", "DE-", "de", "DE-TOOLONGTAG")] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert member_nation("DE-2") == member_nation("DE") == "DE"
+    with pytest.raises(ValueError, match="not a federation member"):
+        validate_member("D-2")
+
+
+async def test_each_german_gateway_gets_the_texts_for_its_own_units(split: Split) -> None:
+    await split.sim_fr.send_text(FR_VSAV, ALIAS_OF["rtw-1"], "to Kehl", report_request=1)
+    await split.sim_fr.send_text(FR_VSAV, ALIAS_OF["rtw-2"], "to Offenburg", report_request=1)
+    await eventually(lambda: len(reports(split.sim_fr, FR_VSAV)) == 2)
+    assert [t.text for t in texts(split.sim_de, DE_RTW_1)] == ["[9001001 fr.sdis67.vsav-1] to Kehl"]
+    assert [t.text for t in texts(split.sim_de2, DE_RTW_2)] == [
+        "[9001001 fr.sdis67.vsav-1] to Offenburg"
+    ]
+    assert [r.delivery_status for r in reports(split.sim_fr, FR_VSAV)] == [0x00, 0x00]
+    assert split.de.counters["receipts_sent_delivered"] == 1
+    assert split.de2.counters["receipts_sent_delivered"] == 1
+
+
+async def test_a_split_member_s_radio_gets_its_report_from_abroad(split: Split) -> None:
+    mr = await split.sim_de2.send_text(DE_RTW_2, ALIAS_OF_FR_VSAV, "from DE-2", report_request=1)
+    await eventually(lambda: bool(reports(split.sim_de2, DE_RTW_2)))
+    [delivered] = texts(split.sim_fr, FR_VSAV)
+    assert delivered.text.endswith("from DE-2")
+    [report] = reports(split.sim_de2, DE_RTW_2)
+    assert (report.delivery_status, report.message_reference) == (0x00, mr)
+    # The receipt came back to DE-2, which sent the text, not to the gateway named DE.
+    assert split.de2.counters["receipts_delivered"] == 1
+    assert split.de.counters["receipts_unmatched"] == 0
+    assert split.de.counters["receipts_delivered"] == 0
+
+
+async def test_a_unit_is_routed_to_the_gateway_its_presence_came_from(split: Split) -> None:
+    # Before its presence came, rtw-3 goes to the gateway named DE, which does not know it.
+    await split.sim_fr.send_text(FR_VSAV, ALIAS_OF["rtw-3"], "first", report_request=1)
+    await eventually(lambda: bool(reports(split.sim_fr, FR_VSAV)))
+    [refused] = reports(split.sim_fr, FR_VSAV)
+    assert refused.delivery_status != 0x00
+    # rtw-3 speaks up on DE-2's network: DE-2 announces it, and France routes to DE-2.
+    await split.sim_de2.send_text(DE_RTW_3, ALIAS_OF_FR_VSAV, "here", report_request=0)
+    await eventually(lambda: split.fr._served_by.get("de.bos.rtw-3") == "DE-2")
+    await split.sim_fr.send_text(FR_VSAV, ALIAS_OF["rtw-3"], "second", report_request=1)
+    await eventually(lambda: len(reports(split.sim_fr, FR_VSAV)) == 2)
+    assert reports(split.sim_fr, FR_VSAV)[1].delivery_status == 0x00
+    assert [t.text for t in texts(split.sim_de2, DE_RTW_3)] == ["[9001001 fr.sdis67.vsav-1] second"]
+
+
+async def test_a_german_gateway_cannot_speak_for_another(split: Split) -> None:
+    forged = v1.Envelope(message_id=uuid.uuid4().bytes, priority=v1.PRIORITY_ROUTINE)
+    forged.origin.nation = "DE"
+    forged.origin.unit = "de.bos.rtw-1"
+    forged.origin_member = "DE"  # sent by DE-2 as if DE had sent it
+    forged.destination.unit.nation = "FR"
+    forged.destination.unit.unit = "fr.sdis67.vsav-1"
+    forged.text.text = "forged"
+    await split.de2.link.send("FR", forged.SerializeToString())
+    unstamped = v1.Envelope()
+    unstamped.CopyFrom(forged)
+    unstamped.ClearField("origin_member")  # DE-2 must say it is DE-2
+    await split.de2.link.send("FR", unstamped.SerializeToString())
+    await eventually(lambda: split.fr.counters["federation_misattributed"] == 2)
+    assert texts(split.sim_fr, FR_VSAV) == []
+
+
+def test_two_configurations_of_one_member_cannot_share_a_process(tmp_path: Path) -> None:
+    config = parse_config(_german("DE-2", 1, {"rtw-2": DE_RTW_2}))
+    with pytest.raises(ConfigError, match="same federation member"):
+        build_gateways([config, config], LocalFederationBus(), state_dir=tmp_path)
