@@ -143,7 +143,8 @@ class MosquittoBroker:
             bundle: The current trust bundle (its CRLs are checked).
             broker: The broker's credential (:func:`mint_broker_credential`).
             directory: Working directory of the broker.
-            gateways: Country -> gateway name for the ACL (default: the minted gateways).
+            gateways: Member (a country, or ``DE-2`` of a split country) -> gateway name for
+                the ACL (default: the minted gateways).
         """
         names = gateways or {c: cred.identity.name for c, cred in federation.gateways.items()}
         return cls(

@@ -104,19 +104,31 @@ async def radios_initialised(sims: list[TetraNetworkSimulator], count: int) -> N
 def mqtt_backbone(directory: Path, names: dict[str, str]) -> Iterator[dict[str, str]]:
     """Mint a federation PKI and run Mosquitto with mutual TLS on a free port.
 
-    Yields each country's ``[federation.mqtt]`` table (TOML text) for gateway ``names``
-    (country -> gateway name); the broker stops afterwards.
+    Yields each member's ``[federation.mqtt]`` table (TOML text) for gateway ``names``
+    (member -> gateway name: a country, or ``DE-2`` for another gateway of a split
+    country, whose certificate its country's CA issues); the broker stops afterwards.
     """
     import certs
+    from certs.ca import CertificateAuthority
+    from certs.identity import Role
+    from gateway.members import member_nation
     from gateway.mqtt_broker import MosquittoBroker, mint_broker_credential
 
     now = datetime.now(UTC)
+    countries = {m: n for m, n in names.items() if m == member_nation(m)}
     federation = certs.mint_federation(
-        directory / "pki", sorted(names), now=now, gateway_names=names
+        directory / "pki", sorted(countries), now=now, gateway_names=countries
     )
-    credential = mint_broker_credential(federation, now=now, country=sorted(names)[0])
+    credentials = dict(federation.gateways)
+    for member in sorted(set(names) - set(countries)):
+        ca = CertificateAuthority.load(federation.ca_dirs[member_nation(member)])
+        out = directory / "pki" / member_nation(member) / f"gateway-{names[member]}"
+        credentials[member] = certs.Credential.of(
+            ca.issue(Role.GATEWAY, names[member], now=now, out=out)
+        )
+    credential = mint_broker_credential(federation, now=now, country=sorted(countries)[0])
     broker = MosquittoBroker.for_federation(
-        federation, federation.bundle(), credential, directory / "broker"
+        federation, federation.bundle(), credential, directory / "broker", gateways=names
     )
     broker.start()
     try:
@@ -126,8 +138,8 @@ def mqtt_backbone(directory: Path, names: dict[str, str]) -> Iterator[dict[str, 
                     "[federation.mqtt]",
                     'host = "127.0.0.1"',
                     f"port = {broker.port}",
-                    f'cert = "{federation.gateways[country].cert}"',
-                    f'key = "{federation.gateways[country].key}"',
+                    f'cert = "{credentials[country].cert}"',
+                    f'key = "{credentials[country].key}"',
                     f'bundle = "{federation.bundle_dir}"',
                     f'broker_identity = "{credential.identity.uri}"',
                     "keepalive = 5",

@@ -19,71 +19,22 @@ from gateway.node import Gateway
 from gateway.runner import build_gateways
 from protocols.errors import ConfigError
 from protocols.schema import v1
-from tests.gateway.federation import eventually, reports, texts
+from tests.gateway.federation import (
+    SPLIT_ALIASES_DE,
+    SPLIT_ALIASES_FR,
+    SPLIT_RADIO,
+    SPLIT_UNITS,
+    eventually,
+    reports,
+    split_config,
+    texts,
+)
 
-RADIO = {"DE": "9000000", "DE-2": "9000002", "FR": "8000000"}
-FR_VSAV = "1001"
-DE_RTW_1 = "2001"  # on DE's network
-DE_RTW_2, DE_RTW_3 = "2002", "2003"  # on DE-2's network
-ALIAS_OF_FR_VSAV = "9001001"  # in the German plan
-ALIAS_OF = {"rtw-1": "8002001", "rtw-2": "8002002", "rtw-3": "8002003"}  # in the French plan
-
-
-def _german(member: str, port: int, units: dict[str, str]) -> str:
-    tag = member.lower()
-    lines = [
-        "[gateway]",
-        f'name = "gw-{tag}"',
-        'nation = "DE"',
-        f'member = "{member}"',
-        "[federation]",
-        'partners = ["FR"]',
-        "[delivery]",
-        "report_timeout = 10.0",
-        "[[adapters]]",
-        f'name = "tetra-{tag}"',
-        'type = "tetra"',
-        'organisation = "bos"',
-        f'url = "tcp://127.0.0.1:{port}"',
-        f'radio_issi = "{RADIO[member]}"',
-        "[[aliases]]",
-        f'issi = "{ALIAS_OF_FR_VSAV}"',
-        'unit = "fr.sdis67.vsav-1"',
-        'nation = "FR"',
-        f'adapter = "tetra-{tag}"',
-    ]
-    for name, issi in units.items():
-        lines += ["[[units]]", f'unit = "de.bos.{name}"', f'adapter = "tetra-{tag}"']
-        lines += [f'issi = "{issi}"']
-    return "\n".join(lines) + "\n"
-
-
-def _french(port: int) -> str:
-    lines = [
-        "[gateway]",
-        'name = "gw-fr"',
-        'nation = "FR"',
-        "[federation]",
-        'partners = ["DE", "DE-2"]',
-        "[delivery]",
-        "report_timeout = 10.0",
-        "[[adapters]]",
-        'name = "tetra-fr"',
-        'type = "tetra"',
-        'organisation = "sdis67"',
-        f'url = "tcp://127.0.0.1:{port}"',
-        f'radio_issi = "{RADIO["FR"]}"',
-        "[[units]]",
-        'unit = "fr.sdis67.vsav-1"',
-        'adapter = "tetra-fr"',
-        f'issi = "{FR_VSAV}"',
-    ]
-    for name, issi in ALIAS_OF.items():
-        lines += ["[[aliases]]", f'issi = "{issi}"', f'unit = "de.bos.{name}"', 'nation = "DE"']
-        lines += ['adapter = "tetra-fr"']
-        if name == "rtw-2":  # rtw-3 is found by its presence
-            lines.append('member = "DE-2"')
-    return "\n".join(lines) + "\n"
+FR_VSAV = SPLIT_UNITS["FR"]["vsav-1"]
+DE_RTW_1 = SPLIT_UNITS["DE"]["rtw-1"]
+DE_RTW_2, DE_RTW_3 = SPLIT_UNITS["DE-2"]["rtw-2"], SPLIT_UNITS["DE-2"]["rtw-3"]
+ALIAS_OF_FR_VSAV = SPLIT_ALIASES_DE["vsav-1"]
+ALIAS_OF = SPLIT_ALIASES_FR
 
 
 @dataclass
@@ -96,17 +47,22 @@ class Split:
     sim_fr: TetraNetworkSimulator
 
 
+def _network(member: str) -> TetraNetworkSimulator:
+    return TetraNetworkSimulator(
+        radio_issi=SPLIT_RADIO[member], units=list(SPLIT_UNITS[member].values())
+    )
+
+
 @contextlib.asynccontextmanager
 async def _split(tmp_path: Path) -> AsyncIterator[Split]:
     async with (
-        TetraNetworkSimulator(radio_issi=RADIO["DE"], units=[DE_RTW_1]) as sim_de,
-        TetraNetworkSimulator(radio_issi=RADIO["DE-2"], units=[DE_RTW_2, DE_RTW_3]) as sim_de2,
-        TetraNetworkSimulator(radio_issi=RADIO["FR"], units=[FR_VSAV]) as sim_fr,
+        _network("DE") as sim_de,
+        _network("DE-2") as sim_de2,
+        _network("FR") as sim_fr,
     ):
         configs = [
-            parse_config(_german("DE", sim_de.port, {"rtw-1": DE_RTW_1})),
-            parse_config(_german("DE-2", sim_de2.port, {"rtw-2": DE_RTW_2, "rtw-3": DE_RTW_3})),
-            parse_config(_french(sim_fr.port)),
+            parse_config(split_config(member, sim.port))
+            for member, sim in (("DE", sim_de), ("DE-2", sim_de2), ("FR", sim_fr))
         ]
         de, de2, fr = build_gateways(configs, LocalFederationBus(), state_dir=tmp_path)
         async with de.running(), de2.running(), fr.running():
@@ -194,6 +150,6 @@ async def test_a_german_gateway_cannot_speak_for_another(split: Split) -> None:
 
 
 def test_two_configurations_of_one_member_cannot_share_a_process(tmp_path: Path) -> None:
-    config = parse_config(_german("DE-2", 1, {"rtw-2": DE_RTW_2}))
+    config = parse_config(split_config("DE-2", 1))
     with pytest.raises(ConfigError, match="same federation member"):
         build_gateways([config, config], LocalFederationBus(), state_dir=tmp_path)

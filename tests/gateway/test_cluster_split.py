@@ -1,0 +1,195 @@
+"""A split country on two instances (``[cluster] home``): Germany runs two gateways (DE,
+DE-2), each at home on one of two instances; the instance that runs DE is killed with
+SIGKILL during traffic. Real ``euccs-gw run`` processes, a real PostgreSQL journal and
+a real Mosquitto broker with mutual TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.tetra import TetraNetworkSimulator
+from loadtests._postgres import fresh_database
+from protocols.errors import LinkError
+from protocols.tetra import TextSds
+from tests.gateway.federation import (
+    SPLIT_ALIASES_DE,
+    SPLIT_ALIASES_FR,
+    SPLIT_RADIO,
+    SPLIT_UNITS,
+    eventually,
+    split_config,
+)
+from tests.processes import STORED, mqtt_backbone, over_mqtt, radios_initialised, reports_with
+
+TTL = 3.0
+KILL_AT = 40
+AFTER_TAKEOVER = 30
+NAMES = {"DE": "gw-de", "DE-2": "gw-de-2", "FR": "gw-fr"}
+#: sender radio -> (the alias it sends to, the radio that receives, on which network)
+ROUTES: dict[str, tuple[str, str, str, str]] = {
+    # French radios to a unit of each German gateway
+    "1001": ("FR", SPLIT_ALIASES_FR["rtw-1"], SPLIT_UNITS["DE"]["rtw-1"], "DE"),
+    "1002": ("FR", SPLIT_ALIASES_FR["rtw-2"], SPLIT_UNITS["DE-2"]["rtw-2"], "DE-2"),
+    # a radio of each German gateway to France
+    "2001": ("DE", SPLIT_ALIASES_DE["vsav-1"], SPLIT_UNITS["FR"]["vsav-1"], "FR"),
+    "2002": ("DE-2", SPLIT_ALIASES_DE["fpt-1"], SPLIT_UNITS["FR"]["fpt-1"], "FR"),
+}
+
+
+def _events(path: Path, event: str, **match: str) -> list[dict[str, Any]]:
+    found = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if (
+                isinstance(record, dict)
+                and record.get("event") == event
+                and all(record.get(k) == v for k, v in match.items())
+            ):
+                found.append(record)
+    return found
+
+
+def _arrivals(sim: TetraNetworkSimulator, issi: str) -> list[str]:
+    return [
+        c.text.split("] ", 1)[-1] for _s, c in sim.received.get(issi, []) if isinstance(c, TextSds)
+    ]
+
+
+async def _start(
+    configs: list[Path], tmp_path: Path, name: str, log: Any, *extra: str
+) -> asyncio.subprocess.Process:
+    from tests.processes import start_gateways
+
+    return await start_gateways(
+        configs, tmp_path / f"state-{name}", extra=extra, stderr=log, log_level="info"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.interop
+async def test_two_instances_share_a_split_country_and_either_takes_the_other_s_share(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    url = fresh_database(postgres_url)
+    logs = {name: tmp_path / f"{name}.log" for name in ("fr", "kehl-a", "kehl-b")}
+    sims: dict[str, TetraNetworkSimulator] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        for member in ("DE", "DE-2", "FR"):
+            sims[member] = await stack.enter_async_context(
+                TetraNetworkSimulator(
+                    radio_issi=SPLIT_RADIO[member],
+                    units=list(SPLIT_UNITS[member].values()),
+                    # German radios take 30 ms per delivery: a backlog builds in custody.
+                    delivery_latency=0.0 if member == "FR" else 0.03,
+                )
+            )
+        mqtt = stack.enter_context(mqtt_backbone(tmp_path, NAMES))
+        files: dict[str, Path] = {}
+        for member, home in (("DE", "kehl-a"), ("DE-2", "kehl-b"), ("FR", None)):
+            extra = (
+                []
+                if home is None
+                else [
+                    f'[journal]\nurl = "{url}"\n',
+                    f'[cluster]\nlease_ttl = {TTL}\nhome = "{home}"\n',
+                ]
+            )
+            files[member] = tmp_path / f"{member.lower()}.toml"
+            files[member].write_text(
+                over_mqtt(split_config(member, sims[member].port), mqtt[member], *extra)
+            )
+        german = [files["DE"], files["DE-2"]]
+        out = {name: stack.enter_context(path.open("wb")) for name, path in logs.items()}
+        procs: dict[str, asyncio.subprocess.Process] = {}
+
+        async def stop_all() -> None:
+            for proc in procs.values():
+                if proc.returncode is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                await asyncio.wait_for(proc.wait(), 30)
+
+        stack.push_async_callback(stop_all)
+        sent: dict[tuple[str, str, int], str] = {}  # (network, sender, reference) -> text
+        async with asyncio.timeout(180):
+            procs["fr"] = await _start([files["FR"]], tmp_path, "fr", out["fr"])
+            procs["kehl-a"] = await _start(
+                german, tmp_path, "kehl-a", out["kehl-a"], "--instance", "kehl-a"
+            )
+            # kehl-b is not up yet: kehl-a runs both German gateways meanwhile.
+            await radios_initialised(list(sims.values()), 1)
+            procs["kehl-b"] = await _start(
+                german, tmp_path, "kehl-b", out["kehl-b"], "--instance", "kehl-b"
+            )
+            began = time.monotonic()
+            await radios_initialised([sims["DE-2"]], 2)  # DE-2 went home to kehl-b
+            handed_back = time.monotonic() - began
+            killed_at, taken_over = 0.0, None
+            tick = after = 0
+            while after < AFTER_TAKEOVER:
+                if taken_over is not None and taken_over.done():
+                    after += 1
+                if tick == KILL_AT:
+                    procs["kehl-a"].send_signal(signal.SIGKILL)
+                    assert await procs["kehl-a"].wait() == -signal.SIGKILL
+                    killed_at = time.monotonic()
+                    taken_over = asyncio.ensure_future(radios_initialised([sims["DE"]], 2))
+                for sender, (network, alias, _radio, _to) in ROUTES.items():
+                    text = f"{sender} #{tick:03d}"
+                    try:
+                        reference = await sims[network].send_text(sender, alias, text)
+                    except LinkError:
+                        continue  # no gateway on that network: nobody acknowledged it
+                    sent[(network, sender, reference)] = text
+                tick += 1
+                await asyncio.sleep(0.03)
+            assert taken_over is not None
+            takeover = time.monotonic() - killed_at  # an upper bound: traffic went on
+
+            def acknowledged() -> set[str]:
+                return {
+                    sent[(network, sender, reference)]
+                    for sender, (network, *_rest) in ROUTES.items()
+                    for reference in reports_with(sims[network], sender, STORED)
+                    if (network, sender, reference) in sent
+                }
+
+            def delivered() -> set[str]:
+                return {
+                    text
+                    for _sender, (_n, _alias, radio, to) in ROUTES.items()
+                    for text in _arrivals(sims[to], radio)
+                }
+
+            await eventually(lambda: acknowledged() <= delivered(), 90)
+
+    want = acknowledged()
+    print(
+        f"texts acknowledged: {len(want)}; DE-2 handed back to its home in {handed_back:.2f} s; "
+        f"DE taken over within {takeover:.2f} s of the SIGKILL (lease ttl {TTL:g} s)"
+    )
+    for sender, (_network, _alias, radio, to) in ROUTES.items():
+        texts = [t for t in _arrivals(sims[to], radio) if t.startswith(f"{sender} #")]
+        assert sorted(set(texts)) == texts, f"{sender} -> {radio}: duplicated or out of order"
+        assert {t for t in want if t.startswith(f"{sender} #")} <= set(texts)
+        # Every route carried traffic before the kill and after the takeover.
+        numbers = [int(t.split("#")[1]) for t in texts]
+        assert min(numbers) < KILL_AT < max(numbers), f"{sender}: {numbers[:3]}..{numbers[-3:]}"
+    # The work was shared: each instance ran its home gateway, and kehl-b took DE over.
+    assert _events(logs["kehl-a"], "cluster.handing_back", gateway="gw-de-2")
+    assert len(_events(logs["kehl-b"], "cluster.active", gateway="gw-de-2")) == 1
+    assert len(_events(logs["kehl-b"], "cluster.active", gateway="gw-de")) == 1
+    assert not _events(logs["kehl-a"], "cluster.active", gateway="gw-de-2")[1:]
+    # DE's custody at the kill was resumed by kehl-b.
+    recovered = _events(logs["kehl-b"], "journal.recovered", gateway="gw-de")
+    assert recovered and recovered[-1]["resumed"], recovered
+    assert procs["kehl-b"].returncode == 0, logs["kehl-b"].read_text()[-3000:]
