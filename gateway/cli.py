@@ -245,8 +245,9 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     bench.add_argument(
         "--instances",
         action="store_true",
-        help="instead: one country with one, then two gateway instances ([cluster], "
-        "PostgreSQL), throughput ratio and takeover time after SIGKILL (docs/scaling.md)",
+        help="instead: a country split over two gateways on one, then two instances "
+        "([cluster] home, PostgreSQL): throughput ratio, cores used, takeover time after "
+        "SIGKILL (docs/scaling.md)",
     )
     bench.add_argument(
         "--quick", action="store_true", help="short phases (about 40 s in all): a smoke run"

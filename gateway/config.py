@@ -171,6 +171,13 @@ class FederationConfig:
     partners: tuple[str, ...] = ()
     #: ``[federation.mqtt]``: broker, certificates, batching (transport "mqtt" only).
     mqtt: MqttSettings | None = None
+    #: The other gateways of our split country (``DE-2``): they exchange presence only.
+    siblings: tuple[str, ...] = ()
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """Every member we exchange envelopes with: partners, then siblings."""
+        return (*self.partners, *self.siblings)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -308,7 +315,7 @@ def _parse(root: Table, source: str) -> GatewayConfig:
             "tag of 1-8 upper-case letters or digits (DE-2).",
         )
     gw.finish()
-    federation = _federation(root.table("federation"), nation)
+    federation = _federation(root.table("federation"), nation, member or nation)
     delivery = _delivery(root.table("delivery"))
     codebooks = dict(BUILTIN_CODEBOOKS)
     cb_table = root.table("codebooks")
@@ -406,7 +413,7 @@ def _match(table: Table, key: str, pattern: re.Pattern[str], what: str, default:
     return value
 
 
-def _federation(table: Table, nation: str) -> FederationConfig:
+def _federation(table: Table, nation: str, member: str) -> FederationConfig:
     transport = table.string("transport", "local")
     if transport not in ("local", "mqtt"):
         raise table.error("transport", f"{transport!r} is not supported; use 'local' or 'mqtt'.")
@@ -430,13 +437,22 @@ def _federation(table: Table, nation: str) -> FederationConfig:
             )
     if len(set(partners)) != len(partners):
         raise table.error("partners", "lists a partner twice.")
+    siblings = tuple(table.strings("siblings", []))
+    for sibling in siblings:
+        if not is_member(sibling) or member_nation(sibling) != nation or sibling == member:
+            raise table.error(
+                "siblings",
+                f"{sibling!r} is not another gateway of {nation} ({nation}, or {nation}-<tag>).",
+            )
+    if len(set(siblings)) != len(siblings):
+        raise table.error("siblings", "lists a gateway twice.")
     mqtt = None
     if transport == "mqtt":
         mqtt = parse_mqtt_settings(table.table("mqtt", required=True))
     elif table.has("mqtt"):
         raise table.error("mqtt", "is only read with transport = 'mqtt'.")
     table.finish()
-    return FederationConfig(transport=transport, partners=partners, mqtt=mqtt)
+    return FederationConfig(transport=transport, partners=partners, mqtt=mqtt, siblings=siblings)
 
 
 #: The longest ``ack_timeout``: a partner holds a message that overtook a lost one for

@@ -18,7 +18,18 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["DEMO_UNITS", "IWF_DOMAIN", "MCDATA_UNITS", "DemoUnit", "demo_config_text"]
+__all__ = [
+    "DEMO_UNITS",
+    "IWF_DOMAIN",
+    "MCDATA_UNITS",
+    "SPLIT_ALIASES_DE",
+    "SPLIT_ALIASES_FR",
+    "SPLIT_RADIO",
+    "SPLIT_UNITS",
+    "DemoUnit",
+    "demo_config_text",
+    "split_config_text",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,3 +247,63 @@ def demo_config_text(
     if nation == "BE":
         text += _BE_CODEBOOK
     return text
+
+
+# ---------------------------------------------------------------- a split country
+
+#: Germany split over two gateways (DE, DE-2), each with its own radio network, and France.
+SPLIT_RADIO = {"DE": "9000000", "DE-2": "9000002", "FR": "8000000"}
+SPLIT_UNITS = {
+    "DE": {"rtw-1": "2001", "hlf-1": "2011"},
+    "DE-2": {"rtw-2": "2002", "rtw-3": "2003"},
+    "FR": {"vsav-1": "1001", "fpt-1": "1002"},
+}
+#: French alias ISSIs of the German units (rtw-2's names its gateway; rtw-3's does not).
+SPLIT_ALIASES_FR = {"rtw-1": "8002001", "hlf-1": "8002011", "rtw-2": "8002002", "rtw-3": "8002003"}
+#: German alias ISSIs of the French units (the same on both German networks).
+SPLIT_ALIASES_DE = {"vsav-1": "9001001", "fpt-1": "9001002"}
+
+
+def split_config_text(member: str, port: int) -> str:
+    """The configuration of one gateway of the split federation (embedded bus).
+
+    Args:
+        member: ``DE``, ``DE-2`` or ``FR``.
+        port: TCP port of its simulated TETRA radio's PEI.
+    """
+    french = member == "FR"
+    tag = member.lower()
+    adapter = f"tetra-{tag}"
+    lines = [
+        "[gateway]",
+        f'name = "gw-{tag}"',
+        f'nation = "{member[:2]}"',
+        f'member = "{member}"',
+        "[federation]",
+        'transport = "local"',
+        f"partners = {json.dumps(['DE', 'DE-2'] if french else ['FR'])}",
+        f"siblings = {json.dumps([] if french else [m for m in ('DE', 'DE-2') if m != member])}",
+        "[delivery]",
+        "report_timeout = 10.0",
+        "[[adapters]]",
+        f'name = "{adapter}"',
+        'type = "tetra"',
+        f'organisation = "{"sdis67" if french else "bos"}"',
+        f'url = "tcp://127.0.0.1:{port}"',
+        f'radio_issi = "{SPLIT_RADIO[member]}"',
+    ]
+    for name, issi in SPLIT_UNITS[member].items():
+        organisation = "sdis67" if french else "bos"
+        lines += ["[[units]]", f'unit = "{member[:2].lower()}.{organisation}.{name}"']
+        lines += [f'adapter = "{adapter}"', f'issi = "{issi}"']
+    if french:
+        for name, issi in SPLIT_ALIASES_FR.items():
+            lines += ["[[aliases]]", f'issi = "{issi}"', f'unit = "de.bos.{name}"']
+            lines += ['nation = "DE"', f'adapter = "{adapter}"']
+            if name == "rtw-2":
+                lines.append('member = "DE-2"')
+    else:
+        for name, issi in SPLIT_ALIASES_DE.items():
+            lines += ["[[aliases]]", f'issi = "{issi}"', f'unit = "fr.sdis67.{name}"']
+            lines += ['nation = "FR"', f'adapter = "{adapter}"']
+    return "\n".join(lines) + "\n"

@@ -383,13 +383,13 @@ class Gateway:
         #: Partner gateways per partner country, and, for split countries, the gateway each
         #: unit's presence last came from (see :meth:`_member_for`).
         self._members_of, self._served_by = _members_by_nation(config.federation.partners), {}
-        for nation in config.federation.partners:
+        for nation in config.federation.peers:
             self.queues[_egress(nation)] = self._new_queue()
         for name in (*self.adapters, *self.mcdata):
             self.queues[_local(name)] = self._new_queue()
         self._inflight, self._window_free = (
-            {nation: {} for nation in config.federation.partners},
-            {nation: asyncio.Event() for nation in config.federation.partners},
+            {nation: {} for nation in config.federation.peers},
+            {nation: asyncio.Event() for nation in config.federation.peers},
         )
         #: Per queue: copies in the journal only (``[delivery] spill``, see :class:`_Spill`).
         self._spilled: dict[str, _Spill] = {}
@@ -407,12 +407,12 @@ class Gateway:
         #: Per partner: what each message sent follows; partners' messages held back until
         #: the one they follow is in custody (see :mod:`gateway.ordering`).
         self._chains, self._held_back = (
-            {n: Chains() for n in config.federation.partners},
+            {n: Chains() for n in config.federation.peers},
             HeldBack(hold_seconds=max(HOLD_SECONDS, 3 * delivery.ack_timeout)),
         )
         #: Per partner: the last send failed, so sends go one at a time until one succeeds.
         self._probing, self._send_failures = (
-            dict.fromkeys(config.federation.partners, False),
+            dict.fromkeys(config.federation.peers, False),
             {},
         )
         self._ack_timeout, self._receipt_lifetime = (
@@ -436,7 +436,7 @@ class Gateway:
         liveness = config.liveness
         self.liveness: dict[str, CanaryTracker] = {}
         if liveness.canary_interval > 0:
-            paths = [f"federation:{n}" for n in config.federation.partners]
+            paths = [f"federation:{n}" for n in config.federation.peers]
             paths += [f"adapter:{a}" for a in self.adapters]
             self.liveness = {
                 path: CanaryTracker(
@@ -477,7 +477,7 @@ class Gateway:
                             self._delivery_loop(name, urgent=urgent),
                             name=f"gateway[{self.name}].deliver[{name}]{'.urgent' * urgent}",
                         )
-                for nation in self.config.federation.partners:
+                for nation in self.config.federation.peers:
                     tasks.create_task(
                         self._egress_loop(nation), name=f"gateway[{self.name}].egress[{nation}]"
                     )
@@ -1790,6 +1790,11 @@ class Gateway:
             )
             return
         body = envelope.WhichOneof("body")
+        if nation == self.nation and body not in ("presence", "canary"):
+            # Another gateway of our country shares its units' presence, nothing else.
+            self.counters["federation_misattributed"] += 1
+            self.log.warning("federation.sibling_message_refused", sender=sender, body=body)
+            return
         if body not in ("presence", "canary") and not 0 < len(envelope.message_id) <= 64:
             # Copies are told apart by their identity: without one, a message would be
             # taken for a copy of another (or make later ones look like copies of it).
@@ -2029,7 +2034,15 @@ class Gateway:
         now = self.monotonic()
         unit = p.unit.unit
         nation = member_nation(sender)
-        if len(unit) > _MAX_NAME or not UNIT_PATTERN.match(unit) or unit[:2] != nation.lower():
+        held = self.presence.get(unit) if nation == self.nation else None
+        if (
+            len(unit) > _MAX_NAME
+            or not UNIT_PATTERN.match(unit)
+            or unit[:2] != nation.lower()
+            # Another gateway of our country: never for a unit of ours.
+            or (nation == self.nation and self.directory.unit(unit) is not None)
+            or (held is not None and held.local)
+        ):
             # A partner speaks for its own units only: never for ours or a third nation's.
             self.counters["presence_refused"] += 1
             self.log.warning(
@@ -2815,7 +2828,7 @@ class Gateway:
             self._unsaved_alerts[alert.alert_id.hex()] = None
         updates = self.presence.drain(now)
         for update in updates:
-            for nation in self.config.federation.partners:
+            for nation in self.config.federation.peers:  # siblings too: presence only
                 envelope = self._gateway_envelope(
                     nation, v1.PRIORITY_ROUTINE, valid_for=self.config.presence.lease
                 )

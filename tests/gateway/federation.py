@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,57 +105,3 @@ def reports(sim: TetraNetworkSimulator, issi: str, *, stored: bool = False) -> l
         for _s, c in sim.reports.get(issi, [])
         if isinstance(c, SdsReport) and (stored or c.delivery_status != 0x21)
     ]
-
-
-# ---------------------------------------------------------------- a split country
-
-#: Germany split over two gateways (DE, DE-2), each with its own radio network, and France.
-SPLIT_RADIO = {"DE": "9000000", "DE-2": "9000002", "FR": "8000000"}
-SPLIT_UNITS = {
-    "DE": {"rtw-1": "2001", "hlf-1": "2011"},
-    "DE-2": {"rtw-2": "2002", "rtw-3": "2003"},
-    "FR": {"vsav-1": "1001", "fpt-1": "1002"},
-}
-#: French alias ISSIs of the German units (rtw-2's names its gateway; rtw-3's does not).
-SPLIT_ALIASES_FR = {"rtw-1": "8002001", "hlf-1": "8002011", "rtw-2": "8002002", "rtw-3": "8002003"}
-#: German alias ISSIs of the French units (the same on both German networks).
-SPLIT_ALIASES_DE = {"vsav-1": "9001001", "fpt-1": "9001002"}
-
-
-def split_config(member: str, port: int) -> str:
-    """The configuration of one gateway of the split federation (embedded bus)."""
-    french = member == "FR"
-    tag = member.lower()
-    adapter = f"tetra-{tag}"
-    lines = [
-        "[gateway]",
-        f'name = "gw-{tag}"',
-        f'nation = "{member[:2]}"',
-        f'member = "{member}"',
-        "[federation]",
-        'transport = "local"',
-        f"partners = {json.dumps(['DE', 'DE-2'] if french else ['FR'])}",
-        "[delivery]",
-        "report_timeout = 10.0",
-        "[[adapters]]",
-        f'name = "{adapter}"',
-        'type = "tetra"',
-        f'organisation = "{"sdis67" if french else "bos"}"',
-        f'url = "tcp://127.0.0.1:{port}"',
-        f'radio_issi = "{SPLIT_RADIO[member]}"',
-    ]
-    for name, issi in SPLIT_UNITS[member].items():
-        organisation = "sdis67" if french else "bos"
-        lines += ["[[units]]", f'unit = "{member[:2].lower()}.{organisation}.{name}"']
-        lines += [f'adapter = "{adapter}"', f'issi = "{issi}"']
-    if french:
-        for name, issi in SPLIT_ALIASES_FR.items():
-            lines += ["[[aliases]]", f'issi = "{issi}"', f'unit = "de.bos.{name}"']
-            lines += ['nation = "DE"', f'adapter = "{adapter}"']
-            if name == "rtw-2":
-                lines.append('member = "DE-2"')
-    else:
-        for name, issi in SPLIT_ALIASES_DE.items():
-            lines += ["[[aliases]]", f'issi = "{issi}"', f'unit = "fr.sdis67.{name}"']
-            lines += ['nation = "FR"', f'adapter = "{adapter}"']
-    return "\n".join(lines) + "\n"

@@ -16,16 +16,18 @@ from typing import Any
 import pytest
 
 from adapters.tetra import TetraNetworkSimulator
-from loadtests._postgres import fresh_database
-from protocols.errors import LinkError
-from protocols.tetra import TextSds
-from tests.gateway.federation import (
+from gateway.demo_configs import (
     SPLIT_ALIASES_DE,
     SPLIT_ALIASES_FR,
     SPLIT_RADIO,
     SPLIT_UNITS,
+    split_config_text,
+)
+from loadtests._postgres import fresh_database
+from protocols.errors import LinkError
+from protocols.tetra import TextSds
+from tests.gateway.federation import (
     eventually,
-    split_config,
 )
 from tests.processes import STORED, mqtt_backbone, over_mqtt, radios_initialised, reports_with
 
@@ -105,7 +107,7 @@ async def test_two_instances_share_a_split_country_and_either_takes_the_other_s_
             )
             files[member] = tmp_path / f"{member.lower()}.toml"
             files[member].write_text(
-                over_mqtt(split_config(member, sims[member].port), mqtt[member], *extra)
+                over_mqtt(split_config_text(member, sims[member].port), mqtt[member], *extra)
             )
         german = [files["DE"], files["DE-2"]]
         out = {name: stack.enter_context(path.open("wb")) for name, path in logs.items()}

@@ -59,12 +59,13 @@ def test_valid_config_is_read_with_defaults() -> None:
 def test_a_gateway_of_a_split_country_and_its_split_partners() -> None:
     config = parse_config(
         VALID.replace('nation = "DE"\n', 'nation = "DE"\nmember = "DE-2"\n', 1)
-        .replace('partners = ["FR"]', 'partners = ["FR", "FR-2"]')
+        .replace('partners = ["FR"]', 'partners = ["FR", "FR-2"]\nsiblings = ["DE"]')
         .replace('nation = "FR"\nadapter', 'nation = "FR"\nmember = "FR-2"\nadapter')
         .replace('nations = ["FR"]', 'nations = ["FR-2", "DE"]')
     )
     assert (config.member, config.federation_member) == ("DE-2", "DE-2")
     assert config.federation.partners == ("FR", "FR-2")
+    assert config.federation.peers == ("FR", "FR-2", "DE")
     assert config.aliases[0].member == "FR-2"
     assert config.groups[0].nations == ("FR-2", "DE")
     # Naming the country itself is the default member.
@@ -141,6 +142,16 @@ def test_a_gateway_of_a_split_country_and_its_split_partners() -> None:
             "aliases[0].member: 'BE-2' is not a gateway of FR",
         ),
         ('nations = ["FR"]', 'nations = ["fr"]', "groups[0].nations: 'fr' is not a country"),
+        (
+            'partners = ["FR"]',
+            'partners = ["FR"]\nsiblings = ["FR-2"]',
+            "federation.siblings: 'FR-2' is not another gateway of DE",
+        ),
+        (
+            'partners = ["FR"]',
+            'partners = ["FR"]\nsiblings = ["DE"]',
+            "federation.siblings: 'DE' is not another gateway of DE",
+        ),
     ],
 )
 def test_errors_name_the_key(old: str, new: str, message: str) -> None:

@@ -13,6 +13,13 @@ import pytest
 
 from adapters.tetra import TetraNetworkSimulator
 from gateway.config import parse_config
+from gateway.demo_configs import (
+    SPLIT_ALIASES_DE,
+    SPLIT_ALIASES_FR,
+    SPLIT_RADIO,
+    SPLIT_UNITS,
+    split_config_text,
+)
 from gateway.federation import LocalFederationBus
 from gateway.members import is_member, member_nation, validate_member
 from gateway.node import Gateway
@@ -20,13 +27,8 @@ from gateway.runner import build_gateways
 from protocols.errors import ConfigError
 from protocols.schema import v1
 from tests.gateway.federation import (
-    SPLIT_ALIASES_DE,
-    SPLIT_ALIASES_FR,
-    SPLIT_RADIO,
-    SPLIT_UNITS,
     eventually,
     reports,
-    split_config,
     texts,
 )
 
@@ -61,7 +63,7 @@ async def _split(tmp_path: Path) -> AsyncIterator[Split]:
         _network("FR") as sim_fr,
     ):
         configs = [
-            parse_config(split_config(member, sim.port))
+            parse_config(split_config_text(member, sim.port))
             for member, sim in (("DE", sim_de), ("DE-2", sim_de2), ("FR", sim_fr))
         ]
         de, de2, fr = build_gateways(configs, LocalFederationBus(), state_dir=tmp_path)
@@ -149,7 +151,32 @@ async def test_a_german_gateway_cannot_speak_for_another(split: Split) -> None:
     assert texts(split.sim_fr, FR_VSAV) == []
 
 
+async def test_the_gateways_of_a_split_country_share_their_units_presence(split: Split) -> None:
+    await split.sim_de2.send_text(DE_RTW_2, ALIAS_OF_FR_VSAV, "here", report_request=0)
+    await eventually(lambda: split.de.presence.availability("de.bos.rtw-2").name == "ONLINE")
+    held = split.de.presence.get("de.bos.rtw-2")
+    assert held is not None and not held.local and held.gateway == "gw-de-2"
+    # A sibling speaks for its own units only, and sends nothing but presence.
+    claim = v1.Envelope(message_id=uuid.uuid4().bytes)
+    claim.origin.nation = "DE"
+    claim.origin_member = "DE-2"
+    claim.presence.unit.nation = "DE"
+    claim.presence.unit.unit = "de.bos.rtw-1"  # DE's own unit
+    claim.presence.availability = v1.AVAILABILITY_OFFLINE
+    claim.presence.served_by = "gw-de-2"
+    claim.presence.epoch = claim.presence.seq = 2**63
+    await split.de2.link.send("DE", claim.SerializeToString())
+    await eventually(lambda: split.de.counters["presence_refused"] == 1)
+    text = v1.Envelope(message_id=uuid.uuid4().bytes, priority=v1.PRIORITY_ROUTINE)
+    text.origin.nation, text.origin.unit, text.origin_member = "DE", "de.bos.rtw-2", "DE-2"
+    text.destination.unit.nation, text.destination.unit.unit = "DE", "de.bos.rtw-1"
+    text.text.text = "not through a sibling"
+    await split.de2.link.send("DE", text.SerializeToString())
+    await eventually(lambda: split.de.counters["federation_misattributed"] == 1)
+    assert texts(split.sim_de, DE_RTW_1) == []
+
+
 def test_two_configurations_of_one_member_cannot_share_a_process(tmp_path: Path) -> None:
-    config = parse_config(split_config("DE-2", 1))
+    config = parse_config(split_config_text("DE-2", 1))
     with pytest.raises(ConfigError, match="same federation member"):
         build_gateways([config, config], LocalFederationBus(), state_dir=tmp_path)
