@@ -1493,8 +1493,9 @@ class Gateway:
         the country.
         """
         nation = unit.nation
-        if len(self._members_of.get(nation, ())) <= 1:
-            return nation  # one gateway (or not a partner: refused by the caller)
+        members = self._members_of.get(nation, ())
+        if len(members) <= 1:
+            return members[0] if members else nation  # not a partner: refused by the caller
         member = self.directory.alias_member(unit.unit) or self._served_by.get(unit.unit, "")
         if member and _egress(member) in self.queues:
             return member

@@ -53,6 +53,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from gateway._toml import Table
+from gateway.members import is_member, member_nation
 from protocols.errors import DeliveryRefused
 from protocols.schema import v1
 from protocols.tetra import DeliveryStatus
@@ -407,8 +408,15 @@ class RateLimitSettings:
     max_peers: int = 4096
 
     def for_peer(self, peer: str) -> PeerLimits:
-        """Return the limits that apply to ``peer``."""
-        return self.peers.get(peer, self.defaults)
+        """Return the limits that apply to ``peer``.
+
+        A gateway of a split partner country (``FR-2``) without limits of its own gets its
+        country's (each gateway its own buckets).
+        """
+        limits = self.peers.get(peer)
+        if limits is None and is_member(peer):
+            limits = self.peers.get(member_nation(peer))
+        return self.defaults if limits is None else limits
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -180,3 +180,10 @@ def test_two_configurations_of_one_member_cannot_share_a_process(tmp_path: Path)
     config = parse_config(split_config_text("DE-2", 1))
     with pytest.raises(ConfigError, match="same federation member"):
         build_gateways([config, config], LocalFederationBus(), state_dir=tmp_path)
+
+
+def test_the_only_gateway_of_a_partner_country_gets_all_its_units(tmp_path: Path) -> None:
+    text = split_config_text("FR", 1).replace('partners = ["DE", "DE-2"]', 'partners = ["DE-2"]')
+    [fr] = build_gateways([parse_config(text)], LocalFederationBus(), state_dir=tmp_path)
+    assert fr._member_for(v1.Party(nation="DE", unit="de.bos.rtw-1")) == "DE-2"
+    assert fr._member_for(v1.Party(nation="IT", unit="it.vvf.aps-1")) == "IT"  # not a partner

@@ -141,12 +141,18 @@ def test_topics_and_acl_of_a_split_country() -> None:
 def test_runner_builds_the_link_of_the_transport(tmp_path: Path) -> None:
     bus = LocalFederationBus()
     local = SimpleNamespace(
-        nation="DE", name="gw-de", federation=SimpleNamespace(transport="local")
+        nation="DE",
+        federation_member="DE",
+        name="gw-de",
+        federation=SimpleNamespace(transport="local"),
     )
     assert isinstance(default_link(local, bus, lambda: 0), LocalLink)  # type: ignore[arg-type]
     settings = _parse(MINIMAL)
     mqtt = SimpleNamespace(
-        nation="FR", name="gw-fr", federation=SimpleNamespace(transport="mqtt", mqtt=settings)
+        nation="FR",
+        federation_member="FR",
+        name="gw-fr",
+        federation=SimpleNamespace(transport="mqtt", mqtt=settings),
     )
     link = default_link(mqtt, bus, lambda: 42)  # type: ignore[arg-type]
     assert isinstance(link, MqttFederationLink)

@@ -439,6 +439,9 @@ def test_parse_rate_limits_defaults_and_overrides() -> None:
     assert fr.emergency_burst == 7.0
     assert fr.messages_per_second == 20.0  # inherited from [rate_limits]
     assert parsed.for_peer("CH") == parsed.defaults
+    # A gateway of a split country without limits of its own gets its country's.
+    assert parsed.for_peer("FR-2") == fr
+    assert parsed.for_peer("CH-2") == parsed.defaults
 
 
 @pytest.mark.parametrize(
