@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import signal
 import time
@@ -26,10 +25,11 @@ from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
 from gateway.leases import Lease, LeaseStore
 from loadtests._postgres import fresh_database
 from protocols.errors import ConfigError, LinkError
-from protocols.tetra import TextSds
 from tests.gateway.federation import eventually
 from tests.processes import (
     STORED,
+    arrivals,
+    log_events,
     mqtt_backbone,
     over_mqtt,
     radios_initialised,
@@ -278,23 +278,6 @@ KILL_AT = 50
 AFTER_TAKEOVER = 40
 
 
-def _log_events(path: Path, event: str) -> list[dict[str, Any]]:
-    found = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if isinstance(record, dict) and record.get("event") == event:
-                found.append(record)
-    return found
-
-
-def _arrivals(sim: TetraNetworkSimulator, issi: str) -> list[str]:
-    """Texts radio ``issi`` received, without the gateway's sender prefix, in order."""
-    return [
-        c.text.split("] ", 1)[-1] for _s, c in sim.received.get(issi, []) if isinstance(c, TextSds)
-    ]
-
-
 def _out_of_order(texts: list[str]) -> list[str]:
     """Texts that arrived after a later one of the same sender (``<sender> #<n>``)."""
     last: dict[str, int] = {}
@@ -354,7 +337,7 @@ async def test_sigkill_of_the_active_instance_loses_duplicates_and_reorders_noth
                     await start("de-1", de, "--instance", "de-1")
                     await radios_initialised([sim_de, sim_fr], 1)
                     await start("de-2", de, "--instance", "de-2")
-                    await eventually(lambda: bool(_log_events(logs["de-2"], "cluster.standby")), 30)
+                    await eventually(lambda: bool(log_events(logs["de-2"], "cluster.standby")), 30)
 
                     # (simulator, sender, message reference) -> text
                     sent: dict[tuple[int, str, int], str] = {}
@@ -394,7 +377,7 @@ async def test_sigkill_of_the_active_instance_loses_duplicates_and_reorders_noth
 
                     assert taken_over is not None
                     seconds = await taken_over - killed_at
-                    takeover = _log_events(logs["de-2"], "cluster.active")
+                    takeover = log_events(logs["de-2"], "cluster.active")
                     assert len(takeover) == 1, "the standby did not become active once"
 
                     def acknowledged(
@@ -412,7 +395,7 @@ async def test_sigkill_of_the_active_instance_loses_duplicates_and_reorders_noth
                             t
                             for sim, routes in ((sim_fr, DE_TO_FR), (sim_de, FR_TO_DE))
                             for _alias, radio in routes.values()
-                            for t in _arrivals(sim, radio)
+                            for t in arrivals(sim, radio)
                         }
 
                     await eventually(lambda: through_new <= acknowledged(sim_de, DE_TO_FR), 60)
@@ -438,14 +421,14 @@ async def test_sigkill_of_the_active_instance_loses_duplicates_and_reorders_noth
     assert len(want - from_de) >= 2 * (KILL_AT + AFTER_TAKEOVER)
     for sim, routes in ((sim_fr, DE_TO_FR), (sim_de, FR_TO_DE)):
         for _alias, radio in routes.values():
-            texts = _arrivals(sim, radio)
+            texts = arrivals(sim, radio)
             duplicates = sorted({t for t in texts if texts.count(t) > 1})
             assert duplicates == [], f"{radio} got texts twice: {duplicates}"
             late = _out_of_order(texts)
             assert late == [], f"{radio} got these after later texts of their sender: {late}"
             assert set(texts) <= set(sent.values())
     # The standby resumed the custody of the instance it replaced.
-    [recovered] = _log_events(logs["de-2"], "journal.recovered")
+    [recovered] = log_events(logs["de-2"], "journal.recovered")
     assert recovered["resumed"], "nothing was in custody at the kill: the test proved little"
     # ... and the presence it had saved: the German radios that talked (2001, 2002).
     assert recovered["presence"]["ours"] >= 2, recovered

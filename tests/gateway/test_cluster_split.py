@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import time
 from pathlib import Path
@@ -25,11 +24,18 @@ from gateway.demo_configs import (
 )
 from loadtests._postgres import fresh_database
 from protocols.errors import LinkError
-from protocols.tetra import TextSds
 from tests.gateway.federation import (
     eventually,
 )
-from tests.processes import STORED, mqtt_backbone, over_mqtt, radios_initialised, reports_with
+from tests.processes import (
+    STORED,
+    arrivals,
+    log_events,
+    mqtt_backbone,
+    over_mqtt,
+    radios_initialised,
+    reports_with,
+)
 
 TTL = 3.0
 KILL_AT = 40
@@ -44,26 +50,6 @@ ROUTES: dict[str, tuple[str, str, str, str]] = {
     "2001": ("DE", SPLIT_ALIASES_DE["vsav-1"], SPLIT_UNITS["FR"]["vsav-1"], "FR"),
     "2002": ("DE-2", SPLIT_ALIASES_DE["fpt-1"], SPLIT_UNITS["FR"]["fpt-1"], "FR"),
 }
-
-
-def _events(path: Path, event: str, **match: str) -> list[dict[str, Any]]:
-    found = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
-            if (
-                isinstance(record, dict)
-                and record.get("event") == event
-                and all(record.get(k) == v for k, v in match.items())
-            ):
-                found.append(record)
-    return found
-
-
-def _arrivals(sim: TetraNetworkSimulator, issi: str) -> list[str]:
-    return [
-        c.text.split("] ", 1)[-1] for _s, c in sim.received.get(issi, []) if isinstance(c, TextSds)
-    ]
 
 
 async def _start(
@@ -169,29 +155,30 @@ async def test_two_instances_share_a_split_country_and_either_takes_the_other_s_
                 return {
                     text
                     for _sender, (_n, _alias, radio, to) in ROUTES.items()
-                    for text in _arrivals(sims[to], radio)
+                    for text in arrivals(sims[to], radio)
                 }
 
             await eventually(lambda: acknowledged() <= delivered(), 90)
 
     want = acknowledged()
+    assert takeover < TTL + TTL / 3 + 10, f"the takeover took {takeover:.1f} s"
     print(
         f"texts acknowledged: {len(want)}; DE-2 handed back to its home in {handed_back:.2f} s; "
         f"DE taken over within {takeover:.2f} s of the SIGKILL (lease ttl {TTL:g} s)"
     )
     for sender, (_network, _alias, radio, to) in ROUTES.items():
-        texts = [t for t in _arrivals(sims[to], radio) if t.startswith(f"{sender} #")]
+        texts = [t for t in arrivals(sims[to], radio) if t.startswith(f"{sender} #")]
         assert sorted(set(texts)) == texts, f"{sender} -> {radio}: duplicated or out of order"
         assert {t for t in want if t.startswith(f"{sender} #")} <= set(texts)
         # Every route carried traffic before the kill and after the takeover.
         numbers = [int(t.split("#")[1]) for t in texts]
         assert min(numbers) < KILL_AT < max(numbers), f"{sender}: {numbers[:3]}..{numbers[-3:]}"
     # The work was shared: each instance ran its home gateway, and kehl-b took DE over.
-    assert _events(logs["kehl-a"], "cluster.handing_back", gateway="gw-de-2")
-    assert len(_events(logs["kehl-b"], "cluster.active", gateway="gw-de-2")) == 1
-    assert len(_events(logs["kehl-b"], "cluster.active", gateway="gw-de")) == 1
-    assert not _events(logs["kehl-a"], "cluster.active", gateway="gw-de-2")[1:]
+    assert log_events(logs["kehl-a"], "cluster.handing_back", gateway="gw-de-2")
+    assert len(log_events(logs["kehl-b"], "cluster.active", gateway="gw-de-2")) == 1
+    assert len(log_events(logs["kehl-b"], "cluster.active", gateway="gw-de")) == 1
+    assert not log_events(logs["kehl-a"], "cluster.active", gateway="gw-de-2")[1:]
     # DE's custody at the kill was resumed by kehl-b.
-    recovered = _events(logs["kehl-b"], "journal.recovered", gateway="gw-de")
+    recovered = log_events(logs["kehl-b"], "journal.recovered", gateway="gw-de")
     assert recovered and recovered[-1]["resumed"], recovered
     assert procs["kehl-b"].returncode == 0, logs["kehl-b"].read_text()[-3000:]
