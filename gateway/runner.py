@@ -163,6 +163,40 @@ def _check_nations(configs: Sequence[GatewayConfig]) -> None:
             "two configurations are for the same federation member (gateway.nation, or "
             "gateway.member of a split country); run them in two processes."
         )
+    # Gateways of one process (e.g. every gateway of a split country on each instance)
+    # must not listen on one port: the second would fail to start, after the first had.
+    taken: list[tuple[str, int, str]] = []
+    for config in configs:
+        for key, host, port in _listeners(config):
+            for other_host, other_port, owner in taken:
+                if port == other_port and _overlap(host, other_host):
+                    raise ConfigError(
+                        f"{config.source}: {key} listens on port {port}, as {owner} does; "
+                        "gateways run in one process need ports of their own."
+                    )
+            taken.append((host, port, f"{config.source}: {key}"))
+
+
+_ANY_HOST = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 - compared, not bound
+
+
+def _overlap(host: str, other: str) -> bool:
+    return host == other or host in _ANY_HOST or other in _ANY_HOST
+
+
+def _listeners(config: GatewayConfig) -> list[tuple[str, str, int]]:
+    """``(key, host, port)`` of each fixed TCP port a gateway listens on (0 left out)."""
+    found: list[tuple[str, str, int]] = []
+    if config.api is not None:
+        found.append(("api.listen", config.api.host, config.api.port))
+        if config.api.metrics_port is not None:
+            metrics_host = config.api.metrics_host or ""
+            found.append(("api.metrics_listen", metrics_host, config.api.metrics_port))
+    for adapter in config.adapters:
+        if adapter.type == "mcdata" and adapter.listen:
+            host, _, port = adapter.listen.rpartition(":")
+            found.append((f"adapters {adapter.name}: listen", host, int(port)))
+    return [entry for entry in found if entry[2]]
 
 
 @contextlib.asynccontextmanager

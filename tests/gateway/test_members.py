@@ -187,3 +187,34 @@ def test_the_only_gateway_of_a_partner_country_gets_all_its_units(tmp_path: Path
     [fr] = build_gateways([parse_config(text)], LocalFederationBus(), state_dir=tmp_path)
     assert fr._member_for(v1.Party(nation="DE", unit="de.bos.rtw-1")) == "DE-2"
     assert fr._member_for(v1.Party(nation="IT", unit="it.vvf.aps-1")) == "IT"  # not a partner
+
+
+def _with_api(member: str, listen: str, metrics: str = "") -> str:
+    table = f'[api]\nlisten = "{listen}"\ncert = "c.pem"\nkey = "c.key"\nbundle = "b"\n'
+    return (
+        split_config_text(member, 1) + table + (f'metrics_listen = "{metrics}"\n' * bool(metrics))
+    )
+
+
+@pytest.mark.parametrize(
+    ("de", "de2", "clash"),
+    [
+        (("0.0.0.0:8443",), ("127.0.0.1:8443",), "api.listen listens on port 8443"),
+        (("127.0.0.1:8443", "127.0.0.1:9464"), ("127.0.0.1:9464",), "api.listen listens on"),
+        (("127.0.0.1:8443",), ("127.0.0.1:8447", "127.0.0.1:8443"), "api.metrics_listen"),
+    ],
+)
+def test_gateways_of_one_process_need_ports_of_their_own(
+    tmp_path: Path, de: tuple[str, ...], de2: tuple[str, ...], clash: str
+) -> None:
+    configs = [parse_config(_with_api("DE", *de)), parse_config(_with_api("DE-2", *de2))]
+    with pytest.raises(ConfigError, match=clash):
+        build_gateways(configs, LocalFederationBus(), state_dir=tmp_path)
+    # Ports of their own, on one address or on two, and any free port, are fine.
+    apart = [
+        parse_config(_with_api("DE", "127.0.0.1:8443", "127.0.0.1:9464")),
+        parse_config(_with_api("DE-2", "127.0.0.2:8443", "127.0.0.1:9465")),
+    ]
+    assert len(build_gateways(apart, LocalFederationBus(), state_dir=tmp_path)) == 2
+    free = [parse_config(_with_api(m, "127.0.0.1:0")) for m in ("DE", "DE-2")]
+    assert len(build_gateways(free, LocalFederationBus(), state_dir=tmp_path / "free")) == 2
