@@ -16,6 +16,8 @@ mkdir -p "$PKI/broker"
 euccs-gw certs ca create --country DE --name bka --dir "$PKI/DE"
 euccs-gw certs ca create --country FR --name sdis67 --dir "$PKI/FR"
 euccs-gw certs issue --ca "$PKI/DE" --role gateway --name gw-de-kehl --out "$PKI/DE/gateway-gw-de-kehl"
+# Germany's second gateway of the cluster (DE-2, deploy/de2-cluster.toml).
+euccs-gw certs issue --ca "$PKI/DE" --role gateway --name gw-de-offenburg --out "$PKI/DE/gateway-gw-de-offenburg"
 euccs-gw certs issue --ca "$PKI/FR" --role gateway --name gw-fr-strasbourg --out "$PKI/FR/gateway-gw-fr-strasbourg"
 # The broker's server certificate (role gateway: serverAuth); no ACL entry, no MQTT access.
 # "broker" is the address of the EMQX cluster (every node answers to it).
@@ -27,9 +29,8 @@ euccs-gw certs crl --ca "$PKI/DE"
 euccs-gw certs crl --ca "$PKI/FR"
 euccs-gw certs bundle --out "$PKI/bundle" --ca "$PKI/DE" --ca-cert "FR=$PKI/FR/ca.pem" --crl "FR=$PKI/FR/crl.pem"
 cat "$PKI/bundle/"*-crl.pem > "$PKI/broker/crl.pem"
-GATEWAYS='{"DE": "gw-de-kehl", "FR": "gw-fr-strasbourg"}'
-python -c "from gateway.mqtt_acl import generate_acl; print(generate_acl($GATEWAYS))" > "$PKI/broker/acl"
-python -c "from gateway.mqtt_acl import generate_emqx_acl; print(generate_emqx_acl($GATEWAYS), end='')" > "$PKI/broker/emqx-acl.conf"
+euccs-gw broker acl DE=gw-de-kehl DE-2=gw-de-offenburg FR=gw-fr-strasbourg --out "$PKI/broker/acl"
+euccs-gw broker acl DE=gw-de-kehl DE-2=gw-de-offenburg FR=gw-fr-strasbourg --emqx --out "$PKI/broker/emqx-acl.conf"
 # The shared journal's password and the EMQX cluster's cookie: random, minted here only.
 mkdir -p "$PKI/postgres"
 python -c 'import secrets; print(secrets.token_urlsafe(32))' > "$PKI/postgres/password"
@@ -41,8 +42,8 @@ if [ -n "${BROKER_UID:-}" ]; then
     chown -R "$BROKER_UID" "$PKI/broker"
 fi
 if [ -n "${GATEWAY_UID:-}" ]; then
-    chown "$GATEWAY_UID" "$PKI/DE/gateway-gw-de-kehl.key" "$PKI/FR/gateway-gw-fr-strasbourg.key" \
-        "$PKI/postgres/pgpass"
+    chown "$GATEWAY_UID" "$PKI/DE/gateway-gw-de-kehl.key" "$PKI/DE/gateway-gw-de-offenburg.key" \
+        "$PKI/FR/gateway-gw-fr-strasbourg.key" "$PKI/postgres/pgpass"
 fi
 if [ -n "${POSTGRES_UID:-}" ]; then
     chown "$POSTGRES_UID" "$PKI/postgres/password"

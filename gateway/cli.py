@@ -119,10 +119,14 @@ def _config_check(args: argparse.Namespace) -> int:
             status = 2
             continue
         print(
-            f"{path}: ok: gateway {config.name} ({config.nation}), "
+            f"{path}: ok: gateway {config.name} ({config.federation_member}), "
             f"{len(config.adapters)} adapter(s), {len(config.units)} unit(s), "
             f"{len(config.aliases)} alias(es), {len(config.groups)} group(s), "
             f"partners {', '.join(config.federation.partners) or 'none'}"
+            + (
+                f", siblings {', '.join(config.federation.siblings)}"
+                * bool(config.federation.siblings)
+            )
         )
     return status
 

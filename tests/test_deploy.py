@@ -181,7 +181,7 @@ def _option(command: list[str], flag: str) -> str:
 
 def test_cluster_services_images_and_dependencies() -> None:
     services = _cluster()
-    assert set(services) == {"certs", "postgres", "sim-de", "sim-fr"} | EMQX_NODES | (
+    assert set(services) == {"certs", "postgres", "sim-de", "sim-de-2", "sim-fr"} | EMQX_NODES | (
         CLUSTER_GATEWAYS
     )
     for name, service in services.items():
@@ -257,6 +257,42 @@ def test_two_instances_per_country_share_one_configuration(nation: str) -> None:
         assert ("pki", "/pki") in [tuple(str(v).split(":")[:2]) for v in instance["volumes"]]
 
 
+def test_germany_is_split_over_two_gateways_each_at_home_on_one_instance() -> None:
+    services = _cluster()
+    homes = {}
+    for instance in ("gateway-de-1", "gateway-de-2"):
+        service = services[instance]
+        binds = dict((target, source) for source, target in _binds(service))
+        assert binds["/etc/euccs/gateway.toml"] == "./de-cluster.toml"
+        assert binds["/etc/euccs/gateway-2.toml"] == "./de2-cluster.toml"
+        command = service["command"]
+        assert [command[i + 1] for i, a in enumerate(command) if a == "-c"] == [
+            "/etc/euccs/gateway.toml",
+            "/etc/euccs/gateway-2.toml",
+        ]
+        homes[_option(command, "--instance")] = instance
+    de, de2 = (load_config(DEPLOY / f) for f in ("de-cluster.toml", "de2-cluster.toml"))
+    assert (de.federation_member, de2.federation_member) == ("DE", "DE-2")
+    assert (de.federation.siblings, de2.federation.siblings) == (("DE-2",), ("DE",))
+    assert de.cluster is not None and de2.cluster is not None
+    # Each German gateway is at home on one of the two instances, not the same one.
+    assert {de.cluster.home, de2.cluster.home} == set(homes)
+    # Ports of their own in one process; distinct certificates, radio networks, schemas.
+    assert de.api is not None and de2.api is not None
+    assert (de.api.port, de2.api.port) == (8443, 8447)
+    assert de.api.metrics_port != de2.api.metrics_port
+    assert de.name != de2.name and de.journal_url == de2.journal_url
+    assert de.federation.mqtt.cert != de2.federation.mqtt.cert  # type: ignore[union-attr]
+    assert "sim-de-2:" in de2.adapters[0].url
+    sim = services["sim-de-2"]["command"]
+    assert _option(sim, "--radio-issi") == de2.adapters[0].radio_issi
+    assert _option(sim, "--units").split(",") == [u.issi for u in de2.units]
+    # France reaches DE-2's units through aliases naming it.
+    fr = load_config(DEPLOY / "fr-cluster.toml")
+    assert fr.federation.partners == ("DE", "DE-2")
+    assert {a.unit for a in fr.aliases if a.member == "DE-2"} == {u.unit for u in de2.units}
+
+
 @pytest.mark.parametrize("nation", ["de", "fr"])
 def test_the_cluster_configuration_differs_from_the_single_one_only_where_it_must(
     nation: str,
@@ -267,13 +303,21 @@ def test_the_cluster_configuration_differs_from_the_single_one_only_where_it_mus
     assert single.journal_path is not None and cluster.journal_url is not None
     assert cluster.federation.mqtt.host == "broker"  # type: ignore[union-attr]
     assert single.federation.mqtt.host == "mosquitto"  # type: ignore[union-attr]
-    for field in ("name", "nation", "adapters", "units", "aliases", "groups", "api", "delivery"):
+    for field in ("name", "nation", "adapters", "units", "groups", "api", "delivery"):
         assert getattr(single, field) == getattr(cluster, field), field
+    # The cluster adds aliases of Germany's second gateway's units, nothing else.
+    added = set(cluster.aliases) - set(single.aliases)
+    assert set(single.aliases) <= set(cluster.aliases)
+    assert all(a.member == "DE-2" for a in added)
 
 
 def test_cluster_ports_are_published_on_loopback_only_and_distinct() -> None:
     published = [str(port) for service in _cluster().values() for port in service.get("ports", [])]
-    assert sorted(published) == [f"127.0.0.1:{p}:8443" for p in (8443, 8444, 8445, 8446)]
+    assert sorted(published) == [
+        *(f"127.0.0.1:{p}:8443" for p in (8443, 8444, 8445, 8446)),
+        "127.0.0.1:8447:8447",
+        "127.0.0.1:8448:8447",
+    ]
 
 
 def test_cluster_mounted_files_exist() -> None:
@@ -320,7 +364,18 @@ def test_the_minted_files_are_those_the_cluster_names(tmp_path: Path) -> None:
         ("all", "euccs/v1/gateways/DE"),
         ("subscribe", "euccs/v1/gateways/+"),
     ]
-    assert {m.group(1) for m in rules if m} == {de, "CN=gw-fr-strasbourg,OU=gateway,O=EUCCS,C=FR"}
+    de2 = "CN=gw-de-offenburg,OU=gateway,O=EUCCS,C=DE"
+    assert [(m.group(2), m.group(3)) for m in rules if m and m.group(1) == de2] == [
+        ("publish", "euccs/v1/to/+/from/DE-2/#"),
+        ("subscribe", "euccs/v1/to/DE-2/#"),
+        ("all", "euccs/v1/gateways/DE-2"),
+        ("subscribe", "euccs/v1/gateways/+"),
+    ]
+    assert {m.group(1) for m in rules if m} == {
+        de,
+        de2,
+        "CN=gw-fr-strasbourg,OU=gateway,O=EUCCS,C=FR",
+    }
 
 
 def test_the_emqx_acl_refuses_bad_names() -> None:
