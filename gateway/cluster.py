@@ -24,9 +24,12 @@ What a takeover keeps:
 **A split country** (:mod:`gateway.members`) runs several gateways, each with its own
 configuration and lease; every instance may run all of them (``euccs-gw run -c de.toml -c
 de-2.toml``). ``[cluster] home`` names the instance that runs a gateway whenever it is up:
-the others take the gateway only while the home instance is down (its lease
-``instance:<id>``, held by every instance, has lapsed), and hand it back, by a clean release,
-as soon as the home instance is up again. So two instances share two gateways' work, and
+while it stands by for the gateway or runs it, the home instance holds the lease
+``home:<name>``. Another instance takes the gateway only while that lease has lapsed (the
+home instance is down), or when the gateway's own lease has stayed free for two ttls although
+the home instance is up (it cannot take it); it hands the gateway back, by a clean release,
+once the home instance has been seen up at two renewals in a row (and, after such a retake,
+only once the home instance has restarted). So two instances share two gateways' work, and
 either runs both while the other is down.
 
 A takeover after a crash takes at most the lease ttl (``[cluster] lease_ttl``), plus one
@@ -52,7 +55,7 @@ from gateway.config import GatewayConfig
 from gateway.journal import CLOSE_TIMEOUT
 from gateway.leases import Lease, LeaseError, LeaseKeeper, LeaseStore
 
-__all__ = ["ActiveStandby", "instance_id", "instance_resource", "lease_resource"]
+__all__ = ["ActiveStandby", "home_resource", "instance_id", "lease_resource"]
 
 log = structlog.get_logger(__name__)
 
@@ -71,14 +74,9 @@ def lease_resource(gateway_name: str) -> str:
     return f"gateway:{gateway_name}"
 
 
-def instance_resource(instance: str) -> str:
-    """The lease an instance holds while it runs: ``instance:<id>``."""
-    return f"instance:{instance}"
-
-
-#: Of this process: the gateways of one process share its ``instance:<id>`` lease, owned
-#: by the instance id and this.
-_PROCESS_TOKEN = secrets.token_hex(4)
+def home_resource(gateway_name: str) -> str:
+    """The lease a gateway's home instance holds while it is up for it: ``home:<name>``."""
+    return f"home:{gateway_name}"
 
 
 def instance_id(config: GatewayConfig, override: str | None = None) -> str:
@@ -135,6 +133,11 @@ class ActiveStandby:
         self._main: asyncio.Task[None] | None = None
         self._keeper: LeaseKeeper | None = None
         self._up: LeaseKeeper | None = None
+        #: Away from home: since when the gateway is seen free with its home instance up,
+        #: the home lease's fencing when it was taken anyway, and renewals with home seen up.
+        self._free_since: float | None = None
+        self._stuck_home: int | None = None
+        self._home_seen = 0
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
@@ -180,11 +183,11 @@ class ActiveStandby:
                     self.log.warning("cluster.leases_unreachable", error=str(exc), retry_s=delay)
                     await asyncio.sleep(delay)
                     delay = min(2 * delay, cluster.lease_ttl)
-            if self.home is not None:  # say we are up: gateways at home here come back
+            if self.home == self.instance:  # say we are here: the gateway comes home
                 self._up = LeaseKeeper(
                     self._store,
-                    [instance_resource(self.instance)],
-                    f"{self.instance}/{_PROCESS_TOKEN}",
+                    [home_resource(self.config.name)],
+                    self.owner,
                     ttl=cluster.lease_ttl,
                 )
                 await self._up.start()
@@ -216,19 +219,48 @@ class ActiveStandby:
         """True if the gateway has a home instance and it is not this one."""
         return self.home is not None and self.home != self.instance
 
-    async def _home_up(self) -> bool:
-        assert self._store is not None and self.home is not None
-        held = await asyncio.to_thread(self._store.holder, instance_resource(self.home))
-        return held is not None
+    async def _holder(self, resource: str) -> Lease | None:
+        assert self._store is not None
+        return await asyncio.to_thread(self._store.holder, resource)
 
     async def _may_acquire(self, _resource: str) -> bool:
-        """Away from home, take the gateway only while its home instance is down."""
-        return not self._away() or not await self._home_up()
+        """Away from home, take the gateway only while its home instance is down.
+
+        Or when the gateway has stayed free for two ttls with its home instance up (it
+        cannot take the gateway: e.g. its file lacks it); then it is not handed back to
+        that home instance until it restarts.
+        """
+        if not self._away():
+            return True
+        home = await self._holder(home_resource(self.config.name))
+        if home is None:
+            self._free_since = None
+            return True
+        if await self._holder(self.resource) is not None:
+            self._free_since = None
+            return False
+        now = time.monotonic()
+        if self._free_since is None:
+            self._free_since = now
+        assert self.config.cluster is not None
+        if now - self._free_since < 2 * self.config.cluster.lease_ttl:
+            return False
+        self._free_since, self._stuck_home = None, home.fencing
+        self.log.warning("cluster.home_not_taking", resource=self.resource, home=self.home)
+        return True
 
     async def _should_yield(self, _resource: str) -> bool:
-        """Away from home, hand the gateway back once its home instance is up."""
-        if not self._away() or not await self._home_up():
+        """Away from home, hand the gateway back once its home instance is up for it."""
+        if not self._away():
             return False
+        home = await self._holder(home_resource(self.config.name))
+        if home is None or home.fencing == self._stuck_home:
+            self._home_seen = 0
+            return False
+        self._home_seen += 1
+        if self._home_seen < 2:  # seen up at two renewals in a row: not a flicker
+            return False
+        self._home_seen, self._stuck_home = 0, None
         self.log.info("cluster.handing_back", resource=self.resource, home=self.home)
         return True
 

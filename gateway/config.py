@@ -350,6 +350,11 @@ def _parse(root: Table, source: str) -> GatewayConfig:
     liveness = _liveness(root.table("liveness"))
     api = parse_api(root.table("api"))
     cluster = _cluster(root, journal_url, federation) if root.has("cluster") else None
+    for index, alias in enumerate(aliases):
+        if alias.member and alias.member not in federation.partners:
+            raise ConfigError(
+                f"aliases[{index}].member: {alias.member!r} is not in federation.partners."
+            )
     root.finish()
     _check_unique_identities(units, aliases, groups)
     return GatewayConfig(

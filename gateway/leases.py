@@ -542,17 +542,23 @@ class LeaseKeeper:
             else:
                 await self._renew(resource, slot, now)
 
-    async def _gate(self, gate: Gate | None, resource: str, default: bool) -> bool:
+    async def _gate(self, gate: Gate | None, resource: str, default: bool, within: float) -> bool:
+        """Ask ``gate``; past ``within`` seconds or on an error, answer ``default``.
+
+        Bounded: a held lease's local deadline must be checked in time, whatever the
+        database does meanwhile.
+        """
         if gate is None:
             return default
         try:
-            return await gate(resource)
+            async with asyncio.timeout(max(within, 0.0)):
+                return await gate(resource)
         except Exception as exc:  # e.g. the database did not answer: do as without a gate
             log.warning("lease.gate_failed", resource=resource, error=str(exc) or repr(exc))
             return default
 
     async def _acquire(self, resource: str, slot: Slot, started: float) -> None:
-        if not await self._gate(self._may_acquire, resource, True):
+        if not await self._gate(self._may_acquire, resource, True, self.interval):
             slot.acquired(None, started)  # try again after an interval
             return
         try:
@@ -608,7 +614,8 @@ class LeaseKeeper:
             await self._lose(resource, reason="taken_over")
             return
         slot.acquired(renewed, started)
-        if await self._gate(self._should_yield, resource, False):
+        within = min(self.interval, slot.valid_until - time.monotonic())
+        if await self._gate(self._should_yield, resource, False, within):
             await self._hand_over(resource, slot, renewed)
 
     async def _hand_over(self, resource: str, slot: Slot, lease: Lease) -> None:

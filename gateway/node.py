@@ -145,8 +145,6 @@ _NOTIFY_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 _MAX_REASON = 200
 #: Longest unit or group name a partner's presence may carry.
 _MAX_NAME = 128
-#: Units of split partner countries whose serving gateway is remembered (oldest forgotten).
-_MAX_SERVED_BY = 500_000
 #: Seconds before a failed journal write is tried again.
 _JOURNAL_RETRY = 1.0
 #: Seconds between expiry, retransmission and pruning passes.
@@ -330,7 +328,6 @@ class Gateway:
     _inflight: dict[str, dict[bytes, _InFlight]]
     _window_free: dict[str, asyncio.Event]
     _members_of: dict[str, tuple[str, ...]]
-    _served_by: dict[str, str]
 
     def __init__(
         self,
@@ -380,9 +377,8 @@ class Gateway:
         }
         delivery = config.delivery
         self.queues: dict[str, AsyncScheduler[Held]] = {}
-        #: Partner gateways per partner country, and, for split countries, the gateway each
-        #: unit's presence last came from (see :meth:`_member_for`).
-        self._members_of, self._served_by = _members_by_nation(config.federation.partners), {}
+        #: Partner gateways per partner country (see :meth:`_member_for`).
+        self._members_of = _members_by_nation(config.federation.partners)
         for nation in config.federation.peers:
             self.queues[_egress(nation)] = self._new_queue()
         for name in (*self.adapters, *self.mcdata):
@@ -1467,6 +1463,11 @@ class Gateway:
         """
         which = envelope.destination.WhichOneof("target")
         if which == "unit":
+            if envelope.destination.unit.nation == self.nation:
+                raise DeliveryRefused(
+                    "the destination is a unit of our own country",
+                    reason_code=DeliveryStatus.DESTINATION_PROHIBITED,
+                )
             nations = [self._member_for(envelope.destination.unit)]
         else:
             group = self.directory.group_by_name(envelope.destination.group.group)
@@ -1496,7 +1497,14 @@ class Gateway:
         members = self._members_of.get(nation, ())
         if len(members) <= 1:
             return members[0] if members else nation  # not a partner: refused by the caller
-        member = self.directory.alias_member(unit.unit) or self._served_by.get(unit.unit, "")
+        member = self.directory.alias_member(unit.unit)
+        if not member:
+            # The gateway the registry holds the unit's presence from (kept with the
+            # presence across restarts); it follows the registry's own choice between
+            # conflicting updates.
+            held = self.presence.get(unit.unit)
+            if held is not None and held.nation == nation:
+                member = held.member or nation
         if member and _egress(member) in self.queues:
             return member
         if _egress(nation) in self.queues:
@@ -2064,11 +2072,6 @@ class Gateway:
             location = PresenceLocation(
                 lat=loc.latitude, lon=loc.longitude, at=now - _age(loc.fix_time_us, self)
             )
-        if len(self._members_of.get(nation, ())) > 1:
-            self._served_by.pop(unit, None)  # newest last: the oldest goes first
-            self._served_by[unit] = sender
-            if len(self._served_by) > _MAX_SERVED_BY:
-                del self._served_by[next(iter(self._served_by))]
         update = PresenceUpdate(
             unit=p.unit.unit,
             nation=nation,
@@ -2081,6 +2084,7 @@ class Gateway:
             last_heard=now - _age(p.last_seen_us, self) if p.last_seen_us else None,
             valid_for=p.valid_for_ms / 1000,
             sent_at=now,
+            member="" if sender == nation else sender,
         )
         if self.presence.apply_remote(update, now):
             self.counters["presence_applied"] += 1

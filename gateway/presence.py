@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway._toml import Table
+from gateway.members import is_member
 from protocols.errors import GatewayError
 
 __all__ = [
@@ -222,6 +223,8 @@ class UnitPresence:
         last_heard: When the unit was last heard (None: never).
         changed_at: When availability last changed.
         local: True if this registry's gateway serves the unit.
+        member: The federation member of the serving gateway where its country is split
+            over several gateways (``DE-2``); "": the one named like the country.
     """
 
     unit: str
@@ -233,6 +236,7 @@ class UnitPresence:
     last_heard: float | None
     changed_at: float
     local: bool
+    member: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,6 +303,8 @@ class PresenceUpdate:
         valid_for: Seconds the availability holds without a refresh (ONLINE: the
             remaining lease; STALE: time until OFFLINE; otherwise 0).
         sent_at: The sender's clock when the update was made.
+        member: The federation member that sent it, where its country is split over
+            several gateways (``DE-2``); "": the one named like the country.
     """
 
     unit: str
@@ -312,6 +318,7 @@ class PresenceUpdate:
     last_heard: float | None = None
     valid_for: float = 0.0
     sent_at: float = 0.0
+    member: str = ""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -319,6 +326,7 @@ class _Record:
     unit: str
     nation: str
     gateway: str
+    member: str = ""
     availability: Availability = Availability.UNKNOWN
     groups: set[str] = field(default_factory=set)
     location: Location | None = None
@@ -732,7 +740,13 @@ class PresenceRegistry:
         rec = self._records.get(update.unit)
         if rec is None:
             try:
-                rec = self._create(update.unit, now, nation=update.nation, gateway=update.gateway)
+                rec = self._create(
+                    update.unit,
+                    now,
+                    nation=update.nation,
+                    gateway=update.gateway,
+                    member=update.member,
+                )
             except PresenceFull:
                 self.refused += 1
                 return False
@@ -753,7 +767,7 @@ class PresenceRegistry:
         ):
             return False
         offset = now - update.sent_at
-        self._move(rec, update.gateway, update.nation)
+        self._move(rec, update.gateway, update.nation, update.member)
         self._remote.pop(rec.unit, None)
         self._remote[rec.unit] = None  # updated last: evicted last among partners' units
         rec.pending_since = None  # remote units are not re-federated
@@ -888,6 +902,7 @@ class PresenceRegistry:
             last_heard=rec.last_heard,
             changed_at=rec.changed_at,
             local=rec.gateway == self.gateway,
+            member=rec.member,
         )
 
     def _event(
@@ -917,11 +932,13 @@ class PresenceRegistry:
             rec = self._create(unit, now, nation=self.nation, gateway=self.gateway)
         return rec
 
-    def _create(self, unit: str, now: float, *, nation: str, gateway: str) -> _Record:
+    def _create(
+        self, unit: str, now: float, *, nation: str, gateway: str, member: str = ""
+    ) -> _Record:
         local = gateway == self.gateway
         if len(self._records) >= self.settings.max_units:
             self._evict_one(local=local)
-        rec = _Record(unit=unit, nation=nation, gateway=gateway, changed_at=now)
+        rec = _Record(unit=unit, nation=nation, gateway=gateway, member=member, changed_at=now)
         self._records[unit] = rec
         self._evictable[local][unit] = None
         if not local:
@@ -951,10 +968,10 @@ class PresenceRegistry:
             self._drop_member(group, victim)
         self.evicted += 1
 
-    def _move(self, rec: _Record, gateway: str, nation: str) -> None:
+    def _move(self, rec: _Record, gateway: str, nation: str, member: str = "") -> None:
         """Change the gateway serving ``rec``, keeping the eviction indexes right."""
         was_local = rec.gateway == self.gateway
-        rec.gateway, rec.nation = gateway, nation
+        rec.gateway, rec.nation, rec.member = gateway, nation, member
         local = gateway == self.gateway
         if local == was_local:
             return
@@ -1142,6 +1159,7 @@ def _saved_form(rec: _Record, now: float) -> dict[str, Any]:
         "unit": rec.unit,
         "nation": rec.nation,
         "gateway": rec.gateway,
+        **({"member": rec.member} if rec.member else {}),  # a split country's gateway
         "availability": rec.availability.name,
         "groups": sorted(rec.groups),
         "location": None
@@ -1169,6 +1187,14 @@ def _optional(value: object, what: str) -> float | None:
 def _text(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _member(value: object) -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not is_member(value):
+        raise ValueError(f"member: expected a federation member id, got {value!r}")
     return value
 
 
@@ -1204,6 +1230,7 @@ def _restored_record(state: Mapping[str, Any], then: float) -> tuple[str, _Recor
         unit=unit,
         nation=_text(state["nation"], "nation"),
         gateway=_text(state["gateway"], "gateway"),
+        member=_member(state.get("member", "")),
         availability=availability,
         groups=set(groups),
         location=location,

@@ -163,6 +163,20 @@ def _check_nations(configs: Sequence[GatewayConfig]) -> None:
             "two configurations are for the same federation member (gateway.nation, or "
             "gateway.member of a split country); run them in two processes."
         )
+    # The name keys the lease, the journal (file or schema) and the logs.
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise ConfigError(
+            "two configurations name the same gateway (gateway.name): they would share a "
+            "lease and a journal; give each gateway a name of its own."
+        )
+    certificates = [c.federation.mqtt.cert for c in configs if c.federation.mqtt is not None]
+    if len(set(certificates)) != len(certificates):
+        raise ConfigError(
+            "two configurations use the same certificate on the federation link: the "
+            "broker would take each one's connection for the other's; give each gateway "
+            "a certificate of its own."
+        )
     # Gateways of one process (e.g. every gateway of a split country on each instance)
     # must not listen on one port: the second would fail to start, after the first had.
     taken: list[tuple[str, int, str]] = []

@@ -19,7 +19,7 @@ import structlog
 import structlog.testing
 
 from adapters.tetra import TetraNetworkSimulator
-from gateway.cluster import ActiveStandby, instance_id, lease_resource
+from gateway.cluster import ActiveStandby, home_resource, instance_id, lease_resource
 from gateway.config import parse_config
 from gateway.demo_configs import GATEWAY_RADIO, demo_config_text
 from gateway.leases import Lease, LeaseStore
@@ -182,6 +182,36 @@ async def test_a_gateway_runs_at_its_home_instance_whenever_that_one_is_up(
         await eventually(lambda: away.running == 1, seconds=10)
     assert home.leases[0].fencing > away.leases[0].fencing
     assert away.leases[1].fencing > home.leases[0].fencing
+
+
+async def test_a_home_instance_that_does_not_take_its_gateway_leaves_it_running_elsewhere(
+    postgres_url: str,
+) -> None:
+    """Home is up (its lease is held) but never takes the gateway: another one runs it."""
+    url = fresh_database(postgres_url)
+    config = _config(
+        '[cluster]\nlease_ttl = 1.5\nhome = "kehl-a"\n', journal=f'[journal]\nurl = "{url}"\n'
+    )
+    store = LeaseStore(url)
+    try:
+        home = store.acquire(home_resource(config.name), "kehl-a/stuck", 60)
+        assert home is not None
+        away = _Runs()
+        with structlog.testing.capture_logs() as logs:
+            async with ActiveStandby(config, instance="kehl-b", start=away.start) as member:
+                began = time.monotonic()
+                await eventually(lambda: away.running == 1, seconds=15)
+                assert time.monotonic() - began >= 2 * 1.5 - 0.5  # free for two ttls first
+                await asyncio.sleep(2.0)  # several renewals: not handed back to a stuck home
+                assert away.running == 1 and member.active
+                # The home instance restarts (a new home lease): now it gets its gateway.
+                store.release(home)
+                assert store.acquire(home_resource(config.name), "kehl-a/new", 60) is not None
+                await eventually(lambda: away.running == 0, seconds=10)
+        assert any(e["event"] == "cluster.home_not_taking" for e in logs)
+        assert any(e["event"] == "cluster.handing_back" for e in logs)
+    finally:
+        store.close()
 
 
 class _SlowToStop(_Runs):

@@ -1,7 +1,8 @@
 """A split country on two instances (``[cluster] home``): Germany runs two gateways (DE,
 DE-2), each at home on one of two instances; the instance that runs DE is killed with
-SIGKILL during traffic. Real ``euccs-gw run`` processes, a real PostgreSQL journal and
-a real Mosquitto broker with mutual TLS."""
+SIGKILL during traffic, the other takes DE over, then the killed one comes back and DE is
+handed back to it, still during traffic. Real ``euccs-gw run`` processes, a real PostgreSQL
+journal and a real Mosquitto broker with mutual TLS."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ async def test_two_instances_share_a_split_country_and_either_takes_the_other_s_
     tmp_path: Path, postgres_url: str
 ) -> None:
     url = fresh_database(postgres_url)
-    logs = {name: tmp_path / f"{name}.log" for name in ("fr", "kehl-a", "kehl-b")}
+    logs = {name: tmp_path / f"{name}.log" for name in ("fr", "kehl-a", "kehl-b", "kehl-a2")}
     sims: dict[str, TetraNetworkSimulator] = {}
     async with contextlib.AsyncExitStack() as stack:
         for member in ("DE", "DE-2", "FR"):
@@ -121,16 +122,26 @@ async def test_two_instances_share_a_split_country_and_either_takes_the_other_s_
             began = time.monotonic()
             await radios_initialised([sims["DE-2"]], 2)  # DE-2 went home to kehl-b
             handed_back = time.monotonic() - began
-            killed_at, taken_over = 0.0, None
-            tick = after = 0
+            killed_at, taken_over, came_home = 0.0, None, None
+            tick = after = home_at = 0
+            takeover = 0.0
             while after < AFTER_TAKEOVER:
-                if taken_over is not None and taken_over.done():
-                    after += 1
+                if came_home is not None and came_home.done():
+                    after += 1  # traffic after DE came home again
                 if tick == KILL_AT:
                     procs["kehl-a"].send_signal(signal.SIGKILL)
                     assert await procs["kehl-a"].wait() == -signal.SIGKILL
                     killed_at = time.monotonic()
                     taken_over = asyncio.ensure_future(radios_initialised([sims["DE"]], 2))
+                if came_home is None and taken_over is not None and taken_over.done():
+                    # kehl-b runs both; kehl-a comes back and DE is handed back to it
+                    # during the traffic (a clean stop on kehl-b, a start on kehl-a).
+                    takeover = time.monotonic() - killed_at  # an upper bound
+                    procs["kehl-a2"] = await _start(
+                        german, tmp_path, "kehl-a2", out["kehl-a2"], "--instance", "kehl-a"
+                    )
+                    home_at = tick
+                    came_home = asyncio.ensure_future(radios_initialised([sims["DE"]], 3))
                 for sender, (network, alias, _radio, _to) in ROUTES.items():
                     text = f"{sender} #{tick:03d}"
                     try:
@@ -140,8 +151,7 @@ async def test_two_instances_share_a_split_country_and_either_takes_the_other_s_
                     sent[(network, sender, reference)] = text
                 tick += 1
                 await asyncio.sleep(0.03)
-            assert taken_over is not None
-            takeover = time.monotonic() - killed_at  # an upper bound: traffic went on
+            assert came_home is not None
 
             def acknowledged() -> set[str]:
                 return {
@@ -164,20 +174,26 @@ async def test_two_instances_share_a_split_country_and_either_takes_the_other_s_
     assert takeover < TTL + TTL / 3 + 10, f"the takeover took {takeover:.1f} s"
     print(
         f"texts acknowledged: {len(want)}; DE-2 handed back to its home in {handed_back:.2f} s; "
-        f"DE taken over within {takeover:.2f} s of the SIGKILL (lease ttl {TTL:g} s)"
+        f"DE taken over within {takeover:.2f} s of the SIGKILL (lease ttl {TTL:g} s), "
+        f"then handed back to kehl-a under traffic"
     )
     for sender, (_network, _alias, radio, to) in ROUTES.items():
         texts = [t for t in arrivals(sims[to], radio) if t.startswith(f"{sender} #")]
         assert sorted(set(texts)) == texts, f"{sender} -> {radio}: duplicated or out of order"
         assert {t for t in want if t.startswith(f"{sender} #")} <= set(texts)
-        # Every route carried traffic before the kill and after the takeover.
+        # Every route carried traffic before the kill, after the takeover and after DE
+        # came home again.
         numbers = [int(t.split("#")[1]) for t in texts]
-        assert min(numbers) < KILL_AT < max(numbers), f"{sender}: {numbers[:3]}..{numbers[-3:]}"
+        assert min(numbers) < KILL_AT < home_at < max(numbers), f"{sender}: {numbers}"
     # The work was shared: each instance ran its home gateway, and kehl-b took DE over.
     assert log_events(logs["kehl-a"], "cluster.handing_back", gateway="gw-de-2")
     assert len(log_events(logs["kehl-b"], "cluster.active", gateway="gw-de-2")) == 1
     assert len(log_events(logs["kehl-b"], "cluster.active", gateway="gw-de")) == 1
     assert not log_events(logs["kehl-a"], "cluster.active", gateway="gw-de-2")[1:]
+    # kehl-a came back: kehl-b handed DE back to its home, which took it and its custody.
+    assert log_events(logs["kehl-b"], "cluster.handing_back", gateway="gw-de")
+    assert len(log_events(logs["kehl-a2"], "cluster.active", gateway="gw-de")) == 1
+    assert not log_events(logs["kehl-a2"], "cluster.active", gateway="gw-de-2")
     # DE's custody at the kill was resumed by kehl-b.
     recovered = log_events(logs["kehl-b"], "journal.recovered", gateway="gw-de")
     assert recovered and recovered[-1]["resumed"], recovered

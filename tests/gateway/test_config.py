@@ -143,6 +143,11 @@ def test_a_gateway_of_a_split_country_and_its_split_partners() -> None:
         ),
         ('nations = ["FR"]', 'nations = ["fr"]', "groups[0].nations: 'fr' is not a country"),
         (
+            'nation = "FR"\nadapter',
+            'nation = "FR"\nmember = "FR-2"\nadapter',
+            "aliases[0].member: 'FR-2' is not in federation.partners",
+        ),
+        (
             'partners = ["FR"]',
             'partners = ["FR"]\nsiblings = ["FR-2"]',
             "federation.siblings: 'FR-2' is not another gateway of DE",

@@ -456,3 +456,64 @@ async def test_takeover_between_processes_after_sigkill(postgres_url: str) -> No
             if process is not None and process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_a_hanging_yield_gate_does_not_hold_up_the_local_deadline() -> None:
+    """A gate that hangs (a slow database) answers "keep it"; the deadline is checked in time."""
+    store = FlakyStore()
+    asked = asyncio.Event()
+
+    async def hangs(_resource: str) -> bool:
+        asked.set()
+        await asyncio.Event().wait()
+        return True
+
+    lost: list[float] = []
+
+    async def on_lost(_resource: str) -> None:
+        lost.append(time.monotonic())
+
+    keeper = LeaseKeeper(
+        store, ["gateway:x"], "kehl-1", ttl=0.6, should_yield=hangs, on_lost=on_lost
+    )
+    await keeper.start()
+    try:
+        await asyncio.wait_for(asked.wait(), 5)
+        store.mode = "down"  # from now on the lease can only run out
+        began = time.monotonic()
+        async with asyncio.timeout(5):
+            while not lost:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        # Lost within about a ttl of the last renewal, not after the gate gave up on its own.
+        assert lost[0] - began < 0.6 + 0.3
+        assert keeper.counters["handed_over"] == 0
+    finally:
+        await keeper.stop()
+
+
+async def test_a_yield_gate_hands_the_lease_over_and_waits_a_ttl_before_trying_again() -> None:
+    store = FlakyStore()
+    released: list[Lease] = []
+    store.release = released.append  # type: ignore[method-assign, assignment]
+    answers = iter([True])
+
+    async def once(_resource: str) -> bool:
+        return next(answers, False)
+
+    acquired: list[float] = []
+
+    async def on_acquired(_resource: str, _lease: Lease) -> None:
+        acquired.append(time.monotonic())
+
+    keeper = LeaseKeeper(
+        store, ["gateway:x"], "kehl-1", ttl=0.6, should_yield=once, on_acquired=on_acquired
+    )
+    await keeper.start()
+    try:
+        async with asyncio.timeout(5):
+            while len(acquired) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert keeper.counters["handed_over"] == 1 and len(released) == 1
+        assert acquired[1] - acquired[0] >= 0.6  # a renewal interval, then a whole ttl
+    finally:
+        await keeper.stop()

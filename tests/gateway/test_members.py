@@ -24,7 +24,7 @@ from gateway.federation import LocalFederationBus
 from gateway.members import is_member, member_nation, validate_member
 from gateway.node import Gateway
 from gateway.runner import build_gateways
-from protocols.errors import ConfigError
+from protocols.errors import ConfigError, DeliveryRefused
 from protocols.schema import v1
 from tests.gateway.federation import (
     eventually,
@@ -127,11 +127,50 @@ async def test_a_unit_is_routed_to_the_gateway_its_presence_came_from(split: Spl
     assert refused.delivery_status != 0x00
     # rtw-3 speaks up on DE-2's network: DE-2 announces it, and France routes to DE-2.
     await split.sim_de2.send_text(DE_RTW_3, ALIAS_OF_FR_VSAV, "here", report_request=0)
-    await eventually(lambda: split.fr._served_by.get("de.bos.rtw-3") == "DE-2")
+    await eventually(lambda: _member_of(split.fr, "de.bos.rtw-3") == "DE-2")
     await split.sim_fr.send_text(FR_VSAV, ALIAS_OF["rtw-3"], "second", report_request=1)
     await eventually(lambda: len(reports(split.sim_fr, FR_VSAV)) == 2)
     assert reports(split.sim_fr, FR_VSAV)[1].delivery_status == 0x00
     assert [t.text for t in texts(split.sim_de2, DE_RTW_3)] == ["[9001001 fr.sdis67.vsav-1] second"]
+
+
+def _member_of(gateway: Gateway, unit: str) -> str | None:
+    held = gateway.presence.get(unit)
+    return None if held is None else held.member
+
+
+def _presence_of(unit: str, gateway: str, availability: int, epoch: int) -> bytes:
+    env = v1.Envelope(message_id=uuid.uuid4().bytes)
+    env.origin.nation = "DE"
+    env.presence.unit.nation = "DE"
+    env.presence.unit.unit = unit
+    env.presence.availability = availability  # type: ignore[assignment]
+    env.presence.served_by = gateway
+    env.presence.epoch, env.presence.seq = epoch, 1
+    env.presence.valid_for_ms = 60_000
+    return env.SerializeToString()
+
+
+async def test_routes_follow_the_presence_registry_and_outlive_a_restart(tmp_path: Path) -> None:
+    unit = "de.bos.rtw-3"
+    party = v1.Party(nation="DE", unit=unit)
+    async with _split(tmp_path) as split:
+        await split.sim_de2.send_text(DE_RTW_3, ALIAS_OF_FR_VSAV, "here", report_request=0)
+        await eventually(lambda: _member_of(split.fr, unit) == "DE-2")
+        # A late "stale" from the unit's former gateway does not move an ONLINE unit, and
+        # so does not move its route either.
+        ignored = split.fr.counters["presence_ignored"]
+        await split.de.link.send("FR", _presence_of(unit, "gw-de", v1.AVAILABILITY_STALE, 9))
+        await eventually(lambda: split.fr.counters["presence_ignored"] == ignored + 1)
+        assert split.fr._member_for(party) == "DE-2"
+        await eventually(lambda: split.fr.counters["state_saved"] > 0)
+    # France restarts: the route comes back with the presence it had saved.
+    config = parse_config(split_config_text("FR", 1))
+    [fr] = build_gateways([config], LocalFederationBus(), state_dir=tmp_path)
+    async with fr.running():
+        await eventually(lambda: fr.journal is not None)  # opened, and presence restored
+        assert _member_of(fr, unit) == "DE-2"
+        assert fr._member_for(party) == "DE-2"
 
 
 async def test_a_german_gateway_cannot_speak_for_another(split: Split) -> None:
@@ -182,6 +221,21 @@ def test_two_configurations_of_one_member_cannot_share_a_process(tmp_path: Path)
         build_gateways([config, config], LocalFederationBus(), state_dir=tmp_path)
 
 
+def test_two_gateways_of_one_process_need_names_of_their_own(tmp_path: Path) -> None:
+    de, de2 = (parse_config(split_config_text(m, 1)) for m in ("DE", "DE-2"))
+    same = parse_config(split_config_text("DE-2", 1).replace('name = "gw-de-2"', 'name = "gw-de"'))
+    with pytest.raises(ConfigError, match="same gateway"):
+        build_gateways([de, same], LocalFederationBus(), state_dir=tmp_path)
+    assert len(build_gateways([de, de2], LocalFederationBus(), state_dir=tmp_path)) == 2
+
+
+async def test_a_message_for_a_unit_of_our_own_country_is_refused(split: Split) -> None:
+    envelope = v1.Envelope(priority=v1.PRIORITY_ROUTINE)
+    envelope.destination.unit.nation, envelope.destination.unit.unit = "DE", "de.bos.rtw-2"
+    with pytest.raises(DeliveryRefused, match="our own country"):
+        split.de._destination_nations(envelope)
+
+
 def test_the_only_gateway_of_a_partner_country_gets_all_its_units(tmp_path: Path) -> None:
     text = split_config_text("FR", 1).replace('partners = ["DE", "DE-2"]', 'partners = ["DE-2"]')
     [fr] = build_gateways([parse_config(text)], LocalFederationBus(), state_dir=tmp_path)
@@ -218,3 +272,15 @@ def test_gateways_of_one_process_need_ports_of_their_own(
     assert len(build_gateways(apart, LocalFederationBus(), state_dir=tmp_path)) == 2
     free = [parse_config(_with_api(m, "127.0.0.1:0")) for m in ("DE", "DE-2")]
     assert len(build_gateways(free, LocalFederationBus(), state_dir=tmp_path / "free")) == 2
+
+
+def test_two_gateways_of_one_process_need_certificates_of_their_own(tmp_path: Path) -> None:
+    from tests.processes import over_mqtt
+
+    def mqtt(cert: str) -> str:
+        return f'[federation.mqtt]\nhost = "broker"\ncert = "{cert}"\nkey = "k"\nbundle = "b"\n'
+
+    de = parse_config(over_mqtt(split_config_text("DE", 1), mqtt("de.pem")))
+    same = parse_config(over_mqtt(split_config_text("DE-2", 1), mqtt("de.pem")))
+    with pytest.raises(ConfigError, match="same certificate"):
+        build_gateways([de, same], LocalFederationBus(), state_dir=tmp_path)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import tomllib
 from collections.abc import Callable
@@ -1110,3 +1111,23 @@ def test_a_unit_heard_after_its_lease_ran_out_comes_back_even_before_the_tick() 
     assert reg.heard(U1, 299.0 + 300.0).came_back  # the lease ran out; no tick ran since
     assert reg.tick(600.0) == []  # nothing left to transition: it is ONLINE again
     assert reg.availability(U1) is Availability.ONLINE
+
+
+def test_the_member_serving_a_partner_unit_is_kept_saved_and_restored() -> None:
+    reg = _registry()
+    update = dataclasses.replace(_remote(1), gateway="gw-fr-2", member="FR-2")
+    assert reg.apply_remote(update, 0.0)
+    held = reg.get(FR_UNIT)
+    assert held is not None and held.member == "FR-2"
+    [state] = _saved(reg, 1.0).values()
+    assert state is not None and state["member"] == "FR-2"
+    after = _registry(epoch=2)
+    after.restore(state, 1.0, 2.0)
+    restored = after.get(FR_UNIT)
+    assert restored is not None and restored.member == "FR-2"
+    # The country's gateway named like it moves the unit back, and its member with it.
+    assert after.apply_remote(dataclasses.replace(_remote(1, epoch=9), member=""), 3.0)
+    moved = after.get(FR_UNIT)
+    assert moved is not None and (moved.gateway, moved.member) == ("gw-fr-1", "")
+    with pytest.raises(ValueError, match="member"):
+        _registry().restore({**state, "member": "fr-2"}, 1.0, 2.0)
