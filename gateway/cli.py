@@ -104,8 +104,10 @@ def _broker_acl(args: argparse.Namespace) -> int:
 
 def _config_check(args: argparse.Namespace) -> int:
     from gateway.config import file_problems, load_config
+    from gateway.runner import check_together
 
     status = 0
+    loaded = []
     for path in args.files:
         try:
             config = load_config(path)
@@ -113,6 +115,7 @@ def _config_check(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
             continue
+        loaded.append(config)
         if not args.no_files and (problems := file_problems(config)):
             for problem in problems:
                 print(f"error: {path}: {problem}", file=sys.stderr)
@@ -128,6 +131,17 @@ def _config_check(args: argparse.Namespace) -> int:
                 * bool(config.federation.siblings)
             )
         )
+    # The gateways of one (split) country run side by side on each instance: check them
+    # together as run does (files of different countries may be for different machines).
+    for nation in sorted({c.nation for c in loaded}):
+        together = [c for c in loaded if c.nation == nation]
+        if len(together) < 2:
+            continue
+        try:
+            check_together(together)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
     return status
 
 

@@ -64,6 +64,9 @@ log = structlog.get_logger(__name__)
 Starter = Callable[[Lease], AbstractAsyncContextManager[Awaitable[Any]]]
 
 
+#: Seconds an away instance waits for a gateway's home instance to appear before it warns.
+_HOME_GRACE = 60.0
+
 #: Seconds the gateway of an instance that lost its lease has to stop (its journal gives up
 #: a hanging commit after ``gateway.journal.CLOSE_TIMEOUT``).
 STOP_TIMEOUT = CLOSE_TIMEOUT + 10.0
@@ -138,6 +141,11 @@ class ActiveStandby:
         self._free_since: float | None = None
         self._stuck_home: int | None = None
         self._home_seen = 0
+        self._handing_back = False
+        #: When this instance began to stand by, and whether it warned that the gateway's
+        #: home instance was never seen (a mistyped ``home``).
+        self._since = time.monotonic()
+        self._home_missing_warned = False
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
         self.failed = asyncio.Event()
@@ -235,7 +243,9 @@ class ActiveStandby:
         home = await self._holder(home_resource(self.config.name))
         if home is None:
             self._free_since = None
+            self._warn_home_missing()
             return True
+        self._home_missing_warned = True  # it exists: a lapse later is a crash, not a typo
         if await self._holder(self.resource) is not None:
             self._free_since = None
             return False
@@ -249,6 +259,18 @@ class ActiveStandby:
         self.log.warning("cluster.home_not_taking", resource=self.resource, home=self.home)
         return True
 
+    def _warn_home_missing(self) -> None:
+        """Warn once if the home instance was never seen in the first minute (a typo?)."""
+        if self._home_missing_warned or time.monotonic() - self._since < _HOME_GRACE:
+            return
+        self._home_missing_warned = True
+        self.log.warning(
+            "cluster.home_never_seen",
+            resource=self.resource,
+            home=self.home,
+            hint="[cluster] home must be the --instance id of the instance meant to run it",
+        )
+
     async def _should_yield(self, _resource: str) -> bool:
         """Away from home, hand the gateway back once its home instance is up for it."""
         if not self._away():
@@ -256,11 +278,13 @@ class ActiveStandby:
         home = await self._holder(home_resource(self.config.name))
         if home is None or home.fencing == self._stuck_home:
             self._home_seen = 0
+            if home is None:
+                self._warn_home_missing()
             return False
         self._home_seen += 1
         if self._home_seen < 2:  # seen up at two renewals in a row: not a flicker
             return False
-        self._home_seen, self._stuck_home = 0, None
+        self._home_seen, self._stuck_home, self._handing_back = 0, None, True
         self.log.info("cluster.handing_back", resource=self.resource, home=self.home)
         return True
 
@@ -274,7 +298,11 @@ class ActiveStandby:
 
     async def _lost(self, _resource: str) -> None:
         await self._stop_gateway()
-        self.log.warning("cluster.standby", resource=self.resource, reason="lease lost")
+        if self._handing_back:
+            self._handing_back = False
+            self.log.info("cluster.standby", resource=self.resource, reason="handed back home")
+        else:
+            self.log.warning("cluster.standby", resource=self.resource, reason="lease lost")
 
     async def _serve(self, lease: Lease) -> None:
         began = time.monotonic()

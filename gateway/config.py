@@ -350,11 +350,7 @@ def _parse(root: Table, source: str) -> GatewayConfig:
     liveness = _liveness(root.table("liveness"))
     api = parse_api(root.table("api"))
     cluster = _cluster(root, journal_url, federation) if root.has("cluster") else None
-    for index, alias in enumerate(aliases):
-        if alias.member and alias.member not in federation.partners:
-            raise ConfigError(
-                f"aliases[{index}].member: {alias.member!r} is not in federation.partners."
-            )
+    _check_partners(federation, aliases, groups, nation)
     root.finish()
     _check_unique_identities(units, aliases, groups)
     return GatewayConfig(
@@ -378,6 +374,33 @@ def _parse(root: Table, source: str) -> GatewayConfig:
         cluster=cluster,
         member="" if member == nation else member,
     )
+
+
+def _check_partners(
+    federation: FederationConfig,
+    aliases: tuple[AliasConfig, ...],
+    groups: tuple[GroupConfig, ...],
+    nation: str,
+) -> None:
+    """Aliases and groups may name only partners (a message to anyone else is refused)."""
+    partners = set(federation.partners)
+    countries = {member_nation(p) for p in partners}
+    for index, alias in enumerate(aliases):
+        if alias.member and alias.member not in partners:
+            raise ConfigError(
+                f"aliases[{index}].member: {alias.member!r} is not in federation.partners."
+            )
+        if alias.nation not in countries:
+            raise ConfigError(
+                f"aliases[{index}].nation: {alias.nation} is not a partner "
+                "(federation.partners): messages to this alias could go nowhere."
+            )
+    for index, group in enumerate(groups):
+        for partner in group.nations:
+            if member_nation(partner) != nation and partner not in partners:
+                raise ConfigError(
+                    f"groups[{index}].nations: {partner!r} is not in federation.partners."
+                )
 
 
 _INSTANCE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -444,7 +467,14 @@ def _federation(table: Table, nation: str, member: str) -> FederationConfig:
         raise table.error("partners", "lists a partner twice.")
     siblings = tuple(table.strings("siblings", []))
     for sibling in siblings:
-        if not is_member(sibling) or member_nation(sibling) != nation or sibling == member:
+        if sibling == member:
+            raise table.error(
+                "siblings",
+                f"{sibling!r} is this gateway's own member id (gateway.member, by default "
+                f"the country): in the second gateway of {nation} set gateway.member = "
+                f'"{nation}-2".',
+            )
+        if not is_member(sibling) or member_nation(sibling) != nation:
             raise table.error(
                 "siblings",
                 f"{sibling!r} is not another gateway of {nation} ({nation}, or {nation}-<tag>).",

@@ -632,7 +632,9 @@ class LeaseKeeper:
 
     async def _lose(self, resource: str, *, reason: str) -> None:
         self.counters["lost"] += 1
-        log.warning("lease.lost", resource=resource, owner=self.owner, reason=reason)
+        # Handing a resource over on purpose is no loss to alert on.
+        level = log.info if reason in ("handed_over", "stopped") else log.warning
+        level("lease.lost", resource=resource, owner=self.owner, reason=reason)
         try:
             await self._on_lost(resource)
         except Exception:

@@ -138,12 +138,22 @@ def _gateway_rules(
     gateways: Mapping[str, str | Sequence[str]],
 ) -> Iterable[tuple[str, list[tuple[str, str]]]]:
     """Per gateway certificate: its broker username and its ``(access, topic)`` rules."""
+    owners: dict[tuple[str, str], str] = {}
     for member in sorted(gateways):
         validate_member(member)
         given = gateways[member]
         names: Iterable[str] = [given] if isinstance(given, str) else given
         for name in sorted(names):
             validate_name(name)
+            owner = owners.setdefault((member_nation(member), name), member)
+            if owner != member:
+                # One certificate with two gateways' topics: the broker could no longer
+                # tell which gateway of the country sent a batch.
+                raise ValueError(
+                    f"the certificate {name!r} of {member_nation(member)} is listed for both "
+                    f"{owner} and {member}: each gateway of a split country needs a "
+                    "certificate of its own"
+                )
             user = broker_username(PeerIdentity(member_nation(member), Role.GATEWAY, name))
             yield (
                 user,

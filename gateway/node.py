@@ -1785,6 +1785,18 @@ class Gateway:
             return
         origin_unit = envelope.origin.unit
         nation = member_nation(sender)
+        if _egress(sender) not in self.queues and (
+            nation == self.nation or nation in self._members_of
+        ):
+            # A gateway of our country, or of a partner's, that our file does not list.
+            self.counters["federation_misattributed"] += 1
+            self.log.warning(
+                "federation.unlisted_gateway",
+                sender=sender,
+                hint=f"add {sender} to federation."
+                + ("siblings" if nation == self.nation else "partners"),
+            )
+            return
         if (
             envelope.origin.nation != nation
             or (envelope.origin_member or nation) != sender

@@ -82,7 +82,7 @@ def build_gateways(
     link_factory: LinkFactory = default_link,
 ) -> list[Gateway]:
     """Create one gateway per configuration, each with the link ``link_factory`` builds."""
-    _check_nations(configs)
+    check_together(configs)
     gateways: list[Gateway] = []
     for config in configs:
         made: list[Gateway] = []
@@ -110,7 +110,7 @@ async def run_gateways(
         supervisor restarts the process and, in a cluster, another instance takes over.
     """
     bus = LocalFederationBus()
-    _check_nations(configs)
+    check_together(configs)
     gateways = build_gateways([c for c in configs if c.cluster is None], bus, state_dir=state_dir)
     stop = asyncio.Event()
     reloadable: list[Any] = []
@@ -156,13 +156,33 @@ async def run_gateways(
     return 1 if failed else 0
 
 
-def _check_nations(configs: Sequence[GatewayConfig]) -> None:
-    members = [c.federation_member for c in configs]
-    if len(set(members)) != len(members):
-        raise ConfigError(
-            "two configurations are for the same federation member (gateway.nation, or "
-            "gateway.member of a split country); run them in two processes."
-        )
+def check_together(configs: Sequence[GatewayConfig]) -> None:
+    """Refuse configurations that cannot run side by side in one process.
+
+    Raises:
+        ConfigError: Two are one federation member, share a name, a certificate or a
+            listening port, or (gateways of one country) do not list each other as siblings.
+    """
+    seen: dict[str, GatewayConfig] = {}
+    for config in configs:
+        other = seen.get(config.federation_member)
+        if other is not None:
+            raise ConfigError(
+                f"{other.source} and {config.source} are both federation member "
+                f"{config.federation_member}: the gateways of a split country need member "
+                f"ids of their own (gateway.member, e.g. {config.nation}-2, "
+                f"{config.nation}-3), and two instances of one gateway run in two processes."
+            )
+        seen[config.federation_member] = config
+    for config in configs:
+        for sibling in config.federation.siblings:
+            other = seen.get(sibling)
+            if other is not None and config.federation_member not in other.federation.siblings:
+                raise ConfigError(
+                    f"{config.source} lists {sibling} as a sibling, but {other.source} does "
+                    f"not list {config.federation_member} in federation.siblings: they would "
+                    "not share their units' presence both ways."
+                )
     # The name keys the lease, the journal (file or schema) and the logs.
     names = [c.name for c in configs]
     if len(set(names)) != len(names):

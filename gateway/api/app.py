@@ -630,6 +630,7 @@ async def _healthz(request: web.Request) -> web.Response:
             "status": "ok",
             "gateway": ctx.gateway.name,
             "nation": ctx.gateway.nation,
+            "member": ctx.gateway.member,
             "uptime_s": round(time.monotonic() - ctx.started, 3),
         }
     )
@@ -643,6 +644,7 @@ async def _readyz(request: web.Request) -> web.Response:
             "status": "not ready" if reasons else "ready",
             "gateway": ctx.gateway.name,
             "nation": ctx.gateway.nation,
+            "member": ctx.gateway.member,
             "reasons": reasons,
         },
         status=503 if reasons else 200,

@@ -169,6 +169,6 @@ def render_metrics(gateway: Gateway, recorder: Recorder, journal_backlog: int | 
     out.gauge(
         "euccs_gateway_info",
         "Constant 1, labelled with the gateway.",
-        {_lab(gateway=gw, nation=gateway.nation): 1},
+        {_lab(gateway=gw, nation=gateway.nation, member=gateway.member): 1},
     )
     return out.text()

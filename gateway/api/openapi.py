@@ -409,6 +409,11 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"type": "string", "enum": ["ok", "ready", "not ready"]},
             "gateway": {"type": "string"},
             "nation": {"type": "string"},
+            "member": {
+                "type": "string",
+                "description": "The gateway's federation member id: its country, or e.g. "
+                "DE-2 for a gateway of a split country.",
+            },
             "uptime_s": {"type": "number"},
             "reasons": {"type": "array", "items": {"type": "string"}},
         },

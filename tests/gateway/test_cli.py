@@ -224,3 +224,22 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None
     reader.wait()
     assert inspect.returncode == 141
     assert b"Traceback" not in inspect.stderr
+
+
+def test_config_check_checks_the_gateways_of_a_split_country_together(tmp_path: Path) -> None:
+    from gateway.demo_configs import split_config_text
+
+    de, de2, fr = (tmp_path / f"{m}.toml" for m in ("de", "de2", "fr"))
+    de.write_text(split_config_text("DE", 1))
+    de2.write_text(split_config_text("DE-2", 1))
+    fr.write_text(split_config_text("FR", 1))
+    ok = cli("config", "check", "--no-files", str(de), str(de2), str(fr))
+    assert ok.returncode == 0, ok.stderr
+    assert "(DE-2)" in ok.stdout.decode() and "siblings DE" in ok.stdout.decode()
+    de2.write_text(split_config_text("DE-2", 1).replace('siblings = ["DE"]', "siblings = []"))
+    lopsided = cli("config", "check", "--no-files", str(de), str(de2))
+    assert lopsided.returncode == 2
+    assert "does not list DE in federation.siblings" in lopsided.stderr.decode()
+    de2.write_text(split_config_text("DE-2", 1).replace('name = "gw-de-2"', 'name = "gw-de"'))
+    named = cli("config", "check", "--no-files", str(de), str(de2))
+    assert named.returncode == 2 and "name the same gateway" in named.stderr.decode()

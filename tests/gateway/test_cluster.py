@@ -214,6 +214,25 @@ async def test_a_home_instance_that_does_not_take_its_gateway_leaves_it_running_
         store.close()
 
 
+async def test_a_home_instance_never_seen_is_warned_about_once(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mistyped home ("de2" for "de-2"): the gateway runs elsewhere, and the log says why."""
+    monkeypatch.setattr("gateway.cluster._HOME_GRACE", 0.5)
+    url = fresh_database(postgres_url)
+    config = _config(
+        '[cluster]\nlease_ttl = 1.5\nhome = "kehl2"\n', journal=f'[journal]\nurl = "{url}"\n'
+    )
+    away = _Runs()
+    with structlog.testing.capture_logs() as logs:
+        async with ActiveStandby(config, instance="kehl-1", start=away.start):
+            await eventually(lambda: away.running == 1)
+            await eventually(lambda: any(e["event"] == "cluster.home_never_seen" for e in logs))
+            await asyncio.sleep(1.5)  # several renewals: one warning only
+    warned = [e for e in logs if e["event"] == "cluster.home_never_seen"]
+    assert len(warned) == 1 and warned[0]["home"] == "kehl2"
+
+
 class _SlowToStop(_Runs):
     """A gateway whose stop hangs (a journal commit stuck on a dead connection)."""
 

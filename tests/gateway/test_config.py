@@ -148,6 +148,12 @@ def test_a_gateway_of_a_split_country_and_its_split_partners() -> None:
             "aliases[0].member: 'FR-2' is not in federation.partners",
         ),
         (
+            'nations = ["FR"]',
+            'nations = ["FR-3"]',
+            "groups[0].nations: 'FR-3' is not in federation",
+        ),
+        ('partners = ["FR"]', 'partners = ["BE"]', "aliases[0].nation: FR is not a partner"),
+        (
             'partners = ["FR"]',
             'partners = ["FR"]\nsiblings = ["FR-2"]',
             "federation.siblings: 'FR-2' is not another gateway of DE",
@@ -155,7 +161,7 @@ def test_a_gateway_of_a_split_country_and_its_split_partners() -> None:
         (
             'partners = ["FR"]',
             'partners = ["FR"]\nsiblings = ["DE"]',
-            "federation.siblings: 'DE' is not another gateway of DE",
+            "federation.siblings: 'DE' is this gateway's own member id",
         ),
     ],
 )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from adapters.tetra import TetraNetworkSimulator
 from gateway.config import parse_config
@@ -217,7 +218,7 @@ async def test_the_gateways_of_a_split_country_share_their_units_presence(split:
 
 def test_two_configurations_of_one_member_cannot_share_a_process(tmp_path: Path) -> None:
     config = parse_config(split_config_text("DE-2", 1))
-    with pytest.raises(ConfigError, match="same federation member"):
+    with pytest.raises(ConfigError, match=r"both federation member DE-2: .* e\.g\. DE-2, DE-3"):
         build_gateways([config, config], LocalFederationBus(), state_dir=tmp_path)
 
 
@@ -284,3 +285,30 @@ def test_two_gateways_of_one_process_need_certificates_of_their_own(tmp_path: Pa
     same = parse_config(over_mqtt(split_config_text("DE-2", 1), mqtt("de.pem")))
     with pytest.raises(ConfigError, match="same certificate"):
         build_gateways([de, same], LocalFederationBus(), state_dir=tmp_path)
+
+
+async def test_a_gateway_not_listed_as_partner_or_sibling_is_named_in_the_log(
+    tmp_path: Path,
+) -> None:
+    """DE-2 forgot DE as a sibling, France forgot DE-2 as a partner: each log says so."""
+    texts_by = {
+        "DE-2": split_config_text("DE-2", 1).replace('siblings = ["DE"]', "siblings = []"),
+        "FR": split_config_text("FR", 1).replace('partners = ["DE", "DE-2"]', 'partners = ["DE"]'),
+    }
+    texts_by["FR"] = "\n".join(
+        line for line in texts_by["FR"].splitlines() if line != 'member = "DE-2"'
+    )
+    de2, fr = build_gateways(
+        [parse_config(t) for t in texts_by.values()], LocalFederationBus(), state_dir=tmp_path
+    )
+    presence = _presence_of("de.bos.rtw-2", "gw-de", v1.AVAILABILITY_ONLINE, 1)
+    with structlog.testing.capture_logs() as logs:
+        await de2._on_federation("DE", presence)
+        await fr._on_federation("DE-2", presence)
+    unlisted = [
+        (e["sender"], e["hint"]) for e in logs if e["event"] == "federation.unlisted_gateway"
+    ]
+    assert unlisted == [
+        ("DE", "add DE to federation.siblings"),
+        ("DE-2", "add DE-2 to federation.partners"),
+    ]

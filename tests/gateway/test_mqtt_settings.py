@@ -136,6 +136,9 @@ def test_topics_and_acl_of_a_split_country() -> None:
     ) in acl
     with pytest.raises(ValueError, match="member"):
         generate_acl({"DE-": "kehl"})
+    # One certificate cannot be two gateways: the broker tells gateways apart by it.
+    with pytest.raises(ValueError, match="listed for both DE and DE-2"):
+        generate_acl({"DE": "kehl", "DE-2": ["kehl"]})
 
 
 def test_runner_builds_the_link_of_the_transport(tmp_path: Path) -> None:

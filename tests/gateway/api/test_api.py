@@ -213,9 +213,9 @@ async def test_event_stream_carries_message_and_presence_events(api: Api) -> Non
 
 async def test_health_and_readiness(api: Api) -> None:
     status, body = await api.get("/healthz")
-    assert (status, body["status"]) == (200, "ok")
+    assert (status, body["status"], body["member"]) == (200, "ok", "DE")
     status, body = await api.get("/readyz")
-    assert (status, body["status"], body["reasons"]) == (200, "ready", [])
+    assert (status, body["status"], body["reasons"], body["member"]) == (200, "ready", [], "DE")
     api.fed.bus.cut("FR")
     status, body = await api.get("/readyz")
     assert status == 503
