@@ -406,6 +406,10 @@ def _size(message: aiomqtt.Message) -> int:
     return len(payload) if isinstance(payload, bytes | bytearray) else 0
 
 
+#: Seconds a closing connection has to see our DISCONNECT through before it is cut.
+DISCONNECT_TIMEOUT = 5.0
+
+
 class _PublishRefused(LinkError):
     """The broker answered a PUBLISH with a failure reason code (an ACL refusal)."""
 
@@ -503,7 +507,18 @@ class _Client(aiomqtt.Client):
         tb: TracebackType | None,
     ) -> None:
         try:
-            await super().__aexit__(exc_type, exc, tb)
+            # aiomqtt waits for the broker to close the connection after our DISCONNECT
+            # without a bound: a connection that no longer carries it would hold up the
+            # link's stop (and the gateway's) for good.
+            async with asyncio.timeout(DISCONNECT_TIMEOUT):
+                await super().__aexit__(exc_type, exc, tb)
+        except TimeoutError:
+            with contextlib.suppress(OSError):
+                self._client._sock_close()  # private paho API, as in __aenter__
+            if not self._disconnected.done():
+                self._disconnected.set_result(None)
+            if self._lock.locked():
+                self._lock.release()
         finally:
             self._settle()
             # A connection reset in the middle of the session (or of its TLS handshake)

@@ -101,10 +101,11 @@ def test_cluster_needs_the_mqtt_transport() -> None:
 # ---------------------------------------------------------------------- supervisor
 
 
-def _fresh(postgres_url: str) -> tuple[str, Any]:
+def _fresh(postgres_url: str, home: str | None = None) -> tuple[str, Any]:
     """A new database, and a clustered configuration whose journal is in it."""
     url = fresh_database(postgres_url)
-    return url, _config("[cluster]\nlease_ttl = 1.5\n", journal=f'[journal]\nurl = "{url}"\n')
+    cluster = "[cluster]\nlease_ttl = 1.5\n" + (f'home = "{home}"\n' if home else "")
+    return url, _config(cluster, journal=f'[journal]\nurl = "{url}"\n')
 
 
 class _Runs:
@@ -161,10 +162,7 @@ async def test_one_instance_is_active_and_the_other_takes_over_on_stop(
 async def test_a_gateway_runs_at_its_home_instance_whenever_that_one_is_up(
     postgres_url: str,
 ) -> None:
-    url = fresh_database(postgres_url)
-    config = _config(
-        '[cluster]\nlease_ttl = 1.5\nhome = "kehl-a"\n', journal=f'[journal]\nurl = "{url}"\n'
-    )
+    _url, config = _fresh(postgres_url, home="kehl-a")
     assert config.cluster is not None and config.cluster.home == "kehl-a"
     home, away = _Runs(), _Runs()
     async with ActiveStandby(config, instance="kehl-b", start=away.start) as second:
@@ -188,10 +186,7 @@ async def test_a_home_instance_that_does_not_take_its_gateway_leaves_it_running_
     postgres_url: str,
 ) -> None:
     """Home is up (its lease is held) but never takes the gateway: another one runs it."""
-    url = fresh_database(postgres_url)
-    config = _config(
-        '[cluster]\nlease_ttl = 1.5\nhome = "kehl-a"\n', journal=f'[journal]\nurl = "{url}"\n'
-    )
+    url, config = _fresh(postgres_url, home="kehl-a")
     store = LeaseStore(url)
     try:
         home = store.acquire(home_resource(config.name), "kehl-a/stuck", 60)
@@ -219,10 +214,7 @@ async def test_a_home_instance_never_seen_is_warned_about_once(
 ) -> None:
     """A mistyped home ("de2" for "de-2"): the gateway runs elsewhere, and the log says why."""
     monkeypatch.setattr("gateway.cluster._HOME_GRACE", 0.5)
-    url = fresh_database(postgres_url)
-    config = _config(
-        '[cluster]\nlease_ttl = 1.5\nhome = "kehl2"\n', journal=f'[journal]\nurl = "{url}"\n'
-    )
+    _url, config = _fresh(postgres_url, home="kehl2")
     away = _Runs()
     with structlog.testing.capture_logs() as logs:
         async with ActiveStandby(config, instance="kehl-1", start=away.start):

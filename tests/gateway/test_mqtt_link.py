@@ -578,3 +578,21 @@ async def test_a_broker_serving_with_our_own_certificate_is_refused_loudly(
             assert "own identity" in de.reason
     finally:
         broker.stop()
+
+
+async def test_a_disconnect_the_broker_never_completes_does_not_hold_up_the_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiomqtt waits for the broker's close after DISCONNECT without a bound; the link not."""
+    import aiomqtt
+
+    async def never(*_args: Any) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(aiomqtt.Client, "__aexit__", never)
+    monkeypatch.setattr("gateway.mqtt_link.DISCONNECT_TIMEOUT", 0.2)
+    client = _Client("127.0.0.1", tls_context=ssl.create_default_context())
+    began = time.monotonic()
+    await asyncio.wait_for(client.__aexit__(None, None, None), 5)
+    assert time.monotonic() - began < 2
+    assert client._disconnected.done()
