@@ -406,6 +406,18 @@ def _size(message: aiomqtt.Message) -> int:
     return len(payload) if isinstance(payload, bytes | bytearray) else 0
 
 
+def _stop_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop.
+
+    aiomqtt waits for CONNACK and SUBACK with ``asyncio.wait_for``, which in Python 3.11
+    swallows a cancellation that arrives together with the reply: the link would go on
+    into a new session and never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 #: Seconds a closing connection has to see our DISCONNECT through before it is cut.
 DISCONNECT_TIMEOUT = 5.0
 
@@ -769,6 +781,7 @@ class MqttFederationLink:
                     await self._resumed.wait()
                 self._restart.clear()
                 self._wakeup.clear()
+                _stop_if_cancelled()
                 try:
                     await self._session(inbox, backoff, refused)
                     continue  # a requested restart (reload, suspend): reconnect at once
@@ -920,7 +933,9 @@ class MqttFederationLink:
             self._connections += 1
             self._check_broker(client, credentials)
             try:
+                _stop_if_cancelled()  # the CONNACK may have come with our stop
                 await self._join(client)
+                _stop_if_cancelled()  # ... or a SUBACK
                 self._client = client
                 backoff.attempt = 0
                 refused.attempt = 0

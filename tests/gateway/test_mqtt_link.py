@@ -596,3 +596,31 @@ async def test_a_disconnect_the_broker_never_completes_does_not_hold_up_the_stop
     await asyncio.wait_for(client.__aexit__(None, None, None), 5)
     assert time.monotonic() - began < 2
     assert client._disconnected.done()
+
+
+async def test_a_stop_that_arrives_with_a_broker_reply_still_stops_the_link(
+    mqtt_world: MqttWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's wait_for (aiomqtt's CONNACK and SUBACK waits) can swallow a cancel.
+
+    Here the subscription step swallows it, as wait_for does when the SUBACK comes with the
+    cancellation; the link must stop anyway, not go on into a session for ever.
+    """
+    joining = asyncio.Event()
+    original = MqttFederationLink._join
+
+    async def swallowing_join(self: MqttFederationLink, client: _Client) -> None:
+        joining.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)  # the stop lands here, and is lost
+        await original(self, client)
+
+    monkeypatch.setattr(MqttFederationLink, "_join", swallowing_join)
+    de = _link(mqtt_world, "DE")
+    task = asyncio.create_task(de.serve(Inbox()))
+    await asyncio.wait_for(joining.wait(), 10)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert done, "the link went on after its stop"
+    assert task.cancelled()
+    assert de.state is LinkState.STOPPED
