@@ -342,7 +342,13 @@ class TetraNetworkSimulator(ListeningService):
         if writer is None:
             raise LinkError("No gateway is connected to the simulated radio's PEI.")
         writer.write(data)
-        await writer.drain()
+        try:
+            await writer.drain()
+        except ConnectionError as exc:
+            if isinstance(exc, LinkError):
+                raise
+            # The gateway's connection went away under the write: as if none were connected.
+            raise LinkError(f"The gateway's PEI connection was lost: {exc}") from exc
 
     async def _notify(self) -> None:
         async with self._changed:

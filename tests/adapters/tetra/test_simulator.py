@@ -9,7 +9,7 @@ import pytest
 
 from adapters.tetra import TetraNetworkSimulator
 
-from .conftest import wait_sim
+from .conftest import RADIO, wait_sim
 
 pytestmark = pytest.mark.interop
 
@@ -108,3 +108,29 @@ async def test_delivery_after_gateway_left_does_not_stop_simulator(
     assert b"OK" in await exchange(reader, writer, b"AT\r\n", b"OK\r\n")
     writer.close()
     await writer.wait_closed()
+
+
+async def test_a_gateway_lost_under_a_delivery_is_a_link_error(
+    sim: TetraNetworkSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection lost under a write (before the simulator saw it go) is a LinkError.
+
+    Scripts catch LinkError for "no gateway connected"; a reset in the middle of the write
+    raised ConnectionResetError from the stream instead.
+    """
+    from protocols.errors import LinkError
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+    try:
+        assert b"OK" in await exchange(reader, writer, b"AT\r\n", b"OK\r\n")
+        assert sim._writer is not None
+
+        async def reset() -> None:
+            raise ConnectionResetError("Connection lost")
+
+        monkeypatch.setattr(sim._writer, "drain", reset)
+        with pytest.raises(LinkError, match="PEI connection was lost"):
+            await sim.send_text("2001", RADIO, "lost on the way")
+    finally:
+        writer.close()
+        await writer.wait_closed()
