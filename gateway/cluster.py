@@ -137,11 +137,12 @@ class ActiveStandby:
         self._keeper: LeaseKeeper | None = None
         self._up: LeaseKeeper | None = None
         #: Away from home: since when the gateway is seen free with its home instance up,
-        #: the home lease's fencing when it was taken anyway, and renewals with home seen up.
+        #: the home lease's owner (its process) when it was taken anyway, and renewals with
+        #: home seen up.
         self._free_since: float | None = None
-        self._stuck_home: int | None = None
+        self._stuck_home: str | None = None
         self._home_seen = 0
-        self._handing_back = False
+        self._handing_back = self._closing = False
         #: When this instance began to stand by, and whether it warned that the gateway's
         #: home instance was never seen (a mistyped ``home``).
         self._since = time.monotonic()
@@ -166,9 +167,13 @@ class ActiveStandby:
         if main is not None:
             main.cancel()
             await asyncio.gather(main, return_exceptions=True)
+        # The gateway stops (or finishes a stop under way, e.g. a hand-back's) while the
+        # lease is still ours and renewed; only then is the lease released.
+        self._closing = True
+        await self._stop_gateway()
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
-            await keeper.stop(release=True)  # stops the gateway, then releases
+            await keeper.stop(release=True)
         await self._stop_gateway()
         up, self._up = self._up, None
         if up is not None:
@@ -249,13 +254,15 @@ class ActiveStandby:
         if await self._holder(self.resource) is not None:
             self._free_since = None
             return False
+        if home.owner == self._stuck_home:
+            return True  # the same home process that did not take it before
         now = time.monotonic()
         if self._free_since is None:
             self._free_since = now
         assert self.config.cluster is not None
         if now - self._free_since < 2 * self.config.cluster.lease_ttl:
             return False
-        self._free_since, self._stuck_home = None, home.fencing
+        self._free_since, self._stuck_home = None, home.owner
         self.log.warning("cluster.home_not_taking", resource=self.resource, home=self.home)
         return True
 
@@ -276,11 +283,12 @@ class ActiveStandby:
         if not self._away():
             return False
         home = await self._holder(home_resource(self.config.name))
-        if home is None or home.fencing == self._stuck_home:
+        if home is None or home.owner == self._stuck_home:
             self._home_seen = 0
             if home is None:
                 self._warn_home_missing()
             return False
+        self._home_missing_warned = True
         self._home_seen += 1
         if self._home_seen < 2:  # seen up at two renewals in a row: not a flicker
             return False
@@ -290,6 +298,9 @@ class ActiveStandby:
 
     async def _acquired(self, _resource: str, lease: Lease) -> None:
         await self._stop_gateway()  # a lease taken again after a lapse: start afresh
+        self._free_since, self._home_seen = None, 0
+        if self._closing:
+            return  # this instance is stopping: the lease is released with the rest
         self.activations += 1
         self.log.info("cluster.active", resource=self.resource, fencing=lease.fencing)
         self._task = asyncio.create_task(
@@ -297,6 +308,7 @@ class ActiveStandby:
         )
 
     async def _lost(self, _resource: str) -> None:
+        self._free_since, self._home_seen = None, 0
         await self._stop_gateway()
         if self._handing_back:
             self._handing_back = False
@@ -332,12 +344,16 @@ class ActiveStandby:
         out of the running for good. Past the bound the gateway is left cancelled: its
         journal is fenced, so whatever it still does writes nothing.
         """
-        task, self._task = self._task, None
+        task = self._task
         if task is None or task.done():
+            self._task = None
             return
         task.cancel()
         bound = STOP_TIMEOUT
+        # Interrupted here (our own stop), the task stays ours: the next call waits for it.
         done, _ = await asyncio.wait({task}, timeout=bound)
+        if self._task is task:
+            self._task = None
         if not done:
             self.log.error("cluster.stop_timeout", resource=self.resource, timeout_s=bound)
             return

@@ -524,14 +524,16 @@ class _Client(aiomqtt.Client):
             # link's stop (and the gateway's) for good.
             async with asyncio.timeout(DISCONNECT_TIMEOUT):
                 await super().__aexit__(exc_type, exc, tb)
-        except TimeoutError:
-            with contextlib.suppress(OSError):
-                self._client._sock_close()  # private paho API, as in __aenter__
+        except (TimeoutError, aiomqtt.MqttError):
+            # Not seen through (aiomqtt's own wait is the client's timeout): the connection
+            # is closed here, and whatever ended the session goes on as it was.
             if not self._disconnected.done():
                 self._disconnected.set_result(None)
             if self._lock.locked():
                 self._lock.release()
         finally:
+            with contextlib.suppress(OSError):
+                self._client._sock_close()  # private paho API, as in __aenter__; idempotent
             self._settle()
             # A connection reset in the middle of the session (or of its TLS handshake)
             # can leave paho's socket open: whatever this client wrapped is closed now.
@@ -788,6 +790,7 @@ class MqttFederationLink:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    _stop_if_cancelled()  # a failure that came with our stop: no backoff
                     delay = self._failed(exc, backoff, refused)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -931,9 +934,9 @@ class MqttFederationLink:
         )
         async with client:
             self._connections += 1
+            _stop_if_cancelled()  # the CONNACK may have come with our stop
             self._check_broker(client, credentials)
             try:
-                _stop_if_cancelled()  # the CONNACK may have come with our stop
                 await self._join(client)
                 _stop_if_cancelled()  # ... or a SUBACK
                 self._client = client
@@ -955,10 +958,12 @@ class MqttFederationLink:
     async def _join(self, client: _Client) -> None:
         """Subscribe to our inbox and every gateway's presence; announce we are online."""
         for topic in (inbox_filter(self.nation), presence_filter()):
+            _stop_if_cancelled()  # a SUBACK may have come with our stop
             granted = await client.subscribe(topic, qos=1)
             for code in granted:
                 if isinstance(code, ReasonCode) and code.is_failure:
                     raise BadCredentials(f"the broker refused the subscription {topic}: {code}")
+        _stop_if_cancelled()  # ... the last one too: then we do not announce we are online
         try:
             await client.publish_acked(
                 presence_topic(self.nation),

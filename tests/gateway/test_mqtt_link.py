@@ -624,3 +624,20 @@ async def test_a_stop_that_arrives_with_a_broker_reply_still_stops_the_link(
     assert done, "the link went on after its stop"
     assert task.cancelled()
     assert de.state is LinkState.STOPPED
+
+
+async def test_a_disconnect_aiomqtt_gives_up_on_still_closes_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aiomqtt's own wait (the client's timeout) ends in MqttError: closed here, not raised."""
+    import aiomqtt
+
+    async def timed_out(*_args: Any) -> None:
+        raise aiomqtt.MqttError("Operation timed out")
+
+    closed: list[bool] = []
+    monkeypatch.setattr(aiomqtt.Client, "__aexit__", timed_out)
+    client = _Client("127.0.0.1", tls_context=ssl.create_default_context())
+    monkeypatch.setattr(client._client, "_sock_close", lambda: closed.append(True))
+    await client.__aexit__(None, None, None)
+    assert closed and client._disconnected.done()
