@@ -29,6 +29,7 @@ this process on one monotonic clock.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -255,7 +256,9 @@ async def _open_loop(send: SendOne, probe: Probe, rate: float, seconds: float) -
     done = 0
     tick = 0.002
     while (elapsed := time.perf_counter() - start) < seconds:
-        due = int(rate * elapsed) - done
+        # Message k (from 0) is due at start + k / rate: at ``elapsed``, messages
+        # 0 .. floor(rate * elapsed) are due.
+        due = math.floor(rate * elapsed) + 1 - done
         for _ in range(max(0, due)):
             number = probe.number()
             probe.sent[number] = start + done / rate  # when it was due
@@ -277,15 +280,19 @@ async def _saturate(
     first = probe._next + 1
     start = time.perf_counter()
     half = start + seconds / 2
+    # Sent and neither delivered nor given up on, oldest first; kept as it changes so
+    # that the load generator's own work stays small beside the path's.
+    waiting: collections.deque[int] = collections.deque()
     while (now := time.perf_counter()) - start < seconds:
-        in_flight = sum(
-            1
-            for n in range(first, probe._next + 1)
-            if n not in probe.delivered and now - probe.sent[n] < LOST_AFTER
-        )
+        while waiting and (
+            waiting[0] in probe.delivered or now - probe.sent[waiting[0]] >= LOST_AFTER
+        ):
+            waiting.popleft()
+        in_flight = sum(1 for n in waiting if n not in probe.delivered)
         for _ in range(max(0, outstanding - in_flight)):
             number = probe.number()
             probe.mark_sent(number)
+            waiting.append(number)
             await send(number)
         probe.arrived.clear()
         with contextlib.suppress(TimeoutError):

@@ -312,3 +312,69 @@ async def test_latency_counts_from_when_a_message_was_due_not_when_it_went() -> 
     assert window.max_ms is not None and window.max_ms > 100
     window.offered_rate = 200.0
     assert fb.unsustained("90%", window) is not None  # and the rate was not reached
+
+
+class _FakeClock:
+    """``time.perf_counter`` and ``asyncio.sleep`` on a clock that moves only when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._sleep = asyncio.sleep
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await self._sleep(0)
+
+
+async def test_a_message_goes_when_it_is_due_not_one_interval_later(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 50 msg/s a message is due every 20 ms; the sender's tick is 2 ms.
+
+    Each one must go within a tick of its due time. (Counting the first one due only after
+    one interval made every message look one interval, 1/rate, slower than it was.)
+    """
+    clock = _FakeClock()
+    monkeypatch.setattr(fb, "time", clock)
+    monkeypatch.setattr(fb.asyncio, "sleep", clock.sleep)
+    probe = fb.Probe()
+
+    async def instant(number: int) -> None:
+        probe.mark_delivered(number)
+
+    numbers = await fb._open_loop(instant, probe, 50.0, 1.0)
+    window = probe.window(numbers)
+    assert window.sent == 50
+    assert window.max_ms is not None and window.max_ms <= 2.0 + 1e-6
+    assert probe.sent[numbers[0]] == 1000.0  # the first was due at the start
+
+
+async def test_the_saturating_sender_keeps_the_number_outstanding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deliveries out of order free their places; a message given up on frees its own."""
+    monkeypatch.setattr(fb, "LOST_AFTER", 0.2)
+    probe = fb.Probe()
+    peak = 0
+
+    async def newest_first(number: int) -> None:
+        nonlocal peak
+        now = time.perf_counter()
+        in_flight = [
+            n
+            for n in range(1, number)
+            if n not in probe.delivered and now - probe.sent[n] < fb.LOST_AFTER
+        ]
+        peak = max(peak, len(in_flight))
+        if number % 3 == 0:  # every third one delivers the two before it
+            probe.mark_delivered(number - 1)
+            probe.mark_delivered(number - 2)
+        if number % 30 == 0:
+            probe.mark_delivered(number)  # the rest (every third) is never delivered
+
+    numbers, _rate = await fb._saturate(newest_first, probe, 0.6, 8)
+    assert 0 < peak < 8  # the one being sent makes it eight
+    assert len(numbers) > 40  # given-up ones stopped holding the sender back
