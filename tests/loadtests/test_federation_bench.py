@@ -339,7 +339,7 @@ async def test_a_message_goes_when_it_is_due_not_one_interval_later(
     """
     clock = _FakeClock()
     monkeypatch.setattr(fb, "time", clock)
-    monkeypatch.setattr(fb.asyncio, "sleep", clock.sleep)
+    monkeypatch.setattr(asyncio, "sleep", clock.sleep)
     probe = fb.Probe()
 
     async def instant(number: int) -> None:
