@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from gateway.demo_configs import (
 )
 from loadtests._postgres import find_bindir, running_postgres
 from loadtests._processes import (
+    cpu_seconds,
     mqtt_backbone,
     over_mqtt,
     radios_initialised,
@@ -123,27 +123,18 @@ class _Traffic:
         return (self.delivered() - before) / (time.monotonic() - began)
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """CPU time (user and system) process ``pid`` has used, from ``/proc`` (None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 async def _measured(
     traffic: _Traffic, seconds: float, procs: dict[str, asyncio.subprocess.Process]
 ) -> tuple[float, dict[str, float]]:
     """Texts delivered per second, and each German instance's share of a core meanwhile."""
     instances = {n: p for n, p in procs.items() if p.returncode is None}
-    before = {n: _cpu_seconds(p.pid) for n, p in instances.items()}
+    before = {n: cpu_seconds(p.pid) for n, p in instances.items()}
     began = time.monotonic()
     rate = await traffic.rate(seconds)
     took = time.monotonic() - began
     cores = {}
     for name, proc in instances.items():
-        start, end = before[name], _cpu_seconds(proc.pid)
+        start, end = before[name], cpu_seconds(proc.pid)
         if start is not None and end is not None:
             cores[name] = round((end - start) / took, 2)
     return rate, cores

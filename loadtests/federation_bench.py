@@ -157,6 +157,10 @@ class PathFigures:
     levels: dict[str, Latency] = field(default_factory=dict)
     overload_routine: Latency | None = None
     overload_emergency: Latency | None = None
+    #: Work per message delivered in the capacity phase, by process and kind:
+    #: ``cpu_ms/<process>`` (CPU milliseconds, user and system), and on the gateway path
+    #: ``commits/<gateway>`` (journal group commits) and ``operations/<gateway>``.
+    costs: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -308,6 +312,33 @@ async def _unknown() -> float | None:
     return None
 
 
+async def _no_counters() -> dict[str, float]:
+    """A path whose processes are not measured."""
+    return {}
+
+
+def per_message(
+    before: dict[str, float], after: dict[str, float], delivered: int
+) -> dict[str, float]:
+    """What each counter grew by per message delivered (CPU seconds as milliseconds)."""
+    if delivered <= 0:
+        return {}
+    costs = {}
+    for key, end in after.items():
+        if (start := before.get(key)) is not None:
+            scale = 1000.0 if key.startswith("cpu_ms/") else 1.0
+            costs[key] = round((end - start) * scale / delivered, 3)
+    return costs
+
+
+def cpu_counters(pids: dict[str, int]) -> dict[str, float]:
+    """``cpu_ms/<name>``: CPU seconds each process has used so far (Linux only)."""
+    from loadtests._processes import cpu_seconds
+
+    found = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    return {f"cpu_ms/{name}": value for name, value in found.items() if value is not None}
+
+
 @dataclass
 class PathDriver:
     """How a path's harness sends and observes messages."""
@@ -323,6 +354,8 @@ class PathDriver:
     #: acknowledgements), so that the next phase starts from an idle system; returns
     #: when it found the path idle (``time.perf_counter()``), None if it cannot tell.
     settle: Callable[[], Awaitable[float | None]] = field(default=_unknown)
+    #: Cumulative work counters of the path's processes (see ``PathFigures.costs``).
+    counters: Callable[[], Awaitable[dict[str, float]]] = field(default=_no_counters)
 
 
 async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
@@ -330,12 +363,14 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
     figures = PathFigures(name=driver.name, notes=driver.notes)
     say = options.say
     say(f"[{driver.name}] capacity: saturating for {options.capacity_seconds:.0f} s")
+    before = await driver.counters()
     started = time.perf_counter()
     numbers, steady = await _saturate(
         driver.routine, driver.probe, options.capacity_seconds, driver.outstanding
     )
     await driver.probe.wait_delivered(numbers, options.drain_seconds)
     idle_at = await driver.settle()
+    after = await driver.counters()
     # Sustained: everything the phase delivered, over the time until the last delivery
     # and the follow-up work (receipts, acknowledgements) were done. A path that defers
     # work while saturated shows a steady-state rate it cannot keep up.
@@ -343,7 +378,10 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
     end = max([*arrivals, idle_at or 0.0])
     capacity = min(steady, len(arrivals) / (end - started)) if arrivals else 0.0
     figures.capacity_msg_s = round(capacity, 1)
+    figures.costs = per_message(before, after, len(arrivals))
     say(f"[{driver.name}] capacity {capacity:,.0f} msg/s delivered end to end")
+    if figures.costs:
+        say(f"[{driver.name}] per message delivered: {_costs_text(figures.costs)}")
     if capacity <= 0:
         figures.notes.append("nothing was delivered: no latency figures")
         return figures
@@ -489,6 +527,12 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                 driver = PathDriver(
                     name="gateway",
                     settle=functools.partial(_settle, list(metrics.values()), options),
+                    counters=functools.partial(
+                        _gateway_counters,
+                        {names[n]: port for n, port in metrics.items()},
+                        {names[n.upper()]: p.pid for n, p in procs.items()},
+                        "bench (radio networks, load)",
+                    ),
                     routine=routine,
                     emergency=emergency,
                     probe=probe,
@@ -569,20 +613,52 @@ async def _settle(ports: list[int], options: BenchOptions) -> float:
     return time.perf_counter()
 
 
-async def _busy(port: int) -> int:
-    """Messages a gateway has queued or in flight, from its metrics (-1: no valid answer)."""
+async def _metrics(port: int) -> str | None:
+    """A gateway's metrics exposition (None: no valid answer)."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2.0)
     except (OSError, TimeoutError):
-        return -1
+        return None
     try:
         writer.write(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         body = (await asyncio.wait_for(reader.read(), 5.0)).decode(errors="replace")
     except (OSError, TimeoutError):
-        return -1
+        return None
     finally:
         writer.close()
-    if not body.startswith(("HTTP/1.0 200", "HTTP/1.1 200")):
+    return body if body.startswith(("HTTP/1.0 200", "HTTP/1.1 200")) else None
+
+
+async def _gateway_counters(
+    ports: dict[str, int], pids: dict[str, int], bench: str
+) -> dict[str, float]:
+    """CPU of the gateways and of the bench (``bench``), and the gateways' journal commits."""
+    counters = cpu_counters({**pids, bench: os.getpid()})
+    for name, port in ports.items():
+        body = await _metrics(port) or ""
+        for line in body.splitlines():
+            for metric, key in (
+                ("euccs_journal_commits_total ", "commits"),
+                ("euccs_journal_operations_total ", "operations"),
+            ):
+                if line.startswith(metric):
+                    counters[f"{key}/{name}"] = float(line.rsplit(" ", 1)[1])
+    return counters
+
+
+def _costs_text(costs: dict[str, float]) -> str:
+    return ", ".join(
+        f"{key.replace('cpu_ms/', 'CPU ms ')} {value:g}"
+        if key.startswith("cpu_ms/")
+        else f"{key.replace('/', ' ')} {value:g}"
+        for key, value in sorted(costs.items())
+    )
+
+
+async def _busy(port: int) -> int:
+    """Messages a gateway has queued or in flight, from its metrics (-1: no valid answer)."""
+    body = await _metrics(port)
+    if body is None:
         return -1
     total, answered = 0, False
     for line in body.splitlines():
@@ -788,8 +864,10 @@ async def peer_path(state: Path, options: BenchOptions) -> AsyncIterator[PathDri
         (emergency_probe if topic.endswith("emergency") else probe).mark_delivered(number)
 
     async with contextlib.AsyncExitStack() as stack:
+        pids = {"bench (clients)": os.getpid()}
         for name, port in (("b", broker_b), ("a", broker_a)):
-            await stack.enter_async_context(_mosquitto(state / f"{name}.conf", port))
+            pid = await stack.enter_async_context(_mosquitto(state / f"{name}.conf", port))
+            pids[f"mosquitto {name.upper()}"] = pid
         receiver = await connect("127.0.0.1", broker_b, "bench-rx", subscribe="euccs/#")
         stack.callback(receiver.close)
         receiver.on_message = received
@@ -815,6 +893,7 @@ async def peer_path(state: Path, options: BenchOptions) -> AsyncIterator[PathDri
             probe=probe,
             emergency_probe=emergency_probe,
             outstanding=2048,
+            counters=functools.partial(_cpu_now, pids),
             notes=[
                 "client -> Mosquitto A -> bridge (topic euccs/# out 1, mutual TLS 1.3) -> "
                 "Mosquitto B -> client; QoS 1, persistence off, default queue limits",
@@ -822,6 +901,10 @@ async def peer_path(state: Path, options: BenchOptions) -> AsyncIterator[PathDri
                 "connection (the bridge itself is one FIFO link)",
             ],
         )
+
+
+async def _cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    return cpu_counters(pids)
 
 
 async def _wait_bridged(sender: Any, probe: Probe) -> None:
@@ -844,8 +927,11 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def _mosquitto(conf: Path, port: int) -> AsyncIterator[None]:
-    """Run ``mosquitto -c conf`` until the context ends; wait until ``port`` accepts."""
+async def _mosquitto(conf: Path, port: int) -> AsyncIterator[int]:
+    """Run ``mosquitto -c conf`` until the context ends; wait until ``port`` accepts.
+
+    Yields the broker's process id.
+    """
     from gateway.mqtt_broker import find_mosquitto
 
     log = conf.with_suffix(".log").open("w")
@@ -864,7 +950,7 @@ async def _mosquitto(conf: Path, port: int) -> AsyncIterator[None]:
                     continue
                 writer.close()
                 break
-        yield
+        yield process.pid
     finally:
         if process.returncode is None:
             process.terminate()
@@ -1018,6 +1104,9 @@ def table(summary: dict[str, Any]) -> str:
         "routine lost (2x)",
         lambda f: f"{f['overload_routine']['lost']}/{f['overload_routine']['sent']}",
     )
+    for name, figures in summary["paths"].items():
+        if costs := figures.get("costs"):
+            lines.append(f"{name}, per message at capacity: {_costs_text(costs)}")
     for key, value in summary.get("ratios", {}).items():
         lines.append(f"{key:40} {value}")
     return "\n".join(lines)

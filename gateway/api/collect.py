@@ -110,6 +110,17 @@ def render_metrics(gateway: Gateway, recorder: Recorder, journal_backlog: int | 
         "Message copies in the journal's custody (-1: the journal is not open).",
         {(): journal_backlog if journal_backlog is not None else -1},
     )
+    journal = gateway.journal
+    out.counter(
+        "euccs_journal_commits_total",
+        "Group commits of the journal (each one durable: fsync or a database commit).",
+        {(): journal.commits if journal is not None else 0},
+    )
+    out.counter(
+        "euccs_journal_operations_total",
+        "Operations the journal committed; per commit, the mean group size.",
+        {(): journal.operations if journal is not None else 0},
+    )
     out.counter(
         "euccs_rejected_inputs_total",
         "Inputs refused, by source (radio, partner, api) and reason.",

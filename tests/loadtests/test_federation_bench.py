@@ -174,6 +174,19 @@ def test_ratios_compare_gateway_and_peer() -> None:
     assert missing["throughput_gateway_over_peer"] is None
 
 
+def test_costs_are_what_each_counter_grew_by_per_message() -> None:
+    before = {"cpu_ms/gw": 10.0, "commits/gw": 100.0, "gone": 1.0}
+    after = {"cpu_ms/gw": 10.5, "commits/gw": 160.0, "new": 5.0}
+    costs = fb.per_message(before, after, 100)
+    # CPU seconds become milliseconds; a counter seen only once is left out.
+    assert costs == {"cpu_ms/gw": 5.0, "commits/gw": 0.6}
+    assert fb.per_message(before, after, 0) == {}
+    line = fb.table(
+        {"paths": {"gateway": {"capacity_msg_s": 1.0, "levels": {}, "costs": costs}}}
+    )
+    assert "gateway, per message at capacity: commits gw 0.6, CPU ms gw 5" in line
+
+
 def test_summary_table_shows_missing_figures_as_dashes() -> None:
     summary = fb.summarise({"gateway": _figures("gateway", 500.0, 2.0, 0)})
     text = fb.table(summary)
@@ -275,6 +288,12 @@ async def test_short_run_of_both_paths_gives_figures_and_ratios() -> None:
     counts = [int(c) for c in per_line.rsplit(": ", 1)[1].split("/")]
     assert len(counts) == options.radio_lines == 8
     assert all(c > 0 for c in counts), counts
+    # What each message cost, by process: the gateways' CPU and journal commits.
+    costs = summary["paths"]["gateway"]["costs"]
+    for gateway in ("gw-de-kehl", "gw-fr-strasbourg"):
+        assert costs[f"cpu_ms/{gateway}"] > 0
+        assert 0 < costs[f"commits/{gateway}"] <= costs[f"operations/{gateway}"]
+    assert summary["paths"]["peer"]["costs"]["cpu_ms/mosquitto A"] > 0
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,9 @@ async def test_metrics_cover_traffic_queues_presence_and_latency(api: Api) -> No
     assert 'euccs_queue_depth{priority="emergency",queue="egress:FR"} 0' in text
     assert 'euccs_queue_spilled{queue="egress:FR"} 0' in text
     assert "euccs_journal_backlog " in text
+    commits = _sample(text, "euccs_journal_commits_total")
+    operations = _sample(text, "euccs_journal_operations_total")
+    assert 1 <= commits <= operations  # custody of the message, its receipt, ...
     assert 'euccs_presence_units{availability="online",scope="remote"}' in text
     assert 'euccs_link_up{path="federation:FR"} 1' in text
     assert "# TYPE euccs_api_tls_handshake_failures_total counter" in text
@@ -125,3 +128,11 @@ async def test_console_files_are_served_at_the_root(make_api: ApiFactory, tmp_pa
             assert r.status == 404 and (await r.json())["error"] == "not_found"
         async with s.get("/openapi.json") as r:
             assert "/{path}" in (await r.json())["paths"]
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of the unlabelled sample ``name`` in a Prometheus exposition."""
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split(" ", 1)[1])
+    raise AssertionError(f"{name} is not in the exposition")
