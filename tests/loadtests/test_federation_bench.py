@@ -181,9 +181,7 @@ def test_costs_are_what_each_counter_grew_by_per_message() -> None:
     # CPU seconds become milliseconds; a counter seen only once is left out.
     assert costs == {"cpu_ms/gw": 5.0, "commits/gw": 0.6}
     assert fb.per_message(before, after, 0) == {}
-    line = fb.table(
-        {"paths": {"gateway": {"capacity_msg_s": 1.0, "levels": {}, "costs": costs}}}
-    )
+    line = fb.table({"paths": {"gateway": {"capacity_msg_s": 1.0, "levels": {}, "costs": costs}}})
     assert "gateway, per message at capacity: commits gw 0.6, CPU ms gw 5" in line
 
 
