@@ -149,6 +149,25 @@ class Latency:
 
 
 @dataclass
+class Added:
+    """Latency the gateways added, from the destination gateway's histogram.
+
+    ``euccs_end_to_end_latency_seconds{measured_at="destination"}``: from the origin
+    gateway's acceptance of a message (its radio line read, decoded and taken into
+    custody) until the destination gateway's radio network confirmed it (the final
+    status of its ``AT+CMGS``). The simulated radio networks' own time before the origin
+    gateway and the load generator's are not in it. Bucket resolution: the percentiles are
+    the bucket bounds they fall within (5, 10, 25, 50 ms, ...), and ``within_5ms`` is exact.
+    """
+
+    count: int
+    #: Fraction of the messages that took at most 5 ms.
+    within_5ms: float | None
+    p50_at_most_ms: float | None
+    p99_at_most_ms: float | None
+
+
+@dataclass
 class PathFigures:
     """Everything measured on one path."""
 
@@ -161,6 +180,8 @@ class PathFigures:
     #: ``cpu_ms/<process>`` (CPU milliseconds, user and system), and on the gateway path
     #: ``commits/<gateway>`` (journal group commits) and ``operations/<gateway>``.
     costs: dict[str, float] = field(default_factory=dict)
+    #: Per load level: the latency the gateways added (gateway path only).
+    added: dict[str, Added] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -312,6 +333,31 @@ async def _unknown() -> float | None:
     return None
 
 
+async def _no_buckets() -> dict[float, float]:
+    """A path without gateways."""
+    return {}
+
+
+def added_latency(before: dict[float, float], after: dict[float, float]) -> Added | None:
+    """The latency the gateways added between two readings of their histogram."""
+    grown = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    if not grown or (count := grown[-1][1]) <= 0:  # the last bound is +Inf: all of them
+        return None
+
+    def at_most(pct: float) -> float | None:
+        rank = math.ceil(pct / 100.0 * count)
+        bound = next(b for b, n in grown if n >= rank)
+        return None if math.isinf(bound) else round(bound * 1000.0, 3)
+
+    within = next((n for b, n in grown if b == 0.005), None)
+    return Added(
+        count=int(count),
+        within_5ms=None if within is None else round(within / count, 4),
+        p50_at_most_ms=at_most(50),
+        p99_at_most_ms=at_most(99),
+    )
+
+
 async def _no_counters() -> dict[str, float]:
     """A path whose processes are not measured."""
     return {}
@@ -356,6 +402,9 @@ class PathDriver:
     settle: Callable[[], Awaitable[float | None]] = field(default=_unknown)
     #: Cumulative work counters of the path's processes (see ``PathFigures.costs``).
     counters: Callable[[], Awaitable[dict[str, float]]] = field(default=_no_counters)
+    #: Cumulative bucket counts (upper bound in seconds -> count) of the latency the
+    #: gateways added to routine messages; empty on a path without gateways.
+    added_buckets: Callable[[], Awaitable[dict[float, float]]] = field(default=_no_buckets)
 
 
 async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
@@ -387,6 +436,7 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
         return figures
     for level in LOAD_LEVELS:
         rate = capacity * level
+        buckets = await driver.added_buckets()
         numbers = await _open_loop(driver.routine, driver.probe, rate, options.level_seconds)
         await driver.probe.wait_delivered(numbers, options.drain_seconds)
         await driver.settle()
@@ -397,6 +447,9 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
             f"[{driver.name}] {level:.0%} load ({rate:,.0f} msg/s): p50 {latency.p50_ms} ms, "
             f"p99 {latency.p99_ms} ms, lost {latency.lost}"
         )
+        if (added := added_latency(buckets, await driver.added_buckets())) is not None:
+            figures.added[f"{round(level * 100)}%"] = added
+            say(f"[{driver.name}] {level:.0%} load, added by the gateways: {_added_text(added)}")
         if (note := unsustained(f"{level:.0%}", latency)) is not None:
             figures.notes.append(note)
             say(f"[{driver.name}] {note}")
@@ -527,6 +580,7 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                 driver = PathDriver(
                     name="gateway",
                     settle=functools.partial(_settle, list(metrics.values()), options),
+                    added_buckets=functools.partial(_added_buckets, metrics["FR"]),
                     counters=functools.partial(
                         _gateway_counters,
                         {names[n]: port for n, port in metrics.items()},
@@ -644,6 +698,29 @@ async def _gateway_counters(
                 if line.startswith(metric):
                     counters[f"{key}/{name}"] = float(line.rsplit(" ", 1)[1])
     return counters
+
+
+def _added_text(added: Added) -> str:
+    within = "-" if added.within_5ms is None else f"{added.within_5ms:.1%}"
+    return (
+        f"p50 <= {added.p50_at_most_ms} ms, p99 <= {added.p99_at_most_ms} ms, {within} within 5 ms"
+    )
+
+
+async def _added_buckets(port: int) -> dict[float, float]:
+    """The destination gateway's routine end-to-end histogram (bound -> count)."""
+    body = await _metrics(port) or ""
+    prefix = "euccs_end_to_end_latency_seconds_bucket{"
+    buckets = {}
+    for line in body.splitlines():
+        if (
+            line.startswith(prefix)
+            and 'measured_at="destination"' in line
+            and 'priority="routine"' in line
+            and (bound := re.search(r'le="([^"]+)"', line)) is not None
+        ):
+            buckets[float(bound[1])] = float(line.rsplit(" ", 1)[1])
+    return buckets
 
 
 def _costs_text(costs: dict[str, float]) -> str:
@@ -1054,7 +1131,40 @@ def summarise(results: dict[str, PathFigures]) -> dict[str, Any]:
     gateway, peer = results.get("gateway"), results.get("peer")
     if gateway and peer:
         summary["ratios"] = ratios(gateway, peer)
+    if gateway:
+        summary["targets"] = targets(gateway, summary.get("ratios", {}))
     return summary
+
+
+def targets(gateway: PathFigures, found: dict[str, float | None]) -> dict[str, dict[str, Any]]:
+    """The performance targets, each with its measured value and whether it was met.
+
+    ``met`` is None where this run did not measure it (one path only).
+    """
+    throughput = found.get("throughput_gateway_over_peer")
+    emergency = found.get("emergency_p99_peer_over_gateway")
+    lost = gateway.overload_emergency.lost if gateway.overload_emergency else None
+    added = gateway.added.get("50%")
+    within = added.within_5ms if added else None
+    return {
+        "throughput": {
+            "target": "gateway/bridge throughput at least 1",
+            "measured": throughput,
+            "met": None if throughput is None else throughput >= 1.0,
+        },
+        "emergency": {
+            "target": "emergency p99 under 2x overload at least 20x below the bridge's, none lost",
+            "measured": emergency,
+            "lost": lost,
+            "met": None if emergency is None or lost is None else emergency >= 20 and lost == 0,
+        },
+        "gateway_added_p99_at_50": {
+            "target": "gateway-added p99 at 50 % load under 5 ms (99 % within 5 ms)",
+            "measured": within,
+            "p99_at_most_ms": added.p99_at_most_ms if added else None,
+            "met": None if within is None else within >= 0.99,
+        },
+    }
 
 
 def ratios(gateway: PathFigures, peer: PathFigures) -> dict[str, float | None]:
@@ -1104,12 +1214,26 @@ def table(summary: dict[str, Any]) -> str:
         "routine lost (2x)",
         lambda f: f"{f['overload_routine']['lost']}/{f['overload_routine']['sent']}",
     )
+    for level in ("25%", "50%", "90%"):
+        row(f"gateway-added at {level}", functools.partial(_added_cell, level))
     for name, figures in summary["paths"].items():
         if costs := figures.get("costs"):
             lines.append(f"{name}, per message at capacity: {_costs_text(costs)}")
     for key, value in summary.get("ratios", {}).items():
         lines.append(f"{key:40} {value}")
+    for key, target in summary.get("targets", {}).items():
+        met = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
+        lines.append(f"target {key:33} {met}: {target['target']} (measured {target['measured']})")
     return "\n".join(lines)
+
+
+def _added_cell(level: str, figures: dict[str, Any]) -> str | None:
+    """p99 bound and share within 5 ms of the latency the gateways added at ``level``."""
+    added = figures.get("added", {}).get(level)
+    if not added:
+        return None
+    within = "-" if added["within_5ms"] is None else f"{100 * added['within_5ms']:.1f}%"
+    return f"p99<={added['p99_at_most_ms']} {within}<=5"
 
 
 def _of_sent(latency: dict[str, Any]) -> str | None:

@@ -185,6 +185,51 @@ def test_costs_are_what_each_counter_grew_by_per_message() -> None:
     assert "gateway, per message at capacity: commits gw 0.6, CPU ms gw 5" in line
 
 
+def test_the_latency_the_gateways_added_comes_from_histogram_growth() -> None:
+    inf = float("inf")
+    before = {0.005: 10.0, 0.01: 10.0, 0.025: 10.0, inf: 10.0}
+    # 100 more: 97 within 5 ms, 2 within 10 ms, 1 within 25 ms.
+    after = {0.005: 107.0, 0.01: 109.0, 0.025: 110.0, inf: 110.0}
+    added = fb.added_latency(before, after)
+    assert added == fb.Added(count=100, within_5ms=0.97, p50_at_most_ms=5.0, p99_at_most_ms=10.0)
+    assert fb.added_latency(after, after) is None  # nothing delivered meanwhile
+    assert fb.added_latency({}, {}) is None  # no histogram (no gateways)
+    # Beyond the last finite bound the p99 is not known.
+    slow = fb.added_latency({}, {0.005: 0.0, inf: 3.0})
+    assert slow is not None and slow.p99_at_most_ms is None and slow.within_5ms == 0.0
+
+
+def test_each_target_is_met_or_not_by_its_measured_value() -> None:
+    gateway = fb.PathFigures(name="gateway")
+    gateway.overload_emergency = fb.Latency(10.0, 99, 99, 0, 1.0, 1.5, 2.0, 2.0)
+    gateway.added["50%"] = fb.Added(
+        count=500, within_5ms=0.995, p50_at_most_ms=5.0, p99_at_most_ms=5.0
+    )
+    met = fb.targets(
+        gateway, {"throughput_gateway_over_peer": 1.2, "emergency_p99_peer_over_gateway": 25.0}
+    )
+    assert {key: t["met"] for key, t in met.items()} == {
+        "throughput": True,
+        "emergency": True,
+        "gateway_added_p99_at_50": True,
+    }
+    gateway.overload_emergency.lost = 1  # a lost emergency fails it, however fast the rest
+    gateway.added["50%"] = fb.Added(
+        count=500, within_5ms=0.98, p50_at_most_ms=5.0, p99_at_most_ms=10.0
+    )
+    missed = fb.targets(
+        gateway, {"throughput_gateway_over_peer": 0.5, "emergency_p99_peer_over_gateway": 25.0}
+    )
+    assert {key: t["met"] for key, t in missed.items()} == {
+        "throughput": False,
+        "emergency": False,
+        "gateway_added_p99_at_50": False,
+    }
+    alone = fb.targets(fb.PathFigures(name="gateway"), {})  # --path gateway: no ratios
+    assert {t["met"] for t in alone.values()} == {None}
+    assert "NOT met" in fb.table(fb.summarise({"gateway": gateway}) | {"paths": {}})
+
+
 def test_summary_table_shows_missing_figures_as_dashes() -> None:
     summary = fb.summarise({"gateway": _figures("gateway", 500.0, 2.0, 0)})
     text = fb.table(summary)
@@ -292,6 +337,13 @@ async def test_short_run_of_both_paths_gives_figures_and_ratios() -> None:
         assert costs[f"cpu_ms/{gateway}"] > 0
         assert 0 < costs[f"commits/{gateway}"] <= costs[f"operations/{gateway}"]
     assert summary["paths"]["peer"]["costs"]["cpu_ms/mosquitto A"] > 0
+    # The latency the gateways added, at every level, from the destination's histogram.
+    added = summary["paths"]["gateway"]["added"]
+    assert set(added) == {"25%", "50%", "90%"}
+    assert all(a["count"] > 0 and 0 <= a["within_5ms"] <= 1 for a in added.values())
+    assert summary["paths"]["peer"]["added"] == {}
+    assert set(summary["targets"]) == {"throughput", "emergency", "gateway_added_p99_at_50"}
+    assert all(t["met"] in (True, False) for t in summary["targets"].values())
 
 
 @pytest.mark.parametrize(
