@@ -560,6 +560,8 @@ class AsyncJournal:
         self._urgent: list[_Pending] = []
         self._last_urgent = False
         self._cond = threading.Condition()
+        #: The event loop that will wake the writer for the routine operations queued.
+        self._wake_due: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._abandoned = False
         self._thread: threading.Thread | None = None
@@ -611,9 +613,28 @@ class AsyncJournal:
         with self._cond:
             if self._closing or self._thread is None:
                 raise JournalError(f"{self.location}: the journal is not running")
-            (self._urgent if urgent else self._pending).append(_Pending(op, future, loop))
-            self._cond.notify()
+            if urgent:
+                self._urgent.append(_Pending(op, future, loop))
+                self._cond.notify()
+                return future
+            self._pending.append(_Pending(op, future, loop))
+            due = self._wake_due
+            if due is None or due.is_closed():
+                # One wake-up of the writer for all routine operations queued in this pass
+                # of the event loop, not one each: waking a thread costs a system call and
+                # often a stall of the loop behind it on a busy machine. The operations are
+                # queued already (a close() in between still commits them). A wake-up left
+                # on a loop closed before it ran is taken over.
+                self._wake_due = loop
+                loop.call_soon(self._wake)
+            elif due is not loop:  # another running loop's wake-up may come late for ours
+                self._cond.notify()
         return future
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._wake_due = None
+            self._cond.notify()
 
     def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
         """Finish pending commits, stop the thread and close the database.

@@ -400,6 +400,64 @@ async def test_urgent_and_routine_commits_alternate_while_both_wait(tmp_path: Pa
     assert batches == [["first"], ["u1"], ["r1", "r2"], ["u2"]]
 
 
+async def test_routine_operations_of_one_pass_of_the_loop_wake_the_writer_once(
+    tmp_path: Path,
+) -> None:
+    journal, batches = _recording(tmp_path)
+    wakes = 0
+    notify = journal._cond.notify
+
+    def counting(n: int = 1) -> None:
+        nonlocal wakes
+        wakes += 1
+        notify(n)
+
+    journal._cond.notify = counting  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(
+            *(journal.submit(functools.partial(_named, f"routine {n}")) for n in range(20))
+        )
+        assert wakes == 1
+        assert [name for batch in batches for name in batch] == [f"routine {n}" for n in range(20)]
+        await journal.submit(functools.partial(_named, "urgent"), urgent=True)
+        assert wakes == 2  # an urgent operation wakes it at once
+    finally:
+        journal.close()
+
+
+def _wake_due(journal: AsyncJournal) -> asyncio.AbstractEventLoop | None:
+    return journal._wake_due
+
+
+def test_a_wake_up_left_on_a_closed_loop_does_not_hold_up_another_loop(tmp_path: Path) -> None:
+    journal, batches = _recording(tmp_path)
+    try:
+        first = asyncio.new_event_loop()
+
+        async def queue_only() -> None:
+            journal.submit_nowait(functools.partial(_named, "from the first loop"))
+            first.stop()  # the loop stops before the pass that would wake the writer
+            await asyncio.sleep(3600)
+
+        task = first.create_task(queue_only())
+        first.run_forever()
+        task.cancel()
+        first.close()
+        assert _wake_due(journal) is first and not batches  # queued, the writer asleep
+
+        async def submit() -> None:
+            await journal.submit(functools.partial(_named, "from the second loop"))
+
+        asyncio.run(submit())
+        assert _wake_due(journal) is None  # the second loop took the wake-up over
+    finally:
+        journal.close()
+    assert [name for batch in batches for name in batch] == [
+        "from the first loop",
+        "from the second loop",
+    ]
+
+
 def test_async_journal_still_opens_a_sqlite_file(tmp_path: Path) -> None:
     journal = AsyncJournal(tmp_path / "j.sqlite3")
     assert isinstance(journal.journal, SqliteJournal)
