@@ -263,6 +263,11 @@ class MosquittoBroker:
         """True while the process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (None before start and after stop)."""
+        return self._process.pid if self._process is not None else None
+
     def __enter__(self) -> MosquittoBroker:
         self.start()
         return self

@@ -111,12 +111,15 @@ async def radios_initialised(sims: list[TetraNetworkSimulator], count: int) -> N
 
 
 @contextlib.contextmanager
-def mqtt_backbone(directory: Path, names: dict[str, str]) -> Iterator[dict[str, str]]:
+def mqtt_backbone(
+    directory: Path, names: dict[str, str], pids: dict[str, int] | None = None
+) -> Iterator[dict[str, str]]:
     """Mint a federation PKI and run Mosquitto with mutual TLS on a free port.
 
     Yields each member's ``[federation.mqtt]`` table (TOML text) for gateway ``names``
     (member -> gateway name: a country, or ``DE-2`` for another gateway of a split
     country, whose certificate its country's CA issues); the broker stops afterwards.
+    ``pids``, if given, gets the broker's process id under ``"mosquitto"``.
     """
     import certs
     from certs.ca import CertificateAuthority
@@ -141,6 +144,8 @@ def mqtt_backbone(directory: Path, names: dict[str, str]) -> Iterator[dict[str, 
         federation, federation.bundle(), credential, directory / "broker", gateways=names
     )
     broker.start()
+    if pids is not None and broker.pid is not None:
+        pids["mosquitto"] = broker.pid
     try:
         yield {
             country: "\n".join(

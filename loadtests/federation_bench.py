@@ -146,18 +146,27 @@ class Latency:
     #: p99 over every message sent, a lost one counting as never delivered: None when
     #: that rank falls on a lost message (more than 1 % lost), or nothing was sent.
     p99_of_sent_ms: float | None = None
+    #: How late the load generator handed messages over, behind when they were due (its
+    #: timer tick, a busy event loop, a first hop that pushed back): part of the latency
+    #: above, and not the path's doing except for the push-back. None: not a fixed rate.
+    sender_lag_p99_ms: float | None = None
+    sender_lag_max_ms: float | None = None
 
 
 @dataclass
 class Added:
     """Latency the gateways added, from the destination gateway's histogram.
 
-    ``euccs_end_to_end_latency_seconds{measured_at="destination"}``: from the origin
-    gateway's acceptance of a message (its radio line read, decoded and taken into
-    custody) until the destination gateway's radio network confirmed it (the final
-    status of its ``AT+CMGS``). The simulated radio networks' own time before the origin
-    gateway and the load generator's are not in it. Bucket resolution: the percentiles are
-    the bucket bounds they fall within (5, 10, 25, 50 ms, ...), and ``within_5ms`` is exact.
+    ``euccs_end_to_end_latency_seconds{measured_at="destination"}``: from the moment the
+    origin gateway had decoded a text read from its radio line (its creation time, stamped
+    before its custody commit) until the destination gateway had the final status of its
+    ``AT+CMGS`` from its radio line. In it: the origin's custody commit, queues and batch
+    linger, the broker hop, the destination's custody and reference commits, and the
+    destination's radio exchange with a simulated radio (in the bench's process). Not in
+    it: the load generator, the origin's simulated radio network, and the time a text
+    waited in the origin gateway's socket before it was read. Bucket resolution: the
+    percentiles are the bucket bounds they fall within (5, 10, 25, 50 ms, ...);
+    ``within_5ms`` is exact.
     """
 
     count: int
@@ -190,6 +199,10 @@ class Probe:
 
     def __init__(self) -> None:
         self.sent: dict[int, float] = {}
+        #: Fixed-rate messages: how late each one went, in seconds, behind its due time.
+        self.lag: dict[int, float] = {}
+        #: While a saturating phase runs: numbers sent and not yet delivered.
+        self.pending: set[int] | None = None
         self.delivered: dict[int, float] = {}
         self._next = 0
         self.arrived = asyncio.Event()
@@ -206,6 +219,8 @@ class Probe:
     def mark_delivered(self, number: int) -> None:
         """The message reached its receiver (a duplicate keeps its first time)."""
         self.delivered.setdefault(number, time.perf_counter())
+        if self.pending is not None:
+            self.pending.discard(number)
         self.arrived.set()
 
     def window(self, numbers: range) -> Latency:
@@ -215,6 +230,7 @@ class Probe:
             (self.delivered[n] - self.sent[n]) * 1000.0 for n in sent if n in self.delivered
         )
         arrived = [self.delivered[n] for n in sent if n in self.delivered]
+        lags = sorted(self.lag[n] * 1000.0 for n in sent if n in self.lag)
         span = max(arrived) - min(self.sent[n] for n in sent) if arrived else 0.0
         return Latency(
             offered_rate=0.0,
@@ -227,6 +243,8 @@ class Probe:
             max_ms=round(delays[-1], 3) if delays else None,
             delivered_rate=round(len(arrived) / span, 1) if span > 0 else None,
             p99_of_sent_ms=_percentile(delays + [math.inf] * (len(sent) - len(delays)), 99),
+            sender_lag_p99_ms=_percentile(lags, 99),
+            sender_lag_max_ms=round(lags[-1], 3) if lags else None,
         )
 
     async def wait_delivered(self, numbers: range, seconds: float) -> None:
@@ -286,7 +304,8 @@ async def _open_loop(send: SendOne, probe: Probe, rate: float, seconds: float) -
         due = math.floor(rate * elapsed) + 1 - done
         for _ in range(max(0, due)):
             number = probe.number()
-            probe.sent[number] = start + done / rate  # when it was due
+            due_at = probe.sent[number] = start + done / rate  # when it was due
+            probe.lag[number] = time.perf_counter() - due_at
             await send(number)
             done += 1
         await asyncio.sleep(tick)
@@ -305,24 +324,27 @@ async def _saturate(
     first = probe._next + 1
     start = time.perf_counter()
     half = start + seconds / 2
-    # Sent and neither delivered nor given up on, oldest first; kept as it changes so
-    # that the load generator's own work stays small beside the path's.
+    # In flight: sent, neither delivered (the probe takes a delivered one out) nor given
+    # up on. Kept as it changes, in order of sending for the expiry, so that the load
+    # generator's own work stays small beside the path's, whatever it loses.
+    in_flight = probe.pending = set()
     waiting: collections.deque[int] = collections.deque()
     while (now := time.perf_counter()) - start < seconds:
         while waiting and (
-            waiting[0] in probe.delivered or now - probe.sent[waiting[0]] >= LOST_AFTER
+            waiting[0] not in in_flight or now - probe.sent[waiting[0]] >= LOST_AFTER
         ):
-            waiting.popleft()
-        in_flight = sum(1 for n in waiting if n not in probe.delivered)
-        for _ in range(max(0, outstanding - in_flight)):
+            in_flight.discard(waiting.popleft())
+        for _ in range(max(0, outstanding - len(in_flight))):
             number = probe.number()
             probe.mark_sent(number)
+            in_flight.add(number)
             waiting.append(number)
             await send(number)
         probe.arrived.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(probe.arrived.wait(), 0.05)
     end = time.perf_counter()
+    probe.pending = None
     numbers = range(first, probe._next + 1)
     late = sum(1 for n in numbers if half <= probe.delivered.get(n, 0.0) <= end)
     return numbers, late / (end - half)
@@ -333,13 +355,21 @@ async def _unknown() -> float | None:
     return None
 
 
-async def _no_buckets() -> dict[float, float]:
+async def _no_buckets() -> dict[float, float] | None:
     """A path without gateways."""
     return {}
 
 
-def added_latency(before: dict[float, float], after: dict[float, float]) -> Added | None:
-    """The latency the gateways added between two readings of their histogram."""
+def added_latency(
+    before: dict[float, float] | None, after: dict[float, float] | None
+) -> Added | None:
+    """The latency the gateways added between two readings of their histogram.
+
+    None when nothing was delivered in between, or a reading failed (None): a failed
+    first reading must not pass the whole histogram since start-up off as the level's.
+    """
+    if before is None or after is None:
+        return None
     grown = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
     if not grown or (count := grown[-1][1]) <= 0:  # the last bound is +Inf: all of them
         return None
@@ -404,7 +434,7 @@ class PathDriver:
     counters: Callable[[], Awaitable[dict[str, float]]] = field(default=_no_counters)
     #: Cumulative bucket counts (upper bound in seconds -> count) of the latency the
     #: gateways added to routine messages; empty on a path without gateways.
-    added_buckets: Callable[[], Awaitable[dict[float, float]]] = field(default=_no_buckets)
+    added_buckets: Callable[[], Awaitable[dict[float, float] | None]] = field(default=_no_buckets)
 
 
 async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
@@ -445,7 +475,8 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
         figures.levels[f"{round(level * 100)}%"] = latency
         say(
             f"[{driver.name}] {level:.0%} load ({rate:,.0f} msg/s): p50 {latency.p50_ms} ms, "
-            f"p99 {latency.p99_ms} ms, lost {latency.lost}"
+            f"p99 {latency.p99_ms} ms, lost {latency.lost} (sender lag p99 "
+            f"{latency.sender_lag_p99_ms} ms)"
         )
         if (added := added_latency(buckets, await driver.added_buckets())) is not None:
             figures.added[f"{round(level * 100)}%"] = added
@@ -475,7 +506,8 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
     say(
         f"[{driver.name}] emergencies: p50 {e.p50_ms} ms, p99 {e.p99_ms} ms, "
         f"max {e.max_ms} ms, lost {e.lost} of {e.sent}; routine lost "
-        f"{figures.overload_routine.lost} of {figures.overload_routine.sent}"
+        f"{figures.overload_routine.lost} of {figures.overload_routine.sent} (sender lag p99 "
+        f"{e.sender_lag_p99_ms} ms for emergencies)"
     )
     return figures
 
@@ -537,7 +569,8 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
         per_line: Counter[int] = Counter()
         for index, sim in enumerate((sim_fr, *more_fr)):
             sim.radios.on_received = functools.partial(_count_line, per_line, index, received)
-        with mqtt_backbone(state, names) as mqtt:
+        broker: dict[str, int] = {}
+        with mqtt_backbone(state, names, broker) as mqtt:
             metrics = {"DE": _free_port(), "FR": _free_port()}
             de_text = over_mqtt(
                 demo_config_text("DE", partner="FR", pei_port=sim_de.port, delivery=delivery),
@@ -584,7 +617,7 @@ async def gateway_path(state: Path, options: BenchOptions) -> AsyncIterator[Path
                     counters=functools.partial(
                         _gateway_counters,
                         {names[n]: port for n, port in metrics.items()},
-                        {names[n.upper()]: p.pid for n, p in procs.items()},
+                        {names[n.upper()]: p.pid for n, p in procs.items()} | broker,
                         "bench (radio networks, load)",
                     ),
                     routine=routine,
@@ -689,14 +722,7 @@ async def _gateway_counters(
     """CPU of the gateways and of the bench (``bench``), and the gateways' journal commits."""
     counters = cpu_counters({**pids, bench: os.getpid()})
     for name, port in ports.items():
-        body = await _metrics(port) or ""
-        for line in body.splitlines():
-            for metric, key in (
-                ("euccs_journal_commits_total ", "commits"),
-                ("euccs_journal_operations_total ", "operations"),
-            ):
-                if line.startswith(metric):
-                    counters[f"{key}/{name}"] = float(line.rsplit(" ", 1)[1])
+        counters.update(journal_counters(await _metrics(port) or "", name))
     return counters
 
 
@@ -707,20 +733,37 @@ def _added_text(added: Added) -> str:
     )
 
 
-async def _added_buckets(port: int) -> dict[float, float]:
-    """The destination gateway's routine end-to-end histogram (bound -> count)."""
-    body = await _metrics(port) or ""
+async def _added_buckets(port: int) -> dict[float, float] | None:
+    """The destination gateway's routine end-to-end histogram (None: no valid answer)."""
+    body = await _metrics(port)
+    return None if body is None else destination_buckets(body)
+
+
+def destination_buckets(exposition: str) -> dict[float, float]:
+    """Bucket bound (seconds) -> count of the routine end-to-end latency measured at
+    the destination, from a gateway's metrics exposition."""
     prefix = "euccs_end_to_end_latency_seconds_bucket{"
     buckets = {}
-    for line in body.splitlines():
-        if (
-            line.startswith(prefix)
-            and 'measured_at="destination"' in line
-            and 'priority="routine"' in line
-            and (bound := re.search(r'le="([^"]+)"', line)) is not None
-        ):
-            buckets[float(bound[1])] = float(line.rsplit(" ", 1)[1])
+    for line in exposition.splitlines():
+        if not line.startswith(prefix):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line[len(prefix) : line.index("}")]))
+        if labels.get("measured_at") == "destination" and labels.get("priority") == "routine":
+            buckets[float(labels["le"])] = float(line.rsplit(" ", 1)[1])
     return buckets
+
+
+def journal_counters(exposition: str, gateway: str) -> dict[str, float]:
+    """``commits/<gateway>`` and ``operations/<gateway>`` from a metrics exposition."""
+    counters = {}
+    for line in exposition.splitlines():
+        for metric, key in (
+            ("euccs_journal_commits_total ", "commits"),
+            ("euccs_journal_operations_total ", "operations"),
+        ):
+            if line.startswith(metric):
+                counters[f"{key}/{gateway}"] = float(line.rsplit(" ", 1)[1])
+    return counters
 
 
 def _costs_text(costs: dict[str, float]) -> str:
@@ -1146,6 +1189,10 @@ def targets(gateway: PathFigures, found: dict[str, float | None]) -> dict[str, d
     lost = gateway.overload_emergency.lost if gateway.overload_emergency else None
     added = gateway.added.get("50%")
     within = added.within_5ms if added else None
+    if lost:  # however fast the others were
+        emergency_met: bool | None = False
+    else:
+        emergency_met = None if emergency is None or lost is None else emergency >= 20
     return {
         "throughput": {
             "target": "gateway/bridge throughput at least 1",
@@ -1156,13 +1203,15 @@ def targets(gateway: PathFigures, found: dict[str, float | None]) -> dict[str, d
             "target": "emergency p99 under 2x overload at least 20x below the bridge's, none lost",
             "measured": emergency,
             "lost": lost,
-            "met": None if emergency is None or lost is None else emergency >= 20 and lost == 0,
+            "met": emergency_met,
         },
         "gateway_added_p99_at_50": {
             "target": "gateway-added p99 at 50 % load under 5 ms (99 % within 5 ms)",
             "measured": within,
             "p99_at_most_ms": added.p99_at_most_ms if added else None,
-            "met": None if within is None else within >= 0.99,
+            "met": None
+            if added is None
+            else added.p99_at_most_ms is not None and added.p99_at_most_ms <= 5.0,
         },
     }
 
@@ -1203,7 +1252,14 @@ def table(summary: dict[str, Any]) -> str:
     row("capacity msg/s", lambda f: f"{f['capacity_msg_s']:,.0f}")
     for level in ("25%", "50%", "90%"):
         row(f"p50/p99 ms at {level}", functools.partial(_level_pair, level))
+    row(
+        "sender lag p99 ms 25/50/90%",
+        lambda f: "/".join(
+            str(f["levels"][lv]["sender_lag_p99_ms"]) for lv in ("25%", "50%", "90%")
+        ),
+    )
     row("emergency p50/p99 ms (2x)", lambda f: _pair(f["overload_emergency"]))
+    row("emergency sender lag p99 (2x)", lambda f: f["overload_emergency"]["sender_lag_p99_ms"])
     row("emergency max ms (2x)", lambda f: f["overload_emergency"]["max_ms"])
     row("emergency p99 of sent (2x)", lambda f: _of_sent(f["overload_emergency"]))
     row(

@@ -113,7 +113,8 @@ def render_metrics(gateway: Gateway, recorder: Recorder, journal_backlog: int | 
     journal = gateway.journal
     out.counter(
         "euccs_journal_commits_total",
-        "Group commits of the journal (each one durable: fsync or a database commit).",
+        "Group commits the journal ran (each one made durable with fsync or a database commit, "
+        "unless it failed).",
         {(): journal.commits if journal is not None else 0},
     )
     out.counter(

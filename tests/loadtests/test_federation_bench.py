@@ -199,35 +199,91 @@ def test_the_latency_the_gateways_added_comes_from_histogram_growth() -> None:
     assert slow is not None and slow.p99_at_most_ms is None and slow.within_5ms == 0.0
 
 
-def test_each_target_is_met_or_not_by_its_measured_value() -> None:
-    gateway = fb.PathFigures(name="gateway")
-    gateway.overload_emergency = fb.Latency(10.0, 99, 99, 0, 1.0, 1.5, 2.0, 2.0)
-    gateway.added["50%"] = fb.Added(
-        count=500, within_5ms=0.995, p50_at_most_ms=5.0, p99_at_most_ms=5.0
+def test_nearest_rank_of_the_added_latency_rounds_up() -> None:
+    inf = float("inf")
+    # 150 texts: rank 75 is the p50 (75 within 5 ms: exactly at the bound), rank 149 the p99.
+    within_five = fb.added_latency({}, {0.005: 75.0, 0.01: 148.0, 0.025: 150.0, inf: 150.0})
+    assert within_five is not None and within_five.p50_at_most_ms == 5.0
+    assert within_five.p99_at_most_ms == 25.0  # 148 < 149: the 149th is beyond 10 ms
+    one_short = fb.added_latency({}, {0.005: 74.0, 0.01: 150.0, inf: 150.0})
+    assert one_short is not None and one_short.p50_at_most_ms == 10.0
+    assert fb.added_latency(None, {0.005: 1.0, inf: 1.0}) is None  # a failed reading
+    assert fb.added_latency({0.005: 1.0, inf: 1.0}, None) is None
+
+
+def _gateway(lost: int, within: float, p99_at_most: float | None) -> fb.PathFigures:
+    figures = fb.PathFigures(name="gateway")
+    figures.overload_emergency = fb.Latency(10.0, 99, 99 - lost, lost, 1.0, 1.5, 2.0, 2.0)
+    figures.added["50%"] = fb.Added(
+        count=1000, within_5ms=within, p50_at_most_ms=5.0, p99_at_most_ms=p99_at_most
     )
-    met = fb.targets(
-        gateway, {"throughput_gateway_over_peer": 1.2, "emergency_p99_peer_over_gateway": 25.0}
-    )
-    assert {key: t["met"] for key, t in met.items()} == {
-        "throughput": True,
-        "emergency": True,
-        "gateway_added_p99_at_50": True,
+    return figures
+
+
+@pytest.mark.parametrize(
+    ("throughput", "emergency", "lost", "within", "p99", "expected"),
+    [
+        (1.0, 20.0, 0, 0.99, 5.0, (True, True, True)),  # each exactly at its bound
+        (0.999, 19.9, 0, 0.989, 10.0, (False, False, False)),  # each just short
+        (2.0, 50.0, 1, 1.0, 5.0, (True, False, True)),  # one emergency lost
+        (2.0, None, 99, 1.0, 5.0, (True, False, True)),  # all lost: no p99 at all
+        (None, None, 0, 0.5, None, (None, None, False)),  # gateway only: no ratios
+    ],
+)
+def test_each_target_is_judged_at_its_bound(
+    throughput: float | None,
+    emergency: float | None,
+    lost: int,
+    within: float,
+    p99: float | None,
+    expected: tuple[bool | None, bool | None, bool | None],
+) -> None:
+    found = {
+        "throughput_gateway_over_peer": throughput,
+        "emergency_p99_peer_over_gateway": emergency,
     }
-    gateway.overload_emergency.lost = 1  # a lost emergency fails it, however fast the rest
-    gateway.added["50%"] = fb.Added(
-        count=500, within_5ms=0.98, p50_at_most_ms=5.0, p99_at_most_ms=10.0
-    )
-    missed = fb.targets(
-        gateway, {"throughput_gateway_over_peer": 0.5, "emergency_p99_peer_over_gateway": 25.0}
-    )
-    assert {key: t["met"] for key, t in missed.items()} == {
-        "throughput": False,
-        "emergency": False,
-        "gateway_added_p99_at_50": False,
+    met = fb.targets(_gateway(lost, within, p99), found)
+    assert (
+        met["throughput"]["met"],
+        met["emergency"]["met"],
+        met["gateway_added_p99_at_50"]["met"],
+    ) == expected
+    assert ("NOT met" in fb.table({"paths": {}, "targets": met})) == (False in expected)
+
+
+_EXPOSITION = """\
+# TYPE euccs_journal_commits_total counter
+euccs_journal_commits_total 120
+# TYPE euccs_journal_operations_total counter
+euccs_journal_operations_total 480
+euccs_end_to_end_latency_seconds_bucket{measured_at="destination",priority="routine",le="0.005"} 7
+euccs_end_to_end_latency_seconds_bucket{measured_at="destination",priority="routine",le="+Inf"} 9
+euccs_end_to_end_latency_seconds_bucket{measured_at="destination",priority="emergency",le="0.005"} 1
+euccs_end_to_end_latency_seconds_bucket{measured_at="origin",priority="routine",le="0.005"} 3
+euccs_end_to_end_latency_seconds_count{measured_at="destination",priority="routine"} 9
+"""
+
+
+def test_the_metrics_parsers_take_only_their_own_series() -> None:
+    assert fb.destination_buckets(_EXPOSITION) == {0.005: 7.0, float("inf"): 9.0}
+    assert fb.journal_counters(_EXPOSITION, "gw") == {
+        "commits/gw": 120.0,
+        "operations/gw": 480.0,
     }
-    alone = fb.targets(fb.PathFigures(name="gateway"), {})  # --path gateway: no ratios
-    assert {t["met"] for t in alone.values()} == {None}
-    assert "NOT met" in fb.table(fb.summarise({"gateway": gateway}) | {"paths": {}})
+    assert fb.destination_buckets("") == {} and fb.journal_counters("", "gw") == {}
+
+
+def test_a_fixed_rate_phase_reports_how_late_the_sender_was() -> None:
+    probe = fb.Probe()
+    for number, lag in ((1, 0.0005), (2, 0.004)):
+        probe.number()
+        probe.sent[number] = 10.0
+        probe.lag[number] = lag
+        probe.delivered[number] = 10.01
+    window = probe.window(range(1, 3))
+    assert window.sender_lag_p99_ms == pytest.approx(4.0)
+    assert window.sender_lag_max_ms == pytest.approx(4.0)
+    assert fb.Probe().window(range(1, 2)).sender_lag_p99_ms is None
 
 
 def test_summary_table_shows_missing_figures_as_dashes() -> None:
@@ -419,6 +475,7 @@ async def test_a_message_goes_when_it_is_due_not_one_interval_later(
     assert window.sent == 50
     assert window.max_ms is not None and window.max_ms <= 2.0 + 1e-6
     assert probe.sent[numbers[0]] == 1000.0  # the first was due at the start
+    assert window.sender_lag_max_ms is not None and window.sender_lag_max_ms <= 2.0 + 1e-6
 
 
 async def test_the_saturating_sender_keeps_the_number_outstanding(
