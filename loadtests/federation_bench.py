@@ -286,13 +286,18 @@ def _percentile(values: list[float], pct: float) -> float | None:
 SendOne = Callable[[int], Awaitable[None]]
 
 
-async def _open_loop(send: SendOne, probe: Probe, rate: float, seconds: float) -> range:
+async def _open_loop(
+    send: SendOne, probe: Probe, rate: float, seconds: float, *, from_due: bool = True
+) -> range:
     """Send at ``rate`` messages per second for ``seconds``; return the numbers used.
 
     The sender never waits for deliveries. Each message's latency counts from when it was
     due, not from when it went: if the first hop pushes back (a full TCP window), the
     wait at the sender is part of the latency it causes, and the rate reached is lower
-    than the one offered.
+    than the one offered. ``from_due=False``: from when it went, for a sparse stream on
+    a connection of its own (the emergencies), which nothing pushes back but which
+    shares this process with an overloading sender: its lateness is the load
+    generator's, not the path's (``Probe.lag`` keeps it either way).
     """
     first = probe._next + 1
     start = time.perf_counter()
@@ -304,8 +309,10 @@ async def _open_loop(send: SendOne, probe: Probe, rate: float, seconds: float) -
         due = math.floor(rate * elapsed) + 1 - done
         for _ in range(max(0, due)):
             number = probe.number()
-            due_at = probe.sent[number] = start + done / rate  # when it was due
-            probe.lag[number] = time.perf_counter() - due_at
+            due_at = start + done / rate
+            now = time.perf_counter()
+            probe.sent[number] = due_at if from_due else now
+            probe.lag[number] = now - due_at
             await send(number)
             done += 1
         await asyncio.sleep(tick)
@@ -493,7 +500,11 @@ async def measure(driver: PathDriver, options: BenchOptions) -> PathFigures:
         _open_loop(driver.routine, driver.probe, 2 * capacity, options.overload_seconds)
     )
     emergencies = await _open_loop(
-        driver.emergency, driver.emergency_probe, 1 / EMERGENCY_EVERY, options.overload_seconds
+        driver.emergency,
+        driver.emergency_probe,
+        1 / EMERGENCY_EVERY,
+        options.overload_seconds,
+        from_due=False,
     )
     routine = await routine_task
     await driver.emergency_probe.wait_delivered(emergencies, options.drain_seconds)

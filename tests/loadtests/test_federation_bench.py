@@ -478,6 +478,25 @@ async def test_a_message_goes_when_it_is_due_not_one_interval_later(
     assert window.sender_lag_max_ms is not None and window.sender_lag_max_ms <= 2.0 + 1e-6
 
 
+async def test_a_sparse_stream_counts_from_when_each_message_went(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Emergencies: a late tick of the load generator is its lag, not the path's latency."""
+    clock = _FakeClock()
+    monkeypatch.setattr(fb, "time", clock)
+    monkeypatch.setattr(asyncio, "sleep", clock.sleep)
+    probe = fb.Probe()
+
+    async def busy_generator_then_instant(number: int) -> None:
+        probe.mark_delivered(number)
+        clock.now += 0.03  # the overloading sender holds the loop for 30 ms after each
+
+    numbers = await fb._open_loop(busy_generator_then_instant, probe, 50.0, 0.5, from_due=False)
+    window = probe.window(numbers)
+    assert window.max_ms == 0.0  # delivered the moment it went
+    assert window.sender_lag_max_ms is not None and window.sender_lag_max_ms > 10.0
+
+
 async def test_the_saturating_sender_keeps_the_number_outstanding(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
