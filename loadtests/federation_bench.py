@@ -1266,7 +1266,7 @@ def table(summary: dict[str, Any]) -> str:
     row(
         "sender lag p99 ms 25/50/90%",
         lambda f: "/".join(
-            str(f["levels"][lv]["sender_lag_p99_ms"]) for lv in ("25%", "50%", "90%")
+            _ms(f["levels"][lv]["sender_lag_p99_ms"]) for lv in ("25%", "50%", "90%")
         ),
     )
     row("emergency p50/p99 ms (2x)", lambda f: _pair(f["overload_emergency"]))
@@ -1292,6 +1292,10 @@ def table(summary: dict[str, Any]) -> str:
         met = {True: "met", False: "NOT met", None: "not measured"}[target["met"]]
         lines.append(f"target {key:33} {met}: {target['target']} (measured {target['measured']})")
     return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _added_cell(level: str, figures: dict[str, Any]) -> str | None:
