@@ -348,7 +348,11 @@ class ActiveStandby:
         if task is None or task.done():
             self._task = None
             return
-        task.cancel()
+        if not task.cancelling():
+            # Once: a stop under way (a hand-back's, when this instance stops meanwhile)
+            # is waited for, never cancelled again, which would cut the gateway's own
+            # stop short (its journal, its adapters) in the middle.
+            task.cancel()
         bound = STOP_TIMEOUT
         # Interrupted here (our own stop), the task stays ours: the next call waits for it.
         done, _ = await asyncio.wait({task}, timeout=bound)

@@ -265,6 +265,58 @@ async def test_an_instance_whose_gateway_hangs_in_its_stop_still_takes_the_lease
     assert any(e["event"] == "cluster.stop_timeout" for e in logs)
 
 
+class _Overlap:
+    """Gateways of several instances that take ``stop_seconds`` to stop; counts the most
+    that ran at once (a stop in progress counts as running)."""
+
+    def __init__(self, stop_seconds: float) -> None:
+        self.stop_seconds = stop_seconds
+        self.running = 0
+        self.most = 0
+        self.stopping = asyncio.Event()
+
+    def runs(self) -> _Runs:
+        overlap = self
+
+        class _Slow(_Runs):
+            @contextlib.asynccontextmanager
+            async def start(self, lease: Lease) -> AsyncIterator[Awaitable[Any]]:
+                self.leases.append(lease)
+                self.running += 1
+                overlap.running += 1
+                overlap.most = max(overlap.most, overlap.running)
+                try:
+                    yield asyncio.Event().wait()
+                finally:
+                    overlap.stopping.set()
+                    await asyncio.sleep(overlap.stop_seconds)
+                    overlap.running -= 1
+                    self.running -= 1
+
+        return _Slow()
+
+
+async def test_an_instance_stopped_while_it_hands_its_gateway_back_never_overlaps_home(
+    postgres_url: str,
+) -> None:
+    """The away instance stops during the hand-back, while its gateway's stop is still
+    under way: it releases the lease only once that stop is over, so the home instance
+    never runs the gateway beside it."""
+    _url, config = _fresh(postgres_url, home="kehl-a")
+    overlap = _Overlap(stop_seconds=1.0)  # slower than a renewal, shorter than the ttl
+    home, away = overlap.runs(), overlap.runs()
+    async with ActiveStandby(config, instance="kehl-b", start=away.start) as second:
+        await eventually(lambda: away.running == 1)
+        async with ActiveStandby(config, instance="kehl-a", start=home.start):
+            await asyncio.wait_for(overlap.stopping.wait(), 15)  # the hand-back began
+            assert away.running == 1  # its stop is still under way
+            await second.__aexit__(None, None, None)  # the instance stops meanwhile
+            assert away.running == 0, "the stop returned before its gateway had stopped"
+            await eventually(lambda: home.running == 1, seconds=10)
+    assert overlap.most == 1, "the home instance ran the gateway beside a stopping one"
+    assert home.leases[0].fencing > away.leases[0].fencing
+
+
 async def test_a_gateway_that_cannot_start_is_reported(postgres_url: str) -> None:
     _url, config = _fresh(postgres_url)
     runs = _Runs()
