@@ -454,17 +454,21 @@ class _FakeClock:
         await self._sleep(0)
 
 
-async def test_a_message_goes_when_it_is_due_not_one_interval_later(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _FakeClock:
+    """The bench's clock and ``asyncio.sleep`` on a fake clock for the test."""
+    fake = _FakeClock()
+    monkeypatch.setattr(fb, "time", fake)
+    monkeypatch.setattr(asyncio, "sleep", fake.sleep)
+    return fake
+
+
+async def test_a_message_goes_when_it_is_due_not_one_interval_later(clock: _FakeClock) -> None:
     """At 50 msg/s a message is due every 20 ms; the sender's tick is 2 ms.
 
     Each one must go within a tick of its due time. (Counting the first one due only after
     one interval made every message look one interval, 1/rate, slower than it was.)
     """
-    clock = _FakeClock()
-    monkeypatch.setattr(fb, "time", clock)
-    monkeypatch.setattr(asyncio, "sleep", clock.sleep)
     probe = fb.Probe()
 
     async def instant(number: int) -> None:
@@ -478,13 +482,8 @@ async def test_a_message_goes_when_it_is_due_not_one_interval_later(
     assert window.sender_lag_max_ms is not None and window.sender_lag_max_ms <= 2.0 + 1e-6
 
 
-async def test_a_sparse_stream_counts_from_when_each_message_went(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_sparse_stream_counts_from_when_each_message_went(clock: _FakeClock) -> None:
     """Emergencies: a late tick of the load generator is its lag, not the path's latency."""
-    clock = _FakeClock()
-    monkeypatch.setattr(fb, "time", clock)
-    monkeypatch.setattr(asyncio, "sleep", clock.sleep)
     probe = fb.Probe()
 
     async def busy_generator_then_instant(number: int) -> None:
